@@ -1,0 +1,41 @@
+"""Errors a user can cause. The CLI turns each into one paragraph and exit code 2; bugs stay tracebacks."""
+
+
+class LoopgateError(Exception):
+    """Base class: the message says what went wrong and what to do about it."""
+
+    exit_code = 2
+
+
+class SpecError(LoopgateError):
+    """The ecosystem YAML is invalid."""
+
+
+class NotFoundError(LoopgateError):
+    """A line, version, suite or artifact that the command names does not exist."""
+
+
+class ImmutableError(LoopgateError):
+    """Something tried to change a record that is immutable once written (a version, a ledger entry)."""
+
+
+class ArtifactError(LoopgateError):
+    """An artifact is missing or its content no longer matches its sha256."""
+
+
+class DataError(LoopgateError):
+    """Update data or a suite file is malformed."""
+
+
+class UnsafeModelError(LoopgateError):
+    """A model directory holds only pickle weights, or otherwise cannot be loaded safely."""
+
+
+class TransferError(LoopgateError):
+    """A capability-transfer strategy cannot be applied (shapes or tokenizers differ, no adapter...)."""
+
+
+class GateBlocked(LoopgateError):
+    """A release was blocked by a gate (exit code 3)."""
+
+    exit_code = 3

@@ -1,0 +1,102 @@
+"""Typed records that cross layers: evaluations, gate results, decisions, ledger entries.
+
+They serialise the same way to the registry, the JSON output of the CLI and the report
+(inspect_ai-style: one canonical shape per record).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Verdict(str, Enum):
+    """Argo-style three-valued verdict."""
+
+    passed = "pass"
+    failed = "fail"
+    inconclusive = "inconclusive"
+
+
+class ExampleResult(BaseModel):
+    """One example's outcome; kept so that flips between two versions can be computed later."""
+
+    id: str
+    correct: bool
+    score: float = 0.0
+    output: str | None = None
+    prompt: str | None = None
+    # safety suites: expected behaviour, whether the output was a refusal, and the harm category
+    expect: str | None = None
+    refused: bool | None = None
+    category: str | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+
+
+class Evaluation(BaseModel):
+    """The scores of one version on one suite, with per-example outcomes."""
+
+    version: str
+    suite: str
+    suite_sha256: str
+    kind: str
+    n: int
+    score: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    examples: list[ExampleResult] = []
+    # extra figures: refusal_rate, latency_p50_ms, latency_p95_ms, tokens_per_s, mean_output_tokens, ...
+    metrics: dict[str, float] = {}
+    cache_key: str = ""
+    engine_version: str = ""
+    source: str = "loopgate"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GateResult(BaseModel):
+    """One gate's verdict and the evidence it rests on."""
+
+    name: str
+    verdict: Verdict
+    blocking: bool = True
+    summary: str = ""
+    evidence: dict[str, Any] = {}
+    overridden_by: list[str] = []
+
+
+class Decision(BaseModel):
+    """All gate verdicts for a candidate; what a release, and an audit, points at."""
+
+    version: str
+    verdict: Verdict
+    gates: list[GateResult]
+    policy_sha256: str
+    baselines: dict[str, str | None] = {}
+    requester: str = "loopgate"
+    created_at: datetime = Field(default_factory=utcnow)
+    id: int | None = None
+
+    @property
+    def allows_release(self) -> bool:
+        return self.verdict is Verdict.passed
+
+
+class LedgerEntry(BaseModel):
+    """One append-only, hash-chained record."""
+
+    seq: int
+    ts: str
+    actor: str
+    kind: str
+    subject: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
