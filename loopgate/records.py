@@ -7,7 +7,7 @@ They serialise the same way to the registry, the JSON output of the CLI and the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,7 +17,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """Argo-style three-valued verdict."""
 
     passed = "pass"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from loopgate.hashing import sha256_json
 SPEC_FILE = "loopgate.yaml"
 
 
-class Tier(str, Enum):
+class Tier(StrEnum):
     """Where a line sits in the ecosystem tree; a parent is always of a strictly higher tier."""
 
     foundation = "foundation"
