@@ -1,0 +1,174 @@
+"""Versions as the loop sees them: registering model directories, materialising loadable weights,
+lineage across lines, and the ecosystem status."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loopgate.errors import LoopgateError, NotFoundError, UnsafeModelError
+from loopgate.hashing import sha256_json
+from loopgate.loop.workspace import Workspace
+from loopgate.models.io import is_adapter_dir, model_files
+from loopgate.spec import Tier
+from loopgate.store import VersionInfo
+
+
+def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | None = None, note: str = "",
+                   actor: str = "loopgate", source: str = "register", parent_version: str | None = None,
+                   recipe: dict[str, Any] | None = None, data_sha256: list[str] | None = None,
+                   seed: int | None = None, provenance: dict[str, Any] | None = None) -> VersionInfo:
+    """Store a local HF model (or PEFT adapter) directory as a new immutable version of ``line``."""
+    spec = ws.eco.line(line)
+    if spec.tier is Tier.app:
+        raise LoopgateError(f"'{line}' is an app: apps have no weights, they follow their model line's channel")
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise NotFoundError(f"--model {model_dir}: no such folder")
+    files = model_files(model_dir)
+    adapter = is_adapter_dir(model_dir)
+    if adapter:
+        if base is None:
+            raise LoopgateError(f"{model_dir} is a PEFT adapter: pass --base VERSION, the version it was trained on")
+        ws.store.version(base)
+    elif not (model_dir / "config.json").exists():
+        raise UnsafeModelError(f"{model_dir} has no config.json; pass a Hugging Face model directory")
+    if parent_version is None and spec.parent is not None:
+        parent_version = ws.store.channel(spec.parent, "production")
+    prov = dict(provenance or {})
+    if note:
+        prov["note"] = note
+    return ws.store.add_version(
+        line, {str(p.relative_to(model_dir)): p for p in files}, kind="adapter" if adapter else "full",
+        source=source, parent_version=parent_version, base_version=base if adapter else None, recipe=recipe,
+        data_sha256=data_sha256, seed=seed, provenance=prov, actor=actor,
+    )
+
+
+def version_key(ws: Workspace, version_id: str) -> str:
+    """Content key of the weights a version serves: its files' hashes and, for an adapter, its base's key."""
+    v = ws.store.version(version_id)
+    base = version_key(ws, v.base_version) if v.base_version else None
+    return sha256_json({"files": v.files, "base": base})
+
+
+def model_dir(ws: Workspace, version_id: str) -> Path:
+    """A folder with full, loadable weights for the version (adapters merged onto their base, cached)."""
+    v = ws.store.version(version_id)
+    if v.kind != "adapter":
+        return ws.store.checkout(version_id)
+    merged = ws.store.home / "merged" / f"{version_id}-{version_key(ws, version_id)[:12]}"
+    if merged.exists():
+        return merged
+    from loopgate.models import load_model, save_model
+
+    assert v.base_version is not None
+    base_dir = model_dir(ws, v.base_version)
+    adapter_dir = ws.store.checkout(version_id)
+    loaded = load_model(base_dir, adapter=adapter_dir)
+    full = loaded.model.merge_and_unload()  # type: ignore[operator]
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=merged.parent, prefix=".merge."))
+    save_model(full, loaded.tokenizer, tmp)
+    os.replace(tmp, merged)
+    return merged
+
+
+def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
+    """(base model dir, adapter dir or None): what an engine loads to serve the version un-merged."""
+    v = ws.store.version(version_id)
+    if v.kind == "adapter" and v.base_version:
+        return model_dir(ws, v.base_version), ws.store.checkout(version_id)
+    return ws.store.checkout(version_id), None
+
+
+def version_lineage(ws: Workspace, version_id: str) -> dict[str, Any]:
+    """Ancestors (parent versions and adapter bases, nearest first) and descendants, across lines."""
+    ws.store.version(version_id)
+    ancestors: list[dict[str, str]] = []
+    cur = ws.store.version(version_id)
+    seen = {version_id}
+    while True:
+        nxt = None
+        if cur.base_version and cur.base_version not in seen:
+            ancestors.append({"version": cur.base_version, "relation": "adapter base"})
+            nxt = cur.base_version
+        if cur.parent_version and cur.parent_version not in seen and cur.parent_version != cur.base_version:
+            ancestors.append({"version": cur.parent_version, "relation": "parent"})
+            nxt = cur.parent_version
+        if nxt is None:
+            break
+        seen.add(nxt)
+        cur = ws.store.version(nxt)
+    everything = ws.store.all_versions()
+    descendants: list[dict[str, str]] = []
+    frontier = [version_id]
+    while frontier:
+        nxt_frontier = []
+        for f in frontier:
+            for v in everything:
+                rel = ("parent" if v.parent_version == f else "adapter base" if v.base_version == f else None)
+                if rel and v.id not in seen:
+                    seen.add(v.id)
+                    descendants.append({"version": v.id, "relation": "child", "of": f})
+                    nxt_frontier.append(v.id)
+        frontier = nxt_frontier
+    return {"version": version_id, "ancestors": ancestors, "descendants": descendants}
+
+
+def pinned_note(ws: Workspace, line: str) -> str:
+    """Why a line is not on its parent's production version (empty when it is, or has no parent)."""
+    spec = ws.eco.line(line)
+    if spec.parent is None or spec.tier is Tier.app:
+        return ""
+    prod = ws.store.channel(line, "production")
+    parent_prod = ws.store.channel(spec.parent, "production")
+    if prod is None or parent_prod is None:
+        return ""
+    built_on = ws.store.version(prod).parent_version
+    if built_on != parent_prod:
+        return f"pinned to {built_on} (parent ships {parent_prod})"
+    return ""
+
+
+def app_target(ws: Workspace, app_line: str) -> str | None:
+    """The model version an app serves: its model line's channel, resolved now."""
+    spec = ws.eco.line(app_line)
+    assert spec.app is not None and spec.parent is not None
+    return ws.store.channel(spec.parent, spec.app.channel)
+
+
+def ecosystem_status(ws: Workspace) -> list[dict[str, Any]]:
+    rows = []
+    for name in _tier_order(ws):
+        spec = ws.eco.lines[name]
+        if spec.tier is Tier.app:
+            target = app_target(ws, name)
+            assert spec.app is not None
+            rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
+                         "channels": {"production": target, "canary": None, "staging": None}, "latest": None,
+                         "note": f"app → {spec.parent}/{spec.app.channel}", "pinned": False})
+            continue
+        latest = ws.store.latest_version(name)
+        note = pinned_note(ws, name)
+        rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
+                     "channels": ws.store.channels(name), "latest": latest.id if latest else None,
+                     "note": note, "pinned": bool(note)})
+    return rows
+
+
+def _tier_order(ws: Workspace) -> list[str]:
+    names = list(ws.eco.lines)
+    return sorted(names, key=lambda n: (ws.eco.lines[n].tier.rank, names.index(n)))
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)

@@ -1,0 +1,78 @@
+"""A workspace: a folder with ``loopgate.yaml`` (the ecosystem) and ``.loopgate/`` (registry, artifacts)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopgate.errors import LoopgateError
+from loopgate.spec import SPEC_FILE, Ecosystem, load_ecosystem
+from loopgate.store import Store
+
+HOME = ".loopgate"
+
+STARTER_SPEC = """\
+# loopgate.yaml — the ecosystem: every line (model or app), its tier, parent, recipe, suites and policy.
+# Tiers: foundation -> industrial -> application -> app. See docs/cli.md and `loopgate demo` for a full example.
+name: my-ecosystem
+
+suites: {}
+#  reversal:
+#    path: suites/reversal.jsonl     # {"prompt": ..., "target": ...} per line
+#    kind: generation                # generation | choice | safety
+#    scorer: exact                   # exact | contains | regex
+
+recipes:
+  domain-sft:
+    method: sft
+    steps: 200
+    lr: 0.001
+
+lines:
+  base:
+    tier: foundation
+    description: the foundation model (register one with `loopgate register base --model DIR`)
+
+policy:
+  defaults: {}
+  tiers:
+    foundation:
+      approval: {approvers: 1}
+"""
+
+
+def default_workspace() -> Path:
+    return Path(os.environ.get("LOOPGATE_WORKSPACE", "."))
+
+
+@dataclass
+class Workspace:
+    root: Path
+    eco: Ecosystem
+    store: Store
+
+    @classmethod
+    def open(cls, root: str | Path | None = None) -> Workspace:
+        """Open an initialised workspace and register any lines newly declared in its spec."""
+        path = Path(root) if root is not None else default_workspace()
+        if not (path / SPEC_FILE).exists():
+            raise LoopgateError(
+                f"{path.resolve()} is not a Loopgate workspace (no {SPEC_FILE}); run 'loopgate init {path}' "
+                "or pass --workspace DIR (or set LOOPGATE_WORKSPACE)"
+            )
+        eco = load_ecosystem(path)
+        store = Store(path / HOME)
+        store.sync_lines({name: (spec.tier.value, spec.parent) for name, spec in eco.lines.items()})
+        return cls(root=path, eco=eco, store=store)
+
+    @classmethod
+    def init(cls, root: str | Path, spec_text: str | None = None) -> tuple[Workspace, bool]:
+        """Create the folder, a starter spec (unless one exists) and the registry. Returns (workspace, created)."""
+        path = Path(root)
+        path.mkdir(parents=True, exist_ok=True)
+        spec = path / SPEC_FILE
+        created = not spec.exists()
+        if created:
+            spec.write_text(spec_text or STARTER_SPEC, encoding="utf-8")
+        return cls.open(path), created

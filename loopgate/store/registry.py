@@ -1,0 +1,480 @@
+"""The registry: one interface over lines, versions, artifacts, evaluations, decisions, channels,
+approvals, loop steps and the ledger (MLflow-style: the rest of the code never writes SQL).
+
+Every write runs in one transaction together with its ledger entry, so a crash leaves either both or
+neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from pydantic import BaseModel
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from loopgate.errors import ArtifactError, ImmutableError, LoopgateError, NotFoundError
+from loopgate.records import Decision, Evaluation, LedgerEntry, utcnow
+from loopgate.store import ledger as ledger_mod
+from loopgate.store.artifacts import ArtifactStore
+from loopgate.store.db import (
+    ApprovalRow,
+    ArtifactRow,
+    ChannelMoveRow,
+    ChannelRow,
+    DecisionRow,
+    EvaluationRow,
+    LedgerRow,
+    LineRow,
+    StepRow,
+    VersionFileRow,
+    VersionRow,
+)
+
+CHANNELS = ("staging", "canary", "production")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class VersionInfo(BaseModel):
+    """A version as the rest of the code sees it."""
+
+    id: str
+    line: str
+    number: int
+    kind: str
+    source: str
+    parent_version: str | None
+    base_version: str | None
+    recipe: dict[str, Any] | None
+    data_sha256: list[str]
+    seed: int | None
+    provenance: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    files: dict[str, str] = {}
+
+
+class ChannelMove(BaseModel):
+    id: int
+    line: str
+    channel: str
+    from_version: str | None
+    to_version: str
+    kind: str
+    reason: str
+    actor: str
+    decision_id: int | None
+    created_at: datetime
+
+
+class Approval(BaseModel):
+    version: str
+    approver: str
+    reason: str
+    overrides: list[str]
+    created_at: datetime
+
+
+def parse_version_id(version_id: str) -> tuple[str, int]:
+    """``support@3`` → ("support", 3), with a clear error for anything else."""
+    line, sep, num = version_id.rpartition("@")
+    if not sep or not line or not num.isdigit() or int(num) < 1:
+        raise LoopgateError(f"'{version_id}' is not a version id; version ids read LINE@N, e.g. support@2")
+    return line, int(num)
+
+
+def _version_info(row: VersionRow, files: dict[str, str]) -> VersionInfo:
+    return VersionInfo(
+        id=row.id, line=row.line, number=row.number, kind=row.kind, source=row.source,
+        parent_version=row.parent_version, base_version=row.base_version, recipe=row.recipe,
+        data_sha256=list(row.data_sha256), seed=row.seed, provenance=dict(row.provenance),
+        created_by=row.created_by, created_at=row.created_at, files=files,
+    )
+
+
+class Store:
+    """The registry of one workspace: ``<workspace>/.loopgate`` (SQLite, WAL) or a database URL."""
+
+    def __init__(self, home: str | Path, url: str | None = None) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.url = url or os.environ.get("LOOPGATE_DATABASE_URL") or f"sqlite:///{self.home / 'registry.db'}"
+        self.engine: Engine = create_engine(self.url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.artifacts = ArtifactStore(self.home / "artifacts")
+        self.anchor = self.home / "ledger.head"
+        self._migrate()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _migrate(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """One transaction; the ledger head anchor is refreshed after it commits."""
+        with self._sessions() as s, s.begin():
+            yield s
+            s.flush()
+            last = s.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()
+            head = (last.seq, last.hash) if last else None
+        if head:
+            ledger_mod.write_anchor(self.anchor, *head)
+
+    def _read(self) -> Session:
+        return self._sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ lines
+
+    def sync_lines(self, lines: dict[str, tuple[str, str | None]], actor: str = "loopgate") -> list[str]:
+        """Register lines declared in the spec ({name: (tier, parent)}); returns the newly added names."""
+        added = []
+        with self._tx() as s:
+            for name, (tier, parent) in lines.items():
+                row = s.get(LineRow, name)
+                if row is None:
+                    s.add(LineRow(name=name, tier=tier, parent=parent, created_at=utcnow()))
+                    ledger_mod.append(s, actor=actor, kind="line.register", subject=name,
+                                      payload={"tier": tier, "parent": parent})
+                    added.append(name)
+                elif (row.tier, row.parent) != (tier, parent):
+                    ledger_mod.append(s, actor=actor, kind="line.change", subject=name,
+                                      payload={"tier": tier, "parent": parent, "was": [row.tier, row.parent]})
+                    row.tier, row.parent = tier, parent
+        return added
+
+    def lines(self) -> list[tuple[str, str, str | None]]:
+        with self._read() as s:
+            return [(r.name, r.tier, r.parent) for r in s.execute(select(LineRow).order_by(LineRow.name)).scalars()]
+
+    # ------------------------------------------------------------------ versions
+
+    def add_version(self, line: str, files: dict[str, Path], *, kind: str = "full", source: str = "register",
+                    parent_version: str | None = None, base_version: str | None = None,
+                    recipe: dict[str, Any] | None = None, data_sha256: list[str] | None = None,
+                    seed: int | None = None, provenance: dict[str, Any] | None = None,
+                    actor: str = "loopgate", number: int | None = None) -> VersionInfo:
+        """Store the files and record a new immutable version ``line@N`` (N = next number, or ``number``)."""
+        stored: dict[str, tuple[str, int]] = {rel: self.artifacts.put(p) for rel, p in files.items()}
+        try:
+            with self._tx() as s:
+                if s.get(LineRow, line) is None:
+                    raise NotFoundError(f"unknown line '{line}'; declare it in loopgate.yaml first")
+                if number is None:
+                    number = (s.execute(select(func.max(VersionRow.number)).where(VersionRow.line == line))
+                              .scalar() or 0) + 1
+                vid = f"{line}@{number}"
+                if s.get(VersionRow, vid) is not None:
+                    raise ImmutableError(f"version {vid} already exists and versions are immutable")
+                for sha, size in stored.values():
+                    if s.get(ArtifactRow, sha) is None:
+                        s.add(ArtifactRow(sha256=sha, size=size, created_at=utcnow()))
+                row = VersionRow(
+                    id=vid, line=line, number=number, kind=kind, source=source, parent_version=parent_version,
+                    base_version=base_version, recipe=recipe, data_sha256=list(data_sha256 or []), seed=seed,
+                    provenance=provenance or {}, created_by=actor, created_at=utcnow(),
+                )
+                s.add(row)
+                s.flush()
+                for rel, (sha, _) in stored.items():
+                    s.add(VersionFileRow(version_id=vid, path=rel, sha256=sha))
+                ledger_mod.append(s, actor=actor, kind="version.create", subject=vid, payload={
+                    "source": source, "kind": kind, "parent_version": parent_version,
+                    "base_version": base_version, "files": {rel: sha for rel, (sha, _) in stored.items()},
+                    "data_sha256": list(data_sha256 or []), "seed": seed,
+                })
+        except IntegrityError as err:  # a concurrent writer took the same number
+            raise ImmutableError(f"version {line}@{number} already exists: {err.orig}") from None
+        return self.version(vid)
+
+    def version(self, version_id: str) -> VersionInfo:
+        line, _ = parse_version_id(version_id)
+        with self._read() as s:
+            row = s.get(VersionRow, version_id)
+            if row is None:
+                known = self._line_exists(s, line)
+                hint = f"; see 'loopgate versions {line}'" if known else f"; unknown line '{line}'"
+                raise NotFoundError(f"no version {version_id}{hint}")
+            files = {f.path: f.sha256 for f in s.execute(
+                select(VersionFileRow).where(VersionFileRow.version_id == version_id)).scalars()}
+            return _version_info(row, files)
+
+    @staticmethod
+    def _line_exists(s: Session, line: str) -> bool:
+        return s.get(LineRow, line) is not None
+
+    def versions(self, line: str) -> list[VersionInfo]:
+        with self._read() as s:
+            if not self._line_exists(s, line):
+                raise NotFoundError(f"unknown line '{line}'")
+            rows = s.execute(select(VersionRow).where(VersionRow.line == line).order_by(VersionRow.number)).scalars()
+            out = []
+            for row in rows:
+                files = {f.path: f.sha256 for f in s.execute(
+                    select(VersionFileRow).where(VersionFileRow.version_id == row.id)).scalars()}
+                out.append(_version_info(row, files))
+            return out
+
+    def all_versions(self) -> list[VersionInfo]:
+        out: list[VersionInfo] = []
+        for name, _, _ in self.lines():
+            out.extend(self.versions(name))
+        return out
+
+    def latest_version(self, line: str) -> VersionInfo | None:
+        vs = self.versions(line)
+        return vs[-1] if vs else None
+
+    def checkout(self, version_id: str) -> Path:
+        """The version's own files in a folder (verified against their hashes)."""
+        v = self.version(version_id)
+        if not v.files:
+            raise ArtifactError(f"version {version_id} has no files")
+        return self.artifacts.checkout(v.files, self.home / "checkouts" / version_id, owner=version_id)
+
+    def verify_version(self, version_id: str) -> list[str]:
+        """Problems with the version's artifacts (missing or corrupted); empty when intact."""
+        v = self.version(version_id)
+        problems = []
+        for rel, sha in v.files.items():
+            try:
+                self.artifacts.verify(sha, f"{version_id}:{rel}")
+            except ArtifactError as err:
+                problems.append(str(err))
+        return problems
+
+    # ------------------------------------------------------------------ evaluations
+
+    def add_evaluation(self, evaluation: Evaluation, actor: str = "loopgate") -> Evaluation:
+        """Record an evaluation; recording the same (version, suite hash) twice keeps the first."""
+        with self._tx() as s:
+            existing = s.execute(select(EvaluationRow).where(
+                EvaluationRow.version_id == evaluation.version,
+                EvaluationRow.suite_sha256 == evaluation.suite_sha256)).scalar_one_or_none()
+            if existing is not None:
+                return Evaluation.model_validate(existing.record)
+            if s.get(VersionRow, evaluation.version) is None:
+                raise NotFoundError(f"no version {evaluation.version}")
+            s.add(EvaluationRow(version_id=evaluation.version, suite=evaluation.suite,
+                                suite_sha256=evaluation.suite_sha256, score=evaluation.score, n=evaluation.n,
+                                record=evaluation.model_dump(mode="json"), created_at=utcnow()))
+            ledger_mod.append(s, actor=actor, kind="evaluation", subject=evaluation.version, payload={
+                "suite": evaluation.suite, "suite_sha256": evaluation.suite_sha256, "score": evaluation.score,
+                "n": evaluation.n, "source": evaluation.source})
+        return evaluation
+
+    def evaluations(self, version_id: str, suite_sha256: str | None = None) -> list[Evaluation]:
+        with self._read() as s:
+            q = select(EvaluationRow).where(EvaluationRow.version_id == version_id)
+            if suite_sha256 is not None:
+                q = q.where(EvaluationRow.suite_sha256 == suite_sha256)
+            return [Evaluation.model_validate(r.record) for r in s.execute(q.order_by(EvaluationRow.id)).scalars()]
+
+    def evaluation(self, version_id: str, suite_sha256: str) -> Evaluation | None:
+        found = self.evaluations(version_id, suite_sha256)
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------ decisions and approvals
+
+    def add_decision(self, decision: Decision, actor: str = "loopgate") -> Decision:
+        with self._tx() as s:
+            row = DecisionRow(version_id=decision.version, verdict=decision.verdict.value,
+                              policy_sha256=decision.policy_sha256, record={}, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            stored = decision.model_copy(update={"id": row.id})
+            row.record = stored.model_dump(mode="json")
+            ledger_mod.append(s, actor=actor, kind="decision", subject=decision.version, payload={
+                "decision_id": row.id, "verdict": decision.verdict.value, "policy_sha256": decision.policy_sha256,
+                "gates": {g.name: g.verdict.value for g in decision.gates}, "baselines": decision.baselines})
+        return stored
+
+    def decisions(self, version_id: str | None = None) -> list[Decision]:
+        with self._read() as s:
+            q = select(DecisionRow).order_by(DecisionRow.id)
+            if version_id is not None:
+                q = q.where(DecisionRow.version_id == version_id)
+            return [Decision.model_validate(r.record) for r in s.execute(q).scalars()]
+
+    def add_approval(self, version_id: str, approver: str, reason: str, overrides: list[str] | None = None) -> None:
+        self.version(version_id)
+        with self._tx() as s:
+            s.add(ApprovalRow(version_id=version_id, approver=approver, reason=reason,
+                              overrides=list(overrides or []), created_at=utcnow()))
+            ledger_mod.append(s, actor=approver, kind="approval", subject=version_id,
+                              payload={"reason": reason, "overrides": list(overrides or [])})
+
+    def approvals(self, version_id: str) -> list[Approval]:
+        with self._read() as s:
+            rows = s.execute(select(ApprovalRow).where(ApprovalRow.version_id == version_id)
+                             .order_by(ApprovalRow.id)).scalars()
+            return [Approval(version=r.version_id, approver=r.approver, reason=r.reason,
+                             overrides=list(r.overrides), created_at=r.created_at) for r in rows]
+
+    # ------------------------------------------------------------------ channels
+
+    def channel(self, line: str, name: str = "production") -> str | None:
+        with self._read() as s:
+            row = s.get(ChannelRow, (line, name))
+            return row.version_id if row else None
+
+    def channels(self, line: str) -> dict[str, str | None]:
+        return {c: self.channel(line, c) for c in CHANNELS}
+
+    def move_channels(self, moves: list[tuple[str, str, str]], *, kind: str, reason: str, actor: str,
+                      decision_id: int | None = None) -> list[ChannelMove]:
+        """Move several (line, channel, version) pointers in ONE transaction (a release or a cascade)."""
+        done: list[ChannelMove] = []
+        with self._tx() as s:
+            for line, name, version_id in moves:
+                if name not in CHANNELS:
+                    raise LoopgateError(f"unknown channel '{name}'; channels are {', '.join(CHANNELS)}")
+                v = s.get(VersionRow, version_id)
+                if v is None or v.line != line:
+                    raise NotFoundError(f"no version {version_id} on line {line}")
+                row = s.get(ChannelRow, (line, name))
+                prev = row.version_id if row else None
+                if row is None:
+                    s.add(ChannelRow(line=line, name=name, version_id=version_id, updated_at=utcnow()))
+                else:
+                    row.version_id, row.updated_at = version_id, utcnow()
+                move = ChannelMoveRow(line=line, channel=name, from_version=prev, to_version=version_id, kind=kind,
+                                      reason=reason, actor=actor, decision_id=decision_id, created_at=utcnow())
+                s.add(move)
+                s.flush()
+                ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{line}/{name}", payload={
+                    "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id})
+                done.append(ChannelMove(id=move.id, line=line, channel=name, from_version=prev,
+                                        to_version=version_id, kind=kind, reason=reason, actor=actor,
+                                        decision_id=decision_id, created_at=move.created_at))
+        return done
+
+    def channel_history(self, line: str, name: str | None = None) -> list[ChannelMove]:
+        with self._read() as s:
+            q = select(ChannelMoveRow).where(ChannelMoveRow.line == line)
+            if name is not None:
+                q = q.where(ChannelMoveRow.channel == name)
+            return [ChannelMove(id=r.id, line=r.line, channel=r.channel, from_version=r.from_version,
+                                to_version=r.to_version, kind=r.kind, reason=r.reason, actor=r.actor,
+                                decision_id=r.decision_id, created_at=r.created_at)
+                    for r in s.execute(q.order_by(ChannelMoveRow.id)).scalars()]
+
+    def rollback_target(self, line: str, name: str = "production") -> str | None:
+        """The version the channel pointed at before its current one (what a rollback would restore)."""
+        current = self.channel(line, name)
+        for move in reversed(self.channel_history(line, name)):
+            if move.to_version == current and move.from_version and move.from_version != current:
+                return move.from_version
+        return None
+
+    def protected_versions(self) -> set[str]:
+        """Versions that garbage collection must keep: every channel's current and previous target, and
+        the versions they are built from (adapter bases), transitively."""
+        keep: set[str] = set()
+        with self._read() as s:
+            for row in s.execute(select(ChannelRow)).scalars():
+                keep.add(row.version_id)
+            for move in s.execute(select(ChannelMoveRow)).scalars():
+                current = s.get(ChannelRow, (move.line, move.channel))
+                if current is not None and move.to_version == current.version_id and move.from_version:
+                    keep.add(move.from_version)
+            frontier = set(keep)
+            while frontier:
+                nxt = set()
+                for vid in frontier:
+                    v = s.get(VersionRow, vid)
+                    if v is not None and v.base_version and v.base_version not in keep:
+                        nxt.add(v.base_version)
+                keep |= nxt
+                frontier = nxt
+        return keep
+
+    # ------------------------------------------------------------------ garbage collection
+
+    def gc(self, *, keep_latest: int = 1, dry_run: bool = False, actor: str = "loopgate") -> dict[str, Any]:
+        """Delete artifact blobs used only by unprotected versions (not on a channel, not a rollback target,
+        not among each line's ``keep_latest`` newest). Version records stay; their files become unloadable."""
+        keep = self.protected_versions()
+        for name, _, _ in self.lines():
+            for v in self.versions(name)[-keep_latest:] if keep_latest > 0 else []:
+                keep.add(v.id)
+        with self._read() as s:
+            all_files = list(s.execute(select(VersionFileRow)).scalars())
+        kept_shas = {f.sha256 for f in all_files if f.version_id in keep}
+        doomed = sorted({f.sha256 for f in all_files if f.sha256 not in kept_shas
+                         and self.artifacts.has(f.sha256)})
+        collected_versions = sorted({f.version_id for f in all_files if f.sha256 in doomed})
+        freed = 0
+        if not dry_run and doomed:
+            with self._tx() as s:
+                ledger_mod.append(s, actor=actor, kind="gc", subject="artifacts",
+                                  payload={"blobs": doomed, "versions": collected_versions})
+            for sha in doomed:  # after the record commits: a crash here leaves blobs, never dangling records
+                freed += self.artifacts.delete(sha)
+        return {"deleted_blobs": len(doomed), "freed_bytes": freed, "versions": collected_versions,
+                "kept_versions": sorted(keep), "dry_run": dry_run}
+
+    # ------------------------------------------------------------------ resumable steps
+
+    def step(self, key: str) -> tuple[str, dict[str, Any] | None] | None:
+        with self._read() as s:
+            row = s.get(StepRow, key)
+            return (row.status, row.result) if row else None
+
+    def set_step(self, key: str, status: str, result: dict[str, Any] | None = None) -> None:
+        with self._tx() as s:
+            row = s.get(StepRow, key)
+            if row is None:
+                s.add(StepRow(key=key, status=status, result=result, updated_at=utcnow()))
+            else:
+                row.status, row.result, row.updated_at = status, result, utcnow()
+
+    def open_steps(self) -> list[tuple[str, dict[str, Any] | None]]:
+        with self._read() as s:
+            return [(r.key, r.result) for r in s.execute(select(StepRow).where(StepRow.status == "started")).scalars()]
+
+    # ------------------------------------------------------------------ ledger
+
+    def record(self, kind: str, subject: str, payload: dict[str, Any], actor: str = "loopgate") -> None:
+        """A ledger entry for an event that changes no table (an update started, a rollback cascade note)."""
+        with self._tx() as s:
+            ledger_mod.append(s, actor=actor, kind=kind, subject=subject, payload=payload)
+
+    def ledger(self) -> list[LedgerEntry]:
+        with self._read() as s:
+            return [ledger_mod.to_entry(r) for r in s.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars()]
+
+    def verify_ledger(self) -> ledger_mod.VerifyReport:
+        with self._read() as s:
+            return ledger_mod.verify(s, self.anchor)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
