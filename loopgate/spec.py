@@ -315,22 +315,37 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _article(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
 def _did_you_mean(word: str, options: Any) -> str:
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _format_validation_error(err: ValidationError) -> str:
+# pydantic puts the union member it tried into the error path ("recipe.Recipe.stepz"); these are not YAML keys
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "Recipe", "[key]"}
+
+
+def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    errors = err.errors()
+    # a union field (``recipe: name | {inline}``) reports one error per member; when the inline member
+    # names a precise problem, the "should be a valid string" of the other member is noise
+    precise = {tuple(p for p in e["loc"] if p not in _UNION_TAGS) for e in errors if not e["type"].endswith("_type")}
     parts = []
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+    for e in errors:
+        loc = tuple(p for p in e["loc"] if p not in _UNION_TAGS and not str(p).startswith("function-after"))
+        if len(loc) < len(e["loc"]) and e["type"].endswith("_type") and any(q[:len(loc)] == loc for q in precise):
+            continue
+        path = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (remove it or check its spelling)"
         elif e["type"] == "missing":
             msg = "required key is missing"
         parts.append(f"{path}: {msg}")
-    return "; ".join(parts)
+    return "; ".join(dict.fromkeys(parts))
 
 
 def parse_ecosystem(data: Any, root: Path | str = ".", source: str = SPEC_FILE) -> Ecosystem:
@@ -356,12 +371,12 @@ def _check_structure(eco: Ecosystem, source: str) -> None:
         if line.tier is Tier.foundation and line.parent is not None:
             problems.append(f"{where}.parent: a foundation line has no parent; remove 'parent' or change the tier")
         if line.tier is not Tier.foundation and line.parent is None:
-            problems.append(f"{where}.parent: a {line.tier.value} line needs a parent line")
+            problems.append(f"{where}.parent: {_article(line.tier.value)} line needs a parent line")
         if line.parent is not None:
             ptier = eco.lines[line.parent].tier
             if ptier.rank >= line.tier.rank:
                 problems.append(
-                    f"{where}.parent: tier inversion — a {line.tier.value} line cannot have the "
+                    f"{where}.parent: tier inversion — {_article(line.tier.value)} line cannot have the "
                     f"{ptier.value} line '{line.parent}' as parent (parents sit in a higher tier: "
                     "foundation → industrial → application → app)"
                 )
@@ -380,13 +395,17 @@ def _check_structure(eco: Ecosystem, source: str) -> None:
             )
     # cycles: walk parents with a visited set (tiers already forbid most, but a same-tier loop is caught above
     # only once per edge; this names the whole cycle)
+    reported: set[frozenset[str]] = set()
     for name in eco.lines:
         seen = [name]
         cur = eco.lines[name].parent
         while cur is not None and cur in eco.lines:
             if cur in seen:
-                cycle = " → ".join(seen[seen.index(cur):] + [cur])
-                problems.append(f"lines.{name}.parent: cycle {cycle}; a line cannot descend from itself")
+                members = seen[seen.index(cur):]
+                if frozenset(members) not in reported:  # report a cycle once, not once per member
+                    reported.add(frozenset(members))
+                    cycle = " → ".join(members + [cur])
+                    problems.append(f"lines.{cur}.parent: cycle {cycle}; a line cannot descend from itself")
                 break
             seen.append(cur)
             cur = eco.lines[cur].parent
@@ -401,7 +420,7 @@ def _check_structure(eco: Ecosystem, source: str) -> None:
         try:
             Policy.model_validate(section)
         except ValidationError as err:
-            problems.append(f"{section_name}.{_format_validation_error(err)}")
+            problems.append(_format_validation_error(err, prefix=section_name))
     if problems:
         # a cycle is reported once per member; keep the first mention
         unique = list(dict.fromkeys(problems))
