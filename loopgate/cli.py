@@ -206,8 +206,14 @@ def gc(keep_latest: Annotated[int, typer.Option(help="Also keep each line's N ne
 # ---------------------------------------------------------------------------------------------- entry
 
 
+def _register_release_commands() -> None:
+    # the release-loop commands live in their own module; importing it registers them on `app`
+    import loopgate.cli_release  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: LoopgateError → one paragraph on stderr and its exit code (2, or 3 for a gate)."""
+    _register_release_commands()
     try:
         app(args=argv, standalone_mode=False)
     except LoopgateError as e:

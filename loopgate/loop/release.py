@@ -1,0 +1,528 @@
+"""The closed loop: update → evaluate → gates → decision → release → propagate, plus rollback.
+
+Each step is recorded in the registry before and after it runs (``steps`` table), keyed by the run's
+inputs, so a run killed at any point resumes by re-running the same command (or ``loopgate resume``)
+without duplicating versions, evaluations or decisions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from loopgate.errors import LoopgateError, NotFoundError
+from loopgate.gates.context import ApprovalRecord, GateContext, RollbackCheck
+from loopgate.gates.policy import decide
+from loopgate.hashing import sha256_file, sha256_json
+from loopgate.loop.evaluation import evaluate_dir, evaluate_version, line_suites, load_suites, profile_version
+from loopgate.loop.versions import adapter_parts, model_dir, register_model
+from loopgate.loop.workspace import Workspace
+from loopgate.records import Decision, Evaluation, Verdict
+from loopgate.spec import Recipe, Tier
+from loopgate.store import VersionInfo
+
+
+def current_user() -> str:
+    return os.environ.get("LOOPGATE_USER") or getpass.getuser()
+
+
+class PropagationOutcome(BaseModel):
+    line: str
+    from_parent: str | None = None
+    to_parent: str
+    strategy: str | None = None
+    attempts: list[dict[str, Any]] = []
+    version: str | None = None
+    verdict: str | None = None
+    released: bool = False
+    pinned: bool = False
+    note: str = ""
+
+
+class ReleaseOutcome(BaseModel):
+    version: str
+    decision: Decision
+    released: bool
+    channel_moves: list[dict[str, Any]] = []
+    propagation: list[PropagationOutcome] = []
+
+
+# ------------------------------------------------------------------------------------------- update
+
+
+def run_key(*parts: Any) -> str:
+    return sha256_json(list(parts))[:16]
+
+
+def _data_paths(ws: Workspace, shas: list[str]) -> list[Path]:
+    return [ws.store.artifacts.verify(sha, "update data") for sha in shas]
+
+
+def _history_data(ws: Workspace, line: str) -> list[str]:
+    shas: list[str] = []
+    for v in ws.store.versions(line):
+        for sha in v.data_sha256:
+            if sha not in shas and ws.store.artifacts.has(sha):
+                shas.append(sha)
+    return shas
+
+
+def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None,
+                    seed: int | None = None, actor: str | None = None, progress: bool = False) -> VersionInfo:
+    """Train a candidate version of ``line`` on ``data`` with its recipe; idempotent for the same inputs."""
+    from loopgate.train import run_update
+    from loopgate.train.data import validate_data
+
+    actor = actor or current_user()
+    spec = ws.eco.line(line)
+    if spec.tier is Tier.app:
+        raise LoopgateError(f"'{line}' is an app: update its model line '{spec.parent}' instead")
+    recipe: Recipe = ws.eco.recipe_for(line, recipe_name)
+    if seed is not None:
+        recipe = recipe.model_copy(update={"seed": seed})
+    for p in data:
+        if not Path(p).exists():
+            raise NotFoundError(f"--data {p}: no such file")
+        validate_data(Path(p), recipe.method)
+    data_shas = [ws.store.artifacts.put(p)[0] for p in data]
+
+    current = ws.store.channel(line, "production") or _latest_id(ws, line)
+    parent_version = ws.store.channel(spec.parent, "production") if spec.parent else None
+    if spec.parent and parent_version is None:
+        raise LoopgateError(f"line '{line}' has a parent '{spec.parent}' with no production version; "
+                            f"release a version of '{spec.parent}' first")
+    start = current or parent_version
+    key = run_key("update", line, data_shas, recipe.model_dump(mode="json"), start)
+    for v in ws.store.versions(line):  # resume: the version of this run may already exist
+        if v.provenance.get("run_key") == key:
+            return v
+
+    adapter_dir: Path | None = None
+    base_version: str | None = None
+    parent_dir: Path | None = None
+    if start is not None:
+        sv = ws.store.version(start)
+        if recipe.method == "lora" and sv.kind == "adapter" and sv.base_version:
+            # keep adapters rooted on the parent line's version so a foundation upgrade can re-attach them
+            parent_dir, adapter_dir = adapter_parts(ws, start)
+            base_version = sv.base_version
+        else:
+            parent_dir = model_dir(ws, start)
+            base_version = start if recipe.method == "lora" and not (recipe.lora and recipe.lora.merge) else None
+    replay: list[Path] = []
+    if recipe.replay is not None:
+        if "history" in recipe.replay.sources:
+            replay += _data_paths(ws, [s for s in _history_data(ws, line) if s not in data_shas])
+            for anc in ws.eco.ancestors(line)[:1]:
+                replay += _data_paths(ws, [s for s in _history_data(ws, anc) if s not in data_shas][-2:])
+        if "suites" in recipe.replay.sources:
+            for sname in ws.eco.owned_suites(line) + ws.eco.inherited_suites(line):
+                tp = ws.eco.suites[sname].train_path
+                if tp:
+                    replay.append(ws.eco.resolve(tp))
+    work = ws.store.home / "work" / key
+    if work.exists():
+        shutil.rmtree(work)  # a killed run left a partial folder: training is deterministic, so start over
+    ws.store.set_step(f"train:{key}", "started", {"line": line})
+    result = run_update(parent_dir, recipe, [Path(p) for p in data], work / "out", adapter_dir=adapter_dir,
+                        replay=replay, retention=replay, progress=progress)
+    prov = dict(result.provenance)
+    prov.update({"run_key": key, "built_from": start, "metrics": result.metrics})
+    v = register_model(ws, line, Path(result.out_dir), base=base_version if result.kind == "adapter" else None,
+                       actor=actor, source="update", parent_version=parent_version,
+                       recipe=recipe.model_dump(mode="json"), data_sha256=data_shas, seed=recipe.seed,
+                       provenance=prov)
+    ws.store.set_step(f"train:{key}", "done", {"version": v.id})
+    shutil.rmtree(work, ignore_errors=True)
+    return v
+
+
+def _latest_id(ws: Workspace, line: str) -> str | None:
+    v = ws.store.latest_version(line)
+    return v.id if v else None
+
+
+def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None, seed: int | None = None,
+           actor: str | None = None, progress: bool = False, propagate: bool = True) -> ReleaseOutcome:
+    """``loopgate update``: train a candidate, gate it, release it if allowed, propagate downstream."""
+    actor = actor or current_user()
+    run = run_key("run", line, [sha256_file(p) for p in data if Path(p).exists()], recipe_name, seed)
+    ws.store.set_step(f"run:{run}", "started", {"command": "update", "line": line, "data": [str(p) for p in data],
+                                                "recipe": recipe_name, "seed": seed, "actor": actor})
+    ws.store.record("update.start", line, {"data": [str(p) for p in data], "recipe": recipe_name}, actor=actor)
+    v = train_candidate(ws, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress)
+    out = release_candidate(ws, v.id, actor=actor, progress=progress, propagate=propagate)
+    ws.store.set_step(f"run:{run}", "done", {"version": v.id, "released": out.released})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- gates
+
+
+def baselines_for(ws: Workspace, version_id: str) -> dict[str, str | None]:
+    """The candidate's baselines: the line's production version, its previous version, the parent's production."""
+    v = ws.store.version(version_id)
+    spec = ws.eco.line(v.line)
+    prod = ws.store.channel(v.line, "production")
+    built_from = v.provenance.get("built_from")
+    previous = built_from if isinstance(built_from, str) and built_from.startswith(f"{v.line}@") else None
+    if previous is None:
+        earlier = [x for x in ws.store.versions(v.line) if x.number < v.number]
+        previous = earlier[-1].id if earlier else None
+    parent = v.parent_version or (ws.store.channel(spec.parent, "production") if spec.parent else None)
+    return {"production": prod if prod != version_id else None,
+            "previous": previous if previous != version_id else None, "parent": parent}
+
+
+def rollback_check(ws: Workspace, target: str | None, smoke: str | None, smoke_eval: Evaluation | None
+                   ) -> RollbackCheck:
+    """Facts for the rollback-readiness gate: the version a release would replace exists, verifies, loads."""
+    if target is None:
+        return RollbackCheck(target=None)
+    try:
+        ws.store.version(target)
+    except NotFoundError as e:
+        return RollbackCheck(target=target, exists=False, error=str(e))
+    problems = ws.store.verify_version(target)
+    if problems:
+        return RollbackCheck(target=target, exists=True, hashes_ok=False, error=problems[0])
+    try:
+        from loopgate.models import load_model
+
+        load_model(model_dir(ws, target))
+    except Exception as e:  # any failure to load means we cannot serve it again
+        return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=False, error=str(e))
+    return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True, smoke_suite=smoke,
+                         smoke_score=smoke_eval.score if smoke_eval else None)
+
+
+def gate_context(ws: Workspace, version_id: str, *, requester: str, progress: bool = False,
+                 baselines: dict[str, str | None] | None = None, with_profiles: bool = True) -> GateContext:
+    """Gather everything the gates judge (evaluations, profiles, rollback facts, approvals) — the I/O half."""
+    v = ws.store.version(version_id)
+    owned, inherited = line_suites(ws, v.line)
+    suites = owned + inherited
+    safety = [s for s in suites if ws.eco.suites[s].kind == "safety"]
+    baselines = baselines if baselines is not None else baselines_for(ws, version_id)
+    cand = evaluate_version(ws, version_id, suites, progress=progress)
+    base_evals: dict[str, dict[str, Evaluation]] = {}
+    for role, bid in baselines.items():
+        if bid is None:
+            continue
+        names = inherited if role == "parent" else suites
+        base_evals[role] = evaluate_version(ws, bid, names, progress=progress) if names else {}
+    policy = ws.eco.policy_for(v.line)
+    cand_profile: dict[str, float] = {}
+    base_profiles: dict[str, dict[str, float]] = {}
+    if with_profiles:
+        cand_profile = profile_version(ws, version_id)
+        ref = _foundation_reference(ws, v.line)
+        if ref is not None:
+            base_profiles["foundation"] = profile_version(ws, ref)
+        for role in ("production", "previous"):
+            bid = baselines.get(role)
+            if bid:
+                base_profiles[role] = profile_version(ws, bid)
+    smoke = policy.rollback.smoke_suite or (suites[0] if suites else None)
+    target = baselines.get("production")
+    smoke_eval = base_evals.get("production", {}).get(smoke) if smoke else None
+    rb = rollback_check(ws, target, smoke, smoke_eval)
+    approvals = [ApprovalRecord(approver=a.approver, reason=a.reason, overrides=a.overrides)
+                 for a in ws.store.approvals(version_id)]
+    return GateContext(
+        line=v.line, tier=ws.eco.line(v.line).tier.value, candidate=version_id, requester=requester,
+        owned_suites=owned, inherited_suites=inherited, safety_suites=safety, candidate_evals=cand,
+        baselines=baselines, baseline_evals=base_evals, candidate_profile=cand_profile,
+        baseline_profiles=base_profiles, rollback=rb, approvals=approvals,
+        price_per_hour=policy.release.price_per_hour,
+    )
+
+
+def _foundation_reference(ws: Workspace, line: str) -> str | None:
+    chain = [line] + ws.eco.ancestors(line)
+    foundation = chain[-1]
+    first = ws.store.versions(foundation)
+    return first[0].id if first else None
+
+
+# ------------------------------------------------------------------------------------------- release
+
+
+def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = None, progress: bool = False,
+                      propagate: bool = True) -> ReleaseOutcome:
+    """Gate a version and release it if the decision passes; then propagate to its child lines."""
+    actor = actor or current_user()
+    v = ws.store.version(version_id)
+    if ws.store.channel(v.line, "production") == version_id:
+        decisions = ws.store.decisions(version_id)
+        if decisions:  # already released (a re-run after a kill): only finish the propagation
+            props = propagate_from(ws, version_id, actor=actor, progress=progress) if propagate else []
+            return ReleaseOutcome(version=version_id, decision=decisions[-1], released=True, propagation=props)
+    requester = _requester(ws, version_id, actor)
+    policy = ws.eco.policy_for(v.line)
+    n_approvals = len(ws.store.approvals(version_id))
+    step = ws.store.step(f"decide:{version_id}")
+    prior = {d.id: d for d in ws.store.decisions(version_id)}
+    if step and step[0] == "done" and step[1] and step[1].get("approvals") == n_approvals \
+            and step[1].get("decision_id") in prior:
+        decision = prior[step[1]["decision_id"]]  # nothing changed since: the same inputs give the same decision
+    else:
+        ctx = gate_context(ws, version_id, requester=requester, progress=progress)
+        decision = ws.store.add_decision(decide(ctx, policy), actor=actor)
+        ws.store.set_step(f"decide:{version_id}", "done", {"decision_id": decision.id, "approvals": n_approvals})
+    out = ReleaseOutcome(version=version_id, decision=decision, released=False)
+    if decision.verdict is Verdict.passed and policy.release.auto_release:
+        out.channel_moves = _release_moves(ws, version_id, decision, actor)
+        out.released = True
+        if propagate:
+            out.propagation = propagate_from(ws, version_id, actor=actor, progress=progress)
+    return out
+
+
+def _requester(ws: Workspace, version_id: str, actor: str) -> str:
+    prior = ws.store.decisions(version_id)
+    return prior[0].requester if prior else actor
+
+
+def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: str) -> list[dict[str, Any]]:
+    v = ws.store.version(version_id)
+    policy = ws.eco.policy_for(v.line)
+    moves = []
+    if policy.release.canary:
+        moves += ws.store.move_channels([(v.line, "canary", version_id)], kind="release",
+                                        reason=f"decision {decision.id}: pass", actor=actor,
+                                        decision_id=decision.id)
+    moves += ws.store.move_channels([(v.line, "production", version_id)], kind="release",
+                                    reason=f"decision {decision.id}: pass", actor=actor, decision_id=decision.id)
+    return [m.model_dump(mode="json") for m in moves]
+
+
+def release(ws: Workspace, version_id: str, *, actor: str | None = None, progress: bool = False) -> ReleaseOutcome:
+    """``loopgate release``: gate an externally registered version and release it if the gates allow."""
+    return release_candidate(ws, version_id, actor=actor, progress=progress)
+
+
+def approve(ws: Workspace, version_id: str, approver: str, reason: str, overrides: list[str] | None = None,
+            progress: bool = False) -> ReleaseOutcome:
+    """Record an approval, then re-decide (evaluations are cached) and release if it now passes."""
+    if not reason.strip():
+        raise LoopgateError("--reason is required: say why you approve (it is kept in the ledger)")
+    decisions = ws.store.decisions(version_id)
+    requester = decisions[-1].requester if decisions else None
+    if requester is not None and approver == requester:
+        raise LoopgateError(f"{approver} requested the release of {version_id} and cannot approve it "
+                            "(two-person rule); ask another approver")
+    ws.store.add_approval(version_id, approver, reason, overrides)
+    return release_candidate(ws, version_id, actor=approver, progress=progress)
+
+
+def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None = None) -> list[dict[str, Any]]:
+    """Move a channel to a version that holds a passing decision (channels move only through decisions)."""
+    actor = actor or current_user()
+    v = ws.store.version(version_id)
+    decisions = [d for d in ws.store.decisions(version_id) if d.verdict is Verdict.passed]
+    if not decisions:
+        raise LoopgateError(f"{version_id} has no passing decision; gate it first with 'loopgate release "
+                            f"{version_id}' (or approve it if the decision is inconclusive)")
+    moves = ws.store.move_channels([(v.line, channel, version_id)], kind="promote",
+                                   reason=f"decision {decisions[-1].id}: pass", actor=actor,
+                                   decision_id=decisions[-1].id)
+    return [m.model_dump(mode="json") for m in moves]
+
+
+# ------------------------------------------------------------------------------------------- propagation
+
+
+def plan(ws: Workspace, version_id: str) -> list[dict[str, Any]]:
+    """The downstream wave of a version: every descendant line in tier order and the strategies to try."""
+    from loopgate.train.transfer import plan_strategies
+
+    v = ws.store.version(version_id)
+    wave = []
+    for d in ws.eco.descendants(v.line):
+        spec = ws.eco.lines[d]
+        if spec.tier is Tier.app:
+            assert spec.app is not None
+            wave.append({"line": d, "tier": spec.tier.value, "parent": spec.parent,
+                         "action": f"follows {spec.parent}/{spec.app.channel}", "strategies": []})
+            continue
+        prod = ws.store.channel(d, "production")
+        if prod is None:
+            wave.append({"line": d, "tier": spec.tier.value, "parent": spec.parent, "current": None,
+                         "action": "no production version: nothing to re-derive", "strategies": []})
+            continue
+        pv = ws.store.version(prod)
+        wave.append({"line": d, "tier": spec.tier.value, "parent": spec.parent, "current": prod,
+                     "built_on": pv.parent_version, "action": "re-derive by capability transfer, then gate",
+                     "strategies": plan_strategies(has_adapter=pv.kind == "adapter", shapes_match=None)})
+    return wave
+
+
+def _line_data(ws: Workspace, line: str) -> list[Path]:
+    return _data_paths(ws, _history_data(ws, line))
+
+
+def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: bool = False
+                   ) -> list[PropagationOutcome]:
+    """Re-derive each child line on the newly released ``parent_version``; children release in tier order.
+
+    A child whose candidates all fail stays on its old parent version (pinned) and its own children are
+    not touched. Apps follow their model line's channel, so they need nothing here.
+    """
+    from loopgate.train.transfer import TransferCandidate, transfer
+
+    pv = ws.store.version(parent_version)
+    outcomes: list[PropagationOutcome] = []
+    for child in ws.eco.children(pv.line):
+        spec = ws.eco.lines[child]
+        if spec.tier is Tier.app:
+            continue
+        prod = ws.store.channel(child, "production")
+        if prod is None:
+            outcomes.append(PropagationOutcome(line=child, to_parent=parent_version,
+                                               note="no production version yet; nothing to re-derive"))
+            continue
+        cv = ws.store.version(prod)
+        if cv.parent_version == parent_version:
+            outcomes.append(PropagationOutcome(line=child, from_parent=parent_version, to_parent=parent_version,
+                                               version=prod, released=True, note="already on this parent"))
+            continue
+        old_parent = cv.parent_version
+        if old_parent is None:
+            outcomes.append(PropagationOutcome(line=child, to_parent=parent_version, pinned=True,
+                                               note=f"{prod} records no parent version; cannot transfer"))
+            continue
+        key = run_key("propagate", child, prod, parent_version)
+        existing = [v for v in ws.store.versions(child) if v.provenance.get("run_key") == key]
+        owned, inherited = line_suites(ws, child)
+        suites = load_suites(ws, owned + inherited)
+        prod_evals = evaluate_version(ws, prod, owned + inherited, progress=progress)
+        parent_evals = evaluate_version(ws, parent_version, inherited, progress=progress) if inherited else {}
+
+        def accept(cand: TransferCandidate, *, _child: str = child, _prod: str = prod,
+                   _prod_evals: dict[str, Evaluation] = prod_evals,
+                   _parent_evals: dict[str, Evaluation] = parent_evals) -> tuple[bool, str]:
+            from loopgate.gates.inheritance import inheritance
+            from loopgate.gates.regression import regression
+
+            evs = evaluate_dir(ws, Path(cand.model_dir), suites, label=f"{_child}<-{cand.strategy}",
+                               progress=progress)
+            o, i = line_suites(ws, _child)
+            ctx = GateContext(line=_child, tier=ws.eco.lines[_child].tier.value, candidate=f"{_child}:candidate",
+                              requester=actor, owned_suites=o, inherited_suites=i, safety_suites=[],
+                              candidate_evals=evs, baselines={"production": _prod, "previous": _prod,
+                                                              "parent": parent_version},
+                              baseline_evals={"production": _prod_evals, "previous": _prod_evals,
+                                              "parent": _parent_evals})
+            pol = ws.eco.policy_for(_child)
+            results = [inheritance(ctx, pol.inheritance), regression(ctx, pol.regression)]
+            bad = [r for r in results if r.verdict is Verdict.failed]
+            if bad:
+                return False, "; ".join(f"{r.name}: {r.summary}" for r in bad)
+            return True, "; ".join(f"{r.name}: {r.verdict.value}" for r in results)
+
+        if existing:
+            new_v = existing[-1]
+            attempts = list(new_v.provenance.get("attempts", []))
+            strategy = new_v.provenance.get("strategy")
+        else:
+            recipe = ws.eco.recipe_for(child) if spec.recipe is not None else Recipe()
+            old_child_dir, child_adapter = adapter_parts(ws, prod)
+            work = ws.store.home / "work" / key
+            shutil.rmtree(work, ignore_errors=True)
+            res = transfer(model_dir(ws, old_parent), model_dir(ws, parent_version), model_dir(ws, prod),
+                           child_adapter=child_adapter, recipe=recipe, data=_line_data(ws, child), accept=accept,
+                           out_root=work, progress=progress)
+            attempts = [a.model_dump(mode="json") if hasattr(a, "model_dump") else dict(a) for a in res.attempts]
+            if res.candidate is None:
+                ws.store.record("propagation.pinned", child, {"parent": parent_version, "stays_on": old_parent,
+                                                              "attempts": attempts}, actor=actor)
+                outcomes.append(PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
+                                                   attempts=attempts, pinned=True,
+                                                   note=f"every strategy failed; stays on {old_parent}"))
+                shutil.rmtree(work, ignore_errors=True)
+                continue
+            cand = res.candidate
+            strategy = cand.strategy
+            is_adapter = cand.adapter_dir is not None
+            new_v = register_model(
+                ws, child, Path(cand.adapter_dir if is_adapter else cand.model_dir),
+                base=parent_version if is_adapter else None, actor=actor, source="transfer",
+                parent_version=parent_version, recipe=recipe.model_dump(mode="json"),
+                data_sha256=list(cv.data_sha256), seed=recipe.seed,
+                provenance={"run_key": key, "strategy": strategy, "attempts": attempts, "built_from": prod,
+                            "transferred_from": {"old_parent": old_parent, "old_child": prod}})
+            shutil.rmtree(work, ignore_errors=True)
+        rel = release_candidate(ws, new_v.id, actor=actor, progress=progress, propagate=True)
+        outcomes.append(PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
+                                           strategy=strategy, attempts=attempts, version=new_v.id,
+                                           verdict=rel.decision.verdict.value, released=rel.released,
+                                           pinned=not rel.released,
+                                           note="" if rel.released else f"decision {rel.decision.verdict.value}; "
+                                                                        f"stays on {old_parent}"))
+        outcomes.extend(rel.propagation)
+    return outcomes
+
+
+# ------------------------------------------------------------------------------------------- rollback
+
+
+def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "", actor: str | None = None
+             ) -> dict[str, Any]:
+    """Move ``line``'s production back in one transaction, cascading to lines re-derived on the
+    rolled-back version; apps follow their model line's channel and are listed as affected."""
+    actor = actor or current_user()
+    spec = ws.eco.line(line)
+    if spec.tier is Tier.app:
+        raise LoopgateError(f"'{line}' is an app: roll back its model line '{spec.parent}'")
+    current = ws.store.channel(line, "production")
+    if current is None:
+        raise LoopgateError(f"line '{line}' has no production version to roll back")
+    target = to or ws.store.rollback_target(line)
+    if target is None:
+        raise LoopgateError(f"line '{line}' has no earlier production version; pass --to VERSION")
+    if ws.store.version(target).line != line:
+        raise LoopgateError(f"{target} is not a version of '{line}'")
+    problems = ws.store.verify_version(target)
+    if problems:
+        raise LoopgateError(f"cannot roll back to {target}: {problems[0]}")
+    moves: list[tuple[str, str, str]] = [(line, "production", target)]
+    if ws.store.channel(line, "canary") == current:
+        moves.append((line, "canary", target))
+    replaced = {current}
+    cascade = []
+    for d in ws.eco.descendants(line):
+        dspec = ws.eco.lines[d]
+        if dspec.tier is Tier.app:
+            continue
+        dprod = ws.store.channel(d, "production")
+        if dprod is None or ws.store.version(dprod).parent_version not in replaced:
+            continue
+        dt = ws.store.rollback_target(d)
+        if dt is None:
+            continue
+        moves.append((d, "production", dt))
+        replaced.add(dprod)
+        cascade.append({"line": d, "from": dprod, "to": dt})
+    why = reason or "rollback"
+    done = ws.store.move_channels(moves, kind="rollback", reason=why, actor=actor)
+    moved_lines = {m[0] for m in moves}
+    apps = [n for n, s in ws.eco.lines.items() if s.tier is Tier.app and s.parent in moved_lines]
+    return {"line": line, "from": current, "to": target, "reason": why, "cascade": cascade,
+            "apps_following": apps, "moves": [m.model_dump(mode="json") for m in done]}
+
+
+def resume(ws: Workspace, *, progress: bool = False) -> list[ReleaseOutcome]:
+    """Finish every run that was recorded as started but never finished."""
+    outs = []
+    for key, args in ws.store.open_steps():
+        if not key.startswith("run:") or not args or args.get("command") != "update":
+            continue
+        outs.append(update(ws, args["line"], [Path(p) for p in args["data"]], recipe_name=args.get("recipe"),
+                           seed=args.get("seed"), actor=args.get("actor"), progress=progress))
+    return outs
