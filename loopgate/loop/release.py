@@ -406,11 +406,12 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
 
         def accept(cand: TransferCandidate, *, _child: str = child, _prod: str = prod,
                    _prod_evals: dict[str, Evaluation] = prod_evals,
-                   _parent_evals: dict[str, Evaluation] = parent_evals) -> tuple[bool, str]:
+                   _parent_evals: dict[str, Evaluation] = parent_evals,
+                   _suites: list[Any] = suites) -> tuple[bool, str]:
             from loopgate.gates.inheritance import inheritance
             from loopgate.gates.regression import regression
 
-            evs = evaluate_dir(ws, Path(cand.model_dir), suites, label=f"{_child}<-{cand.strategy}",
+            evs = evaluate_dir(ws, Path(cand.model_dir), _suites, label=f"{_child}<-{cand.strategy}",
                                progress=progress)
             o, i = line_suites(ws, _child)
             ctx = GateContext(line=_child, tier=ws.eco.lines[_child].tier.value, candidate=f"{_child}:candidate",

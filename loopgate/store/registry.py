@@ -379,11 +379,19 @@ class Store:
                     for r in s.execute(q.order_by(ChannelMoveRow.id)).scalars()]
 
     def rollback_target(self, line: str, name: str = "production") -> str | None:
-        """The version the channel pointed at before its current one (what a rollback would restore)."""
+        """The version the channel pointed at before its current one went live (what a rollback would restore).
+
+        Moves that were themselves rollbacks are skipped: after rolling ``v3`` back to ``v2``, the target is
+        what preceded ``v2`` (``v1``), never the bad ``v3`` that was just rolled back.
+        """
         current = self.channel(line, name)
-        for move in reversed(self.channel_history(line, name)):
-            if move.to_version == current and move.from_version and move.from_version != current:
-                return move.from_version
+        history = self.channel_history(line, name)
+        for skip_rollbacks in (True, False):
+            for move in reversed(history):
+                if skip_rollbacks and move.kind == "rollback":
+                    continue
+                if move.to_version == current and move.from_version and move.from_version != current:
+                    return move.from_version
         return None
 
     def protected_versions(self) -> set[str]:
