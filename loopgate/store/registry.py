@@ -385,13 +385,11 @@ class Store:
         what preceded ``v2`` (``v1``), never the bad ``v3`` that was just rolled back.
         """
         current = self.channel(line, name)
-        history = self.channel_history(line, name)
-        for skip_rollbacks in (True, False):
-            for move in reversed(history):
-                if skip_rollbacks and move.kind == "rollback":
-                    continue
-                if move.to_version == current and move.from_version and move.from_version != current:
-                    return move.from_version
+        for move in reversed(self.channel_history(line, name)):
+            if move.kind == "rollback":
+                continue
+            if move.to_version == current and move.from_version and move.from_version != current:
+                return move.from_version
         return None
 
     def protected_versions(self) -> set[str]:
