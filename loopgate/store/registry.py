@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -436,6 +437,10 @@ class Store:
                                   payload={"blobs": doomed, "versions": collected_versions})
             for sha in doomed:  # after the record commits: a crash here leaves blobs, never dangling records
                 freed += self.artifacts.delete(sha)
+            # copies made for loading must go too, or a collected version would stay loadable from them
+            for vid in collected_versions:
+                for copy in [self.home / "checkouts" / vid, *(self.home / "merged").glob(f"{vid}-*")]:
+                    shutil.rmtree(copy, ignore_errors=True)
         return {"deleted_blobs": len(doomed), "freed_bytes": freed, "versions": collected_versions,
                 "kept_versions": sorted(keep), "dry_run": dry_run}
 
