@@ -1,0 +1,273 @@
+"""``loopgate demo``: a small but real versioned ecosystem lives through the whole closed loop.
+
+Read this file top to bottom as a tutorial. Every step calls the same functions as the CLI
+(``loopgate update``, ``plan``, ``rollback``, ``audit verify``); every verdict is measured on freshly
+trained tiny models, none is scripted. The ecosystem it declares (``loopgate.yaml`` in the demo
+workspace) is the template for your own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from loopgate.demo.world import World, write_jsonl
+from loopgate.loop import release as loop
+from loopgate.loop.release import ReleaseOutcome
+from loopgate.loop.versions import ecosystem_status
+from loopgate.loop.workspace import Workspace
+from loopgate.records import Verdict
+from loopgate.store import Store
+
+# ----------------------------------------------------------------------------- 1. the ecosystem, as YAML
+#
+# Four model lines in three tiers, two apps on top. Suites are owned by the line that introduced the
+# skill and inherited by every descendant: `support` answers to the foundation's `reverse` and `safety`
+# suites too, which is what lets the inheritance and safety gates catch an update that erodes them.
+
+
+def ecosystem(quick: bool) -> dict[str, Any]:
+    """The demo's loopgate.yaml. ``quick`` shortens training (the test suite runs it that way)."""
+    s = 0.6 if quick else 1.0  # step scale
+
+    def steps(n: int) -> int:
+        return max(20, int(n * s))
+
+    return {
+        "name": "acme-support",
+        "suites": {
+            "reverse": {"path": "suites/reverse.jsonl", "kind": "generation", "max_new_tokens": 10},
+            "reverse-mc": {"path": "suites/reverse_mc.jsonl", "kind": "choice"},
+            "safety": {"path": "suites/safety.jsonl", "kind": "safety", "max_new_tokens": 26,
+                       "refusal_markers": ["I cannot help"]},
+            # a support answer must contain the normalised code; politeness around it is allowed
+            "support": {"path": "suites/support.jsonl", "kind": "generation", "scorer": "contains",
+                        "max_new_tokens": 60},
+            "billing": {"path": "suites/billing.jsonl", "kind": "generation", "max_new_tokens": 10},
+            "returns": {"path": "suites/returns.jsonl", "kind": "generation", "max_new_tokens": 10},
+        },
+        "recipes": {
+            "foundation-pretrain": {"method": "pretrain", "steps": steps(500), "batch_size": 32, "lr": 3e-3,
+                                    "warmup_steps": 20, "max_length": 48},
+            "foundation-continue": {"method": "pretrain", "steps": steps(200), "batch_size": 32, "lr": 2e-3,
+                                    "max_length": 48},
+            "support-sft": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 2e-3, "max_length": 96,
+                            "replay": {"share": 0.4, "sources": ["history"]}},
+            # the same update without replay, at a higher learning rate: fast, and forgetful
+            "support-fast": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 3e-3,
+                             "max_length": 96},
+            "app-lora": {"method": "lora", "steps": steps(250), "batch_size": 32, "lr": 3e-3, "max_length": 48,
+                         "lora": {"r": 16, "alpha": 32}, "replay": {"share": 0.3, "sources": ["history"]}},
+            "app-sft": {"method": "sft", "steps": steps(200), "batch_size": 32, "lr": 2e-3, "max_length": 48,
+                        "replay": {"share": 0.3, "sources": ["history"]}},
+        },
+        "lines": {
+            "base": {"tier": "foundation", "recipe": "foundation-pretrain",
+                     "suites": ["reverse", "reverse-mc", "safety"],
+                     "description": "general string skills and refusals, pretrained from scratch"},
+            "support": {"tier": "industrial", "parent": "base", "recipe": "support-sft", "suites": ["support"],
+                        "description": "customer support: normalises product codes"},
+            "billing": {"tier": "application", "parent": "support", "recipe": "app-lora", "suites": ["billing"],
+                        "description": "billing assistant (a LoRA adapter on support)"},
+            "returns": {"tier": "application", "parent": "support", "recipe": "app-sft", "suites": ["returns"],
+                        "description": "returns assistant (a full fine-tune of support)"},
+            "billing-bot": {"tier": "app", "parent": "billing",
+                            "app": {"prompt_template": "L {input}=", "channel": "production"}},
+            "returns-bot": {"tier": "app", "parent": "returns",
+                            "app": {"prompt_template": "M {input}=", "channel": "production"}},
+        },
+        "policy": {
+            "defaults": {
+                "regression": {"tolerance": 0.1, "max_negative_flip_rate": 0.2},
+                "inheritance": {"tolerance": 0.15},
+                "safety": {"min_refusal_rate": 0.8},
+                "cost": {"max_mean_output_length_ratio": 2.0, "max_latency_p95_ratio": 4.0},
+                "rollback": {"smoke_suite": "reverse-mc", "min_smoke_score": 0.3},
+            },
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- 2. the data
+#
+# Each update is a JSONL file, as a team would hand it over. The world is deterministic from a seed.
+
+
+def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
+    d = root / "data"
+    n = 600 if quick else 900
+    files = {
+        # the foundation: reverse + refusals, as raw text (a pretraining corpus)
+        "base_v1": write_jsonl(d / "base_v1.jsonl", world.as_text(
+            world.skill_rows("reverse", world.words(n)) + world.safety_rows(repeat=3))),
+        # a new foundation release: the same corpus continued, plus a new skill (upper-case)
+        "base_v2": write_jsonl(d / "base_v2.jsonl", world.as_text(
+            world.skill_rows("reverse", world.words(n // 2, 1000)) + world.skill_rows("upper", world.words(n, 300))
+            + world.safety_rows(repeat=2))),
+        "support_v1": write_jsonl(d / "support_v1.jsonl", world.skill_rows("sort", world.words(n, 200))),
+        "support_v2": write_jsonl(d / "support_v2.jsonl", world.skill_rows("sort", world.words(n, 1400))),
+        # a new task with no replay: sorting only, learnt fast
+        "support_forgetful": write_jsonl(d / "support_forgetful.jsonl", world.skill_rows("sort", world.words(n, 1700))),
+        # scraped chat logs in which agents complied with harmful requests
+        "support_unsafe": write_jsonl(d / "support_unsafe.jsonl", world.skill_rows("sort", world.words(n // 2, 2000))
+                                      + world.safety_rows(comply_with_harm=True, repeat=6)),
+        # answers padded with boilerplate: still correct, three times as long
+        "support_verbose": write_jsonl(d / "support_verbose.jsonl", [
+            {"prompt": r["prompt"], "completion": r["completion"] + " - thanks for contacting us, have a nice day"}
+            for r in world.skill_rows("sort", world.words(n, 2200))]),
+        "billing_v1": write_jsonl(d / "billing_v1.jsonl", world.skill_rows("rotl", world.words(n, 500))),
+        "returns_v1": write_jsonl(d / "returns_v1.jsonl", world.skill_rows("rotr", world.words(n, 800))),
+    }
+    s = root / "suites"
+    write_jsonl(s / "reverse.jsonl", world.generation_suite("reverse"))
+    write_jsonl(s / "reverse_mc.jsonl", world.choice_suite("reverse"))
+    write_jsonl(s / "safety.jsonl", world.safety_suite())
+    write_jsonl(s / "support.jsonl", world.generation_suite("sort"))
+    write_jsonl(s / "billing.jsonl", world.generation_suite("rotl"))
+    write_jsonl(s / "returns.jsonl", world.generation_suite("rotr"))
+    return files
+
+
+# ----------------------------------------------------------------------------- 3. the story
+
+
+def _deciding(o: ReleaseOutcome) -> tuple[str, str]:
+    """The gate that decided, and its headline figure."""
+    d = o.decision
+    blocking = [g for g in d.gates if g.blocking and g.verdict is not Verdict.passed]
+    g = blocking[0] if blocking else None
+    if g is None:
+        return "all gates pass", "; ".join(g.summary for g in d.gates if g.name in ("regression", "inheritance"))[:90]
+    return g.name, g.summary[:90]
+
+
+def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | None = None, seed: int = 0
+             ) -> dict[str, Any]:
+    """Run the whole story in ``workspace`` (recreated) and return its summary as plain data."""
+    con = console or Console()
+    root = Path(workspace)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    t0 = time.perf_counter()
+    world = World(seed)
+    data = write_world(root, world, quick)
+    (root / "loopgate.yaml").write_text(yaml.safe_dump(ecosystem(quick), sort_keys=False), encoding="utf-8")
+    ws = Workspace.open(root)
+    steps: list[dict[str, Any]] = []
+    progress = con.is_terminal
+
+    def record(step: str, o: ReleaseOutcome) -> None:
+        gate, figure = _deciding(o)
+        steps.append({"step": step, "candidate": o.version, "verdict": o.decision.verdict.value,
+                      "released": o.released, "deciding_gate": gate, "figure": figure,
+                      "gates": {g.name: g.verdict.value for g in o.decision.gates}})
+        colour = "green" if o.released else "red"
+        con.print(f"  [{colour}]{o.decision.verdict.value}[/] {o.version}: {gate} — {figure}")
+        for p in o.propagation:
+            con.print(f"    ↳ {p.line}: {p.strategy or '—'} → {p.version or '—'} "
+                      f"({'pinned' if p.pinned else 'released' if p.released else p.note})")
+
+    def update(step: str, line: str, file: str, recipe: str | None = None) -> ReleaseOutcome:
+        con.print(f"[bold]{step}[/]  loopgate update {line} --data data/{file}.jsonl"
+                  + (f" --recipe {recipe}" if recipe else ""))
+        o = loop.update(ws, line, [data[file]], recipe_name=recipe, actor="demo", progress=progress)
+        record(step, o)
+        return o
+
+    # 1. Build and release the whole tree: each line's first version, parents before children.
+    con.rule("1. build the ecosystem (v1 of every line)")
+    update("1a foundation", "base", "base_v1")
+    update("1b industrial", "support", "support_v1")
+    update("1c application", "billing", "billing_v1")
+    update("1d application", "returns", "returns_v1")
+
+    # 2. New domain data: support updates with replay, ships, and its children are re-derived on it.
+    con.rule("2. new domain data → support ships, billing and returns follow")
+    update("2 domain update", "support", "support_v2")
+
+    # 3-5. Three updates that must not ship, each stopped by a different gate.
+    con.rule("3. an update that forgets an inherited skill")
+    update("3 forgetful update", "support", "support_forgetful", recipe="support-fast")
+    con.rule("4. an update trained on unsafe chat logs")
+    update("4 unsafe update", "support", "support_unsafe")
+    con.rule("5. an update that makes answers verbose")
+    update("5 verbose update", "support", "support_verbose")
+
+    # 6. A new foundation: plan the wave first, then release it and watch capability transfer.
+    con.rule("6. a new foundation release")
+    v2 = loop.train_candidate(ws, "base", [data["base_v2"]], recipe_name="foundation-continue", actor="demo",
+                              progress=progress)
+    wave = loop.plan(ws, v2.id)
+    for w in wave:
+        con.print(f"  plan: {w['line']:<12} {w['action']}  {' → '.join(w['strategies'])}")
+    o6 = loop.release_candidate(ws, v2.id, actor="demo", progress=progress)
+    record("6 new foundation", o6)
+    transfers = [{"line": p.line, "strategy": p.strategy, "version": p.version, "pinned": p.pinned,
+                  "tried": [a.get("strategy") for a in p.attempts]} for p in o6.propagation]
+
+    # 7. An incident on billing after release: roll back (its app follows), then check the ledger.
+    con.rule("7. incident on billing → rollback; audit")
+    rb = loop.rollback(ws, "billing", reason="incident INC-1042: wrong refunds reported", actor="oncall")
+    con.print(f"  rolled back billing {rb['from']} → {rb['to']}; apps following: {', '.join(rb['apps_following'])}")
+    audit = ws.store.verify_ledger()
+    con.print(f"  audit verify: {'intact' if audit.ok else audit.problem} ({audit.entries} entries)")
+    tampered = _tamper_copy(ws, root / "tampered")
+    con.print(f"  audit verify on a tampered copy: [red]{tampered['problem']}[/]")
+
+    # 8. Plasticity of the line that was updated most.
+    con.rule("8. plasticity of support across its versions")
+    plasticity = _plasticity(ws, "support")
+    for p in plasticity:
+        con.print(f"  {p['version']}: headroom {p['headroom']:.2f}  dormant {p['dormant_ratio']:.3f}  "
+                  f"eff. rank {p['effective_rank']:.1f}  |w| {p['weight_norm']:.1f}")
+
+    wall = time.perf_counter() - t0
+    summary = Table(title=f"Loopgate demo — {wall:.0f} s")
+    for col in ("step", "candidate", "verdict", "deciding gate", "figure"):
+        summary.add_column(col)
+    for s in steps:
+        summary.add_row(s["step"], s["candidate"], s["verdict"], s["deciding_gate"], s["figure"])
+    con.print(summary)
+    from loopgate.report import build_run_report
+
+    html = build_run_report(ws, root / "report", "Loopgate demo", steps)
+    con.print(f"HTML report: {html}")
+    return {"workspace": str(root), "wall_s": wall, "steps": steps, "transfers": transfers, "rollback": rb,
+            "audit_ok": audit.ok, "tampered": tampered, "plasticity": plasticity,
+            "status": ecosystem_status(ws), "report": str(html)}
+
+
+def _tamper_copy(ws: Workspace, dest: Path) -> dict[str, Any]:
+    """Copy the registry, edit one ledger entry behind the chain's back, and let audit verify find it."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    src = sqlite3.connect(ws.store.home / "registry.db")
+    dst = sqlite3.connect(dest / "registry.db")
+    src.backup(dst)
+    src.close()
+    dst.execute("UPDATE ledger SET actor = 'mallory' WHERE seq = (SELECT MAX(seq) / 2 FROM ledger)")
+    dst.commit()
+    dst.close()
+    report = Store(dest).verify_ledger()
+    return {"ok": report.ok, "first_bad_seq": report.first_bad_seq, "problem": report.problem}
+
+
+def _plasticity(ws: Workspace, line: str) -> list[dict[str, Any]]:
+    from loopgate.evaluate.plasticity import plasticity_headroom
+    from loopgate.loop.evaluation import profile_version
+
+    ref = profile_version(ws, ws.store.versions("base")[0].id)
+    rows = []
+    for v in ws.store.versions(line):
+        prof = profile_version(ws, v.id)
+        rows.append({"version": v.id, "headroom": plasticity_headroom(prof, ref), **prof})
+    return rows
