@@ -81,6 +81,9 @@ class Decision(BaseModel):
     policy_sha256: str
     baselines: dict[str, str | None] = {}
     requester: str = "loopgate"
+    # hash of what the decision was computed from (baselines, suites, policy, approvals): the same inputs
+    # give the same decision, so a resumed run reuses it instead of deciding twice
+    inputs_sha256: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     id: int | None = None
 

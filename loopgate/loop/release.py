@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation, Verdict
 from loopgate.spec import Recipe, Tier
 from loopgate.store import VersionInfo
+
+
+def checkpoint(name: str) -> None:
+    """Fault injection for crash tests: ``LOOPGATE_KILL_AT=name`` kills the process here (SIGKILL, no cleanup),
+    exactly as an OOM-killer or a lost machine would."""
+    if os.environ.get("LOOPGATE_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def current_user() -> str:
@@ -76,7 +84,7 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
                     seed: int | None = None, actor: str | None = None, progress: bool = False) -> VersionInfo:
     """Train a candidate version of ``line`` on ``data`` with its recipe; idempotent for the same inputs."""
     from loopgate.train import run_update
-    from loopgate.train.data import validate_data
+    from loopgate.train.data import load_rows, row_kind_for
 
     actor = actor or current_user()
     spec = ws.eco.line(line)
@@ -88,7 +96,7 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     for p in data:
         if not Path(p).exists():
             raise NotFoundError(f"--data {p}: no such file")
-        validate_data(Path(p), recipe.method)
+        load_rows(Path(p), row_kind_for(recipe.method))  # a DataError names the file, line and field
     data_shas = [ws.store.artifacts.put(p)[0] for p in data]
 
     current = ws.store.channel(line, "production") or _latest_id(ws, line)
@@ -137,6 +145,7 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
                        actor=actor, source="update", parent_version=parent_version,
                        recipe=recipe.model_dump(mode="json"), data_sha256=data_shas, seed=recipe.seed,
                        provenance=prov)
+    checkpoint("after-register")
     ws.store.set_step(f"train:{key}", "done", {"version": v.id})
     shutil.rmtree(work, ignore_errors=True)
     return v
@@ -265,16 +274,15 @@ def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = Non
             return ReleaseOutcome(version=version_id, decision=decisions[-1], released=True, propagation=props)
     requester = _requester(ws, version_id, actor)
     policy = ws.eco.policy_for(v.line)
-    n_approvals = len(ws.store.approvals(version_id))
-    step = ws.store.step(f"decide:{version_id}")
-    prior = {d.id: d for d in ws.store.decisions(version_id)}
-    if step and step[0] == "done" and step[1] and step[1].get("approvals") == n_approvals \
-            and step[1].get("decision_id") in prior:
-        decision = prior[step[1]["decision_id"]]  # nothing changed since: the same inputs give the same decision
+    inputs = _decision_inputs(ws, version_id, policy.sha256())
+    prior = [d for d in ws.store.decisions(version_id) if d.inputs_sha256 == inputs]
+    if prior:
+        decision = prior[-1]  # same inputs, same decision: a resumed run does not decide twice
     else:
         ctx = gate_context(ws, version_id, requester=requester, progress=progress)
-        decision = ws.store.add_decision(decide(ctx, policy), actor=actor)
-        ws.store.set_step(f"decide:{version_id}", "done", {"decision_id": decision.id, "approvals": n_approvals})
+        decision = decide(ctx, policy).model_copy(update={"inputs_sha256": inputs})
+        decision = ws.store.add_decision(decision, actor=actor)
+        checkpoint("after-decision")
     out = ReleaseOutcome(version=version_id, decision=decision, released=False)
     if decision.verdict is Verdict.passed and policy.release.auto_release:
         out.channel_moves = _release_moves(ws, version_id, decision, actor)
@@ -282,6 +290,14 @@ def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = Non
         if propagate:
             out.propagation = propagate_from(ws, version_id, actor=actor, progress=progress)
     return out
+
+
+def _decision_inputs(ws: Workspace, version_id: str, policy_sha: str) -> str:
+    v = ws.store.version(version_id)
+    owned, inherited = line_suites(ws, v.line)
+    return sha256_json({"version": version_id, "baselines": baselines_for(ws, version_id), "policy": policy_sha,
+                        "suites": [s.sha256 for s in load_suites(ws, owned + inherited)],
+                        "approvals": [[a.approver, a.reason, a.overrides] for a in ws.store.approvals(version_id)]})
 
 
 def _requester(ws: Workspace, version_id: str, actor: str) -> str:
@@ -440,7 +456,7 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
                            child_adapter=child_adapter, recipe=recipe, data=_line_data(ws, child), accept=accept,
                            out_root=work, progress=progress)
             attempts = [a.model_dump(mode="json") if hasattr(a, "model_dump") else dict(a) for a in res.attempts]
-            if res.candidate is None:
+            if res.accepted is None:
                 ws.store.record("propagation.pinned", child, {"parent": parent_version, "stays_on": old_parent,
                                                               "attempts": attempts}, actor=actor)
                 outcomes.append(PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
@@ -448,7 +464,7 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
                                                    note=f"every strategy failed; stays on {old_parent}"))
                 shutil.rmtree(work, ignore_errors=True)
                 continue
-            cand = res.candidate
+            cand = res.accepted
             strategy = cand.strategy
             is_adapter = cand.adapter_dir is not None
             new_v = register_model(
