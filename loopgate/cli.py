@@ -215,7 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: LoopgateError → one paragraph on stderr and its exit code (2, or 3 for a gate)."""
     _register_release_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode, click returns a command's typer.Exit code instead of exiting with it
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except LoopgateError as e:
         err.print(f"[red]error:[/] {e}", soft_wrap=True)
         sys.exit(e.exit_code)
