@@ -166,7 +166,7 @@ def audit_verify(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> N
     elif rep.ok:
         out.print(f"ledger intact: {rep.entries} entries, head {rep.head_hash[:12]}")
     else:
-        err.print(f"[red]ledger tampered[/]: {rep.problem} (first bad entry: {rep.first_bad_seq})")
+        err.print(f"[red]ledger tampered[/]: {rep.problem} (first bad entry: {rep.first_bad_seq})", soft_wrap=True)
     if not rep.ok:
         raise typer.Exit(1)
 
