@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +63,33 @@ def workspace(tmp_path: Path):  # -> Workspace (imported lazily so collection st
     ws, _ = Workspace.init(tmp_path / "ws", spec_text=SMALL_SPEC)
     yield ws
     ws.store.close()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``loopgate ARGS`` in-process through the real entry point (exit codes and error paragraphs
+    included): ``cli("status", "--json", workspace=ws.root)``."""
+    from loopgate.cli import main
+
+    def run(*args: str | Path, workspace: Path | None = None) -> CliResult:
+        argv = [str(a) for a in args] + (["--workspace", str(workspace)] if workspace is not None else [])
+        capsys.readouterr()
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -62,9 +62,10 @@ def verify(session: Session, anchor: Path | None = None) -> VerifyReport:
     for row in session.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars():
         count += 1
         if row.seq != expected_seq:
+            gap = (f"entry {expected_seq} was" if row.seq - 1 == expected_seq
+                   else f"entries {expected_seq}..{row.seq - 1} were")
             return VerifyReport(ok=False, entries=count, first_bad_seq=row.seq,
-                                problem=f"entry {row.seq} follows entry {expected_seq - 1}: "
-                                        f"entries {expected_seq}..{row.seq - 1} were deleted")
+                                problem=f"entry {row.seq} follows entry {expected_seq - 1}: {gap} deleted")
         if row.prev_hash != prev:
             return VerifyReport(ok=False, entries=count, first_bad_seq=row.seq,
                                 problem=f"entry {row.seq} does not chain to entry {row.seq - 1} "
@@ -77,7 +78,12 @@ def verify(session: Session, anchor: Path | None = None) -> VerifyReport:
         prev = row.hash
         expected_seq += 1
     if anchor is not None and anchor.exists():
-        head = json.loads(anchor.read_text())
+        try:
+            head = json.loads(anchor.read_text())
+            int(head["seq"]), str(head["hash"])
+        except (ValueError, KeyError, TypeError):
+            return VerifyReport(ok=False, entries=count, first_bad_seq=None,
+                                problem=f"the head anchor {anchor} is unreadable: it was edited")
         if head["seq"] > count:
             return VerifyReport(ok=False, entries=count, first_bad_seq=count + 1,
                                 problem=f"the ledger ends at entry {count} but entry {head['seq']} was "
@@ -88,11 +94,27 @@ def verify(session: Session, anchor: Path | None = None) -> VerifyReport:
                 return VerifyReport(ok=False, entries=count, first_bad_seq=head["seq"],
                                     problem=f"entry {head['seq']} differs from the recorded head: "
                                             "the chain was rewritten")
+        if head["seq"] < count:
+            # Loopgate moves the anchor after every commit, so a well-chained tail past it was written by
+            # something else (or the process died in the instant between its commit and the anchor write)
+            return VerifyReport(ok=False, entries=count, first_bad_seq=head["seq"] + 1,
+                                problem=f"entries {head['seq'] + 1}..{count} come after the recorded head "
+                                        f"(entry {head['seq']}): they were appended outside Loopgate")
     return VerifyReport(ok=True, entries=count, head_hash=prev)
 
 
 def write_anchor(anchor: Path, seq: int, hash_: str) -> None:
-    """Record the head outside the database (atomic replace). Written after each commit."""
-    tmp = anchor.with_suffix(".tmp")
+    """Record the head outside the database (atomic replace). Written after each commit.
+
+    The anchor only moves forward: a writer that committed seq 5 but reaches this line after another
+    process anchored seq 6 must not pull the anchor back (that would hide a later truncation).
+    """
+    if anchor.exists():
+        try:
+            if json.loads(anchor.read_text())["seq"] > seq:
+                return
+        except (ValueError, KeyError):
+            pass  # an unreadable anchor is replaced by the true head
+    tmp = anchor.with_name(f"{anchor.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"seq": seq, "hash": hash_}))
     os.replace(tmp, anchor)

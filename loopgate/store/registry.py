@@ -129,14 +129,22 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        """One transaction; the ledger head anchor is refreshed after it commits."""
+        """One transaction; the ledger head anchor is moved after it commits, if it appended entries.
+
+        A transaction that appended nothing leaves the anchor alone: re-anchoring on every write would bless
+        whatever tail someone slipped into the database since the last real append.
+        """
+        def head(s: Session) -> tuple[int, str] | None:
+            last = s.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()
+            return (last.seq, last.hash) if last else None
+
         with self._sessions() as s, s.begin():
+            before = head(s)
             yield s
             s.flush()
-            last = s.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()
-            head = (last.seq, last.hash) if last else None
-        if head:
-            ledger_mod.write_anchor(self.anchor, *head)
+            after = head(s)
+        if after and after != before:
+            ledger_mod.write_anchor(self.anchor, *after)
 
     def _read(self) -> Session:
         return self._sessions()
