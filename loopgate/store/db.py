@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from loopgate.errors import ImmutableError
@@ -68,7 +68,7 @@ class EvaluationRow(Base):
     version_id: Mapped[str] = mapped_column(ForeignKey("versions.id"))
     suite: Mapped[str] = mapped_column(String(200))
     suite_sha256: Mapped[str] = mapped_column(String(64))
-    score: Mapped[float]
+    score: Mapped[float] = mapped_column(Float)  # as in migration 0001 (SQLAlchemy 2.1 would map float to Double)
     n: Mapped[int] = mapped_column(Integer)
     record: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full Evaluation, per-example outcomes included
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
