@@ -1,0 +1,202 @@
+"""Plasticity figures of a causal LM: can it still learn? (DESIGN.md § Metrics → Plasticity)
+
+- **dormant-unit ratio** (Sokar et al. 2023, "The Dormant Neuron Phenomenon in Deep RL"): for each MLP
+  unit i of a layer, s_i = mean |h_i| / (mean over the layer's units of mean |h_k|), over the non-pad
+  tokens of a probe batch; a unit is τ-dormant when s_i ≤ τ. The ratio is dormant units / all units.
+  h is the input of the MLP's down projection (for Llama: act(gate_proj(x)) × up_proj(x)), the
+  per-unit activation. τ defaults to 0.025, the threshold the paper uses for its main (DQN) results;
+  τ = 0 counts only units that are exactly silent.
+- **effective rank** (Roy & Vetterli 2007) of the last hidden states of the probe batch (tokens ×
+  hidden, uncentred): exp of the Shannon entropy of the singular values normalised to sum to 1.
+- **weight norm**: L2 norm of all parameters taken as one vector.
+- **probe task**: a FIXED fresh task — a random substitution cipher over the 26 lowercase letters,
+  shown as interleaved pairs "p₁c₁p₂c₂…"; the loss is the cross-entropy on the cipher letters only.
+  A deep copy of the model takes ``probe_steps`` full-batch AdamW steps on a training batch; the
+  loss on a held-out batch of the same cipher is measured before (``probe_loss_start``) and after
+  (``probe_loss_end``); ``probe_improvement`` = start − end.
+- **plasticity headroom** = probe_improvement(model) / probe_improvement(reference), the reference being
+  the line's foundation ancestor profiled with the same ``probe_steps`` and ``seed``. 1 means the model
+  learns a new task as fast as the foundation; < 1 means it lost plasticity.
+
+Everything is deterministic for a given seed, and the passed model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_TAU = 0.025
+# Fixed probe texts: plain ASCII so that every tokenizer (char-level or BPE) can encode them.
+PROBE_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Reset the pump before you open valve 3.",
+    "Order #4512 ships on Monday, not Friday.",
+    "What is the boiling point of water at sea level?",
+    "Please summarise the incident report in two lines.",
+    "Inventory: 12 bolts, 7 nuts, 3 washers.",
+    "If the alarm sounds, leave by the north exit.",
+    "She said the model was ready for release.",
+)
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+# the cipher itself is fixed (not the caller's seed) so that every model faces the same task
+_CIPHER_SEED = 20230201
+_PROBE_LR = 5e-4
+_PROBE_BATCH = 32
+_PROBE_PAIRS = 12
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _probe_batch(tokenizer: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    enc = tokenizer(list(PROBE_TEXTS), return_tensors="pt", padding=True)
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+
+def _mlp_activation_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules whose *input* is the per-unit MLP activation (down projection), one per layer."""
+    found = [m for name, m in model.named_modules()
+             if name.endswith(("mlp.down_proj", "mlp.c_proj", "mlp.fc2", "mlp.dense_4h_to_h"))]
+    if not found:
+        raise ValueError("no MLP down projection found (looked for mlp.down_proj / c_proj / fc2 / dense_4h_to_h)")
+    return found
+
+
+def effective_rank(features: np.ndarray | torch.Tensor) -> float:
+    """exp(entropy of the singular values normalised to sum 1); 0 for an all-zero matrix."""
+    x = torch.as_tensor(features, dtype=torch.float64)
+    s = torch.linalg.svdvals(x)
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def dormant_ratio(model: nn.Module, tokenizer: Any, tau: float = DEFAULT_TAU) -> float:
+    """Share of τ-dormant MLP units over all layers on the probe batch (Sokar et al. 2023)."""
+    batch = _probe_batch(tokenizer, _device(model))
+    return _forward_figures(model, batch, tau)[0]
+
+
+def _forward_figures(model: nn.Module, batch: dict[str, torch.Tensor], tau: float) -> tuple[float, float]:
+    """(dormant ratio, effective rank of the last hidden states) from one forward pass."""
+    mask = batch["attention_mask"].bool()
+    sums: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        # mean |activation| per unit over the real (non-pad) tokens
+        sums.append(args[0][mask].abs().float().mean(dim=0))
+
+    handles = [m.register_forward_pre_hook(hook) for m in _mlp_activation_modules(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(**batch, output_hidden_states=True)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    dormant = total = 0
+    for unit_mean in sums:
+        layer_mean = unit_mean.mean()
+        score = unit_mean / layer_mean if layer_mean > 0 else torch.zeros_like(unit_mean)
+        dormant += int((score <= tau).sum())
+        total += unit_mean.numel()
+    last_hidden = out.hidden_states[-1][mask]
+    return dormant / total, effective_rank(last_hidden)
+
+
+def weight_norm(model: nn.Module) -> float:
+    """L2 norm of all parameters as one vector."""
+    with torch.no_grad():
+        return math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in model.parameters()))
+
+
+def _letter_ids(tokenizer: Any) -> list[int]:
+    ids = []
+    for ch in _LETTERS:
+        enc = tokenizer(ch, add_special_tokens=False)["input_ids"]
+        if len(enc) != 1:
+            raise ValueError(f"the tokenizer splits the letter {ch!r} into {len(enc)} tokens; the probe needs one")
+        ids.append(enc[0])
+    return ids
+
+
+def _cipher_batches(tokenizer: Any, seed: int, device: torch.device) -> tuple[dict[str, torch.Tensor], ...]:
+    """(train, held-out) batches of the fixed cipher task; plaintexts drawn from ``seed``."""
+    letters = _letter_ids(tokenizer)
+    cipher = list(range(26))
+    random.Random(_CIPHER_SEED).shuffle(cipher)
+    rng = random.Random(seed)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    batches = []
+    for _ in range(2):
+        rows, labels = [], []
+        for _ in range(_PROBE_BATCH):
+            seq, lab = list(bos), [-100] * len(bos)
+            for _ in range(_PROBE_PAIRS):
+                p = rng.randrange(26)
+                seq += [letters[p], letters[cipher[p]]]
+                lab += [-100, letters[cipher[p]]]  # only the cipher letter is predictable
+            rows.append(seq)
+            labels.append(lab)
+        batches.append({"input_ids": torch.tensor(rows, device=device), "labels": torch.tensor(labels, device=device)})
+    return tuple(batches)
+
+
+def _probe_losses(model: nn.Module, tokenizer: Any, steps: int, seed: int) -> tuple[float, float]:
+    """(held-out loss before, after) ``steps`` AdamW steps of a deep copy on the probe task."""
+    device = _device(model)
+    train, held_out = _cipher_batches(tokenizer, seed, device)
+    student = copy.deepcopy(model)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
+        student.eval()  # no dropout: the figure must not depend on random masks
+        with torch.no_grad():
+            start = float(student(**held_out).loss)
+        opt = torch.optim.AdamW(student.parameters(), lr=_PROBE_LR, weight_decay=0.0)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            student(**train).loss.backward()
+            opt.step()
+        with torch.no_grad():
+            end = float(student(**held_out).loss)
+    del student, opt
+    return start, end
+
+
+def plasticity_profile(model: nn.Module, tokenizer: Any, *, probe_steps: int = 30, seed: int = 0,
+                       tau: float = DEFAULT_TAU) -> dict[str, float]:
+    """Dormant ratio, effective rank, weight norm and probe-task losses of ``model`` (left unchanged)."""
+    dormant, erank = _forward_figures(model, _probe_batch(tokenizer, _device(model)), tau)
+    start, end = _probe_losses(model, tokenizer, probe_steps, seed)
+    return {
+        "dormant_ratio": dormant,
+        "effective_rank": erank,
+        "weight_norm": weight_norm(model),
+        "probe_loss_start": start,
+        "probe_loss_end": end,
+        "probe_improvement": start - end,
+        "probe_steps": float(probe_steps),
+    }
+
+
+def plasticity_headroom(profile: dict[str, float], reference_profile: dict[str, float]) -> float:
+    """probe_improvement(model) / probe_improvement(reference); NaN when the reference did not improve."""
+    ref = reference_profile["probe_improvement"]
+    if not ref > 0:
+        return math.nan
+    return profile["probe_improvement"] / ref

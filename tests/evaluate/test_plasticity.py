@@ -1,0 +1,78 @@
+"""Plasticity figures on real tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from loopgate.evaluate.plasticity import (
+    dormant_ratio,
+    effective_rank,
+    plasticity_headroom,
+    plasticity_profile,
+    weight_norm,
+)
+from loopgate.models import TinyConfig, build_tiny_model, set_threads
+
+SMALL = TinyConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256)
+
+
+@pytest.fixture(scope="module")
+def tiny():  # type: ignore[no-untyped-def]
+    set_threads()
+    return build_tiny_model(SMALL)
+
+
+def test_effective_rank_of_hand_made_matrices() -> None:
+    # singular values (1, 1, 0) → p = (½, ½) → exp(ln 2) = 2
+    assert effective_rank(np.diag([1.0, 1.0, 0.0])) == pytest.approx(2.0)
+    # singular values (3, 1) → p = (¾, ¼)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert effective_rank(np.diag([3.0, 1.0])) == pytest.approx(math.exp(h))
+    # rank one, whatever its size
+    assert effective_rank(np.outer(np.arange(1, 6), np.arange(1, 4))) == pytest.approx(1.0)
+    assert effective_rank(np.zeros((3, 3))) == 0.0
+
+
+def test_dead_mlp_units_raise_the_dormant_ratio(tiny) -> None:  # type: ignore[no-untyped-def]
+    model, tok = tiny
+    fresh = dormant_ratio(model, tok)
+    assert fresh < 0.05
+    killed = build_tiny_model(SMALL)[0]
+    with torch.no_grad():
+        for layer in killed.model.layers:
+            layer.mlp.up_proj.weight[:64] = 0  # a quarter of the units can no longer fire
+    assert dormant_ratio(killed, tok) >= 0.25
+    assert dormant_ratio(killed, tok, tau=0.0) == pytest.approx(0.25)
+
+
+def test_profile_is_deterministic_and_leaves_the_model_untouched(tiny) -> None:  # type: ignore[no-untyped-def]
+    model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    p1 = plasticity_profile(model, tok, probe_steps=5)
+    p2 = plasticity_profile(model, tok, probe_steps=5)
+    assert p1 == p2
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert set(p1) >= {"dormant_ratio", "effective_rank", "weight_norm", "probe_loss_start", "probe_loss_end",
+                       "probe_improvement"}
+    assert p1["probe_loss_end"] < p1["probe_loss_start"]
+    assert p1["weight_norm"] == pytest.approx(weight_norm(model))
+    assert 1.0 < p1["effective_rank"] <= SMALL.hidden_size
+
+
+def test_headroom_is_relative_to_the_reference(tiny) -> None:  # type: ignore[no-untyped-def]
+    model, tok = tiny
+    profile = plasticity_profile(model, tok)
+    assert plasticity_headroom(profile, profile) == pytest.approx(1.0)
+    # a model whose weights were scaled down learns the probe more slowly than its reference
+    slow = build_tiny_model(SMALL)[0]
+    with torch.no_grad():
+        for p in slow.parameters():
+            p.mul_(0.05)
+    assert plasticity_headroom(plasticity_profile(slow, tok), profile) < 1.0
+    assert math.isnan(plasticity_headroom(profile, {**profile, "probe_improvement": 0.0}))
