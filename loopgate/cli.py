@@ -46,10 +46,11 @@ def emit(data: Any) -> None:
 
 
 @app.command()
-def init(path: Annotated[Path, typer.Argument(help="Folder to initialise.")] = Path("."),
-         json_out: JsonOpt = False) -> None:
+def init(path: Annotated[Path | None, typer.Argument(help="Folder to initialise (default: --workspace, "
+                                                     "$LOOPGATE_WORKSPACE or the current folder).")] = None,
+         workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Create a workspace: a starter loopgate.yaml (kept if present) and the registry in .loopgate/."""
-    ws, created = Workspace.init(path)
+    ws, created = Workspace.init(path or workspace or default_workspace())
     if json_out:
         emit({"workspace": str(ws.root.resolve()), "spec_created": created, "lines": list(ws.eco.lines)})
         return
