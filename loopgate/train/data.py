@@ -1,0 +1,202 @@
+"""Update data: load and validate JSONL, tokenise for causal LM training, draw batches with replay.
+
+Three row shapes, one per method family:
+
+- ``{"prompt", "completion"}`` for ``sft`` / ``lora`` (loss on the completion only),
+- ``{"prompt", "chosen", "rejected"}`` for ``dpo``,
+- ``{"text"}`` for ``pretrain`` (loss on every token).
+
+Every problem is a :class:`~loopgate.errors.DataError` that names the file, the line and the field, because
+the person who fixes it is looking at the JSONL file, not at a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from loopgate.errors import DataError
+from loopgate.hashing import sha256_file
+
+RowKind = Literal["sft", "dpo", "text"]
+
+FIELDS: dict[RowKind, tuple[str, ...]] = {
+    "sft": ("prompt", "completion"),
+    "dpo": ("prompt", "chosen", "rejected"),
+    "text": ("text",),
+}
+IGNORE_INDEX = -100  # the label value torch's cross-entropy (and transformers) skips
+
+
+def row_kind_for(method: str) -> RowKind:
+    """The row shape a recipe method trains on."""
+    return {"pretrain": "text", "dpo": "dpo"}.get(method, "sft")  # type: ignore[return-value]
+
+
+def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
+    """Read a JSONL file and check every row has the fields of ``kind`` as strings.
+
+    With ``kind=None`` the shape is taken from the first row (replay files may hold either
+    prompt/completion rows or raw text), and every later row must have the same shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file; check the path in the update's data list")
+    rows: list[dict[str, str]] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue  # blank lines (a trailing newline) are harmless
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(
+                    f"{path}:{lineno}: not valid JSON ({err.msg}); each line must be one JSON object"
+                ) from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            if kind is None:
+                kind = _guess_kind(row, path, lineno)
+            for field in FIELDS[kind]:
+                if field not in row:
+                    raise DataError(
+                        f"{path}:{lineno}: missing field '{field}'; {kind} rows need "
+                        + ", ".join(f"'{f}'" for f in FIELDS[kind])
+                    )
+                if not isinstance(row[field], str):
+                    raise DataError(
+                        f"{path}:{lineno}: field '{field}' must be a string, got {type(row[field]).__name__}"
+                    )
+            rows.append({k: row[k] for k in FIELDS[kind]})
+    if not rows:
+        raise DataError(f"{path}: the file has no rows; an update needs at least one example")
+    return rows
+
+
+def _guess_kind(row: dict[str, object], path: Path, lineno: int) -> RowKind:
+    if "chosen" in row or "rejected" in row:
+        return "dpo"
+    if "prompt" in row or "completion" in row:
+        return "sft"
+    if "text" in row:
+        return "text"
+    raise DataError(f"{path}:{lineno}: cannot tell the row shape; expected 'prompt'/'completion', "
+                    "'prompt'/'chosen'/'rejected' or 'text'")
+
+
+def data_sha256(paths: Sequence[Path]) -> list[str]:
+    """sha256 of each data file, in the order given (part of a version's provenance)."""
+    return [sha256_file(p) for p in paths]
+
+
+# --------------------------------------------------------------------------- tokenisation
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenised training example; ``labels`` is ``IGNORE_INDEX`` where no loss is taken."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+def tokenize_row(row: dict[str, str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Example:
+    """Tokenise one prompt/completion or text row for causal LM training, with eos appended.
+
+    The prompt is tokenised exactly as inference will tokenise it (default special tokens), the completion
+    without special tokens, so the trained boundary is the one generation sees. Prompt tokens get label
+    ``IGNORE_INDEX``: the model is taught to answer, not to predict the question.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise DataError("the tokenizer has no eos token; Loopgate appends eos so a model learns where to stop")
+    if "text" in row:
+        ids = list(tokenizer(row["text"])["input_ids"]) + [eos]
+        labels = list(ids)
+    else:
+        prompt = list(tokenizer(row["prompt"])["input_ids"])
+        completion = list(tokenizer(row["completion"], add_special_tokens=False)["input_ids"]) + [eos]
+        ids = prompt + completion
+        labels = [IGNORE_INDEX] * len(prompt) + completion
+    return Example(ids[:max_length], labels[:max_length])
+
+
+def tokenize_rows(rows: Sequence[dict[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int
+                  ) -> list[Example]:
+    """Tokenise rows, dropping none: a row whose completion is truncated away still counts as seen."""
+    return [tokenize_row(r, tokenizer, max_length) for r in rows]
+
+
+@dataclass
+class Batch:
+    """A right-padded batch ready for ``model(**batch.model_inputs())``."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    n_tokens: int  # real (non-pad) tokens, the unit of tokens/s and of the FLOPs estimate
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "labels": self.labels}
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> Batch:
+    """Right-pad to the longest example in the batch (dynamic padding keeps tiny batches cheap)."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        mask[i, :n] = 1
+        labels[i, :n] = torch.tensor(e.labels)
+    return Batch(ids, mask, labels, int(mask.sum()))
+
+
+class _Cycler:
+    """Endless, seeded, epoch-shuffled order over a list: every example is seen once per epoch."""
+
+    def __init__(self, n: int, rng: random.Random) -> None:
+        self.n, self.rng, self.order, self.pos = n, rng, list(range(n)), n
+
+    def take(self, k: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < k:
+            if self.pos >= self.n:
+                self.rng.shuffle(self.order)
+                self.pos = 0
+            out.append(self.order[self.pos])
+            self.pos += 1
+        return out
+
+
+def replay_count(batch_size: int, share: float, has_replay: bool) -> int:
+    """How many rows of each batch come from replay data (at least one when any share is asked for)."""
+    if not has_replay or share <= 0:
+        return 0
+    return min(batch_size - 1, max(1, round(share * batch_size)))
+
+
+def batches(new: Sequence[Example], replay: Sequence[Example], *, batch_size: int, share: float, steps: int,
+            seed: int, pad_id: int) -> Iterator[Batch]:
+    """Yield ``steps`` batches: ``share`` of each drawn from ``replay``, the rest from ``new``.
+
+    Order depends only on ``seed`` (a private ``random.Random``, not torch's global RNG), so the same
+    inputs always give the same batches — one half of bit-for-bit reproducible training.
+    """
+    n_replay = replay_count(batch_size, share, bool(replay))
+    new_order = _Cycler(len(new), random.Random(f"{seed}:new"))
+    replay_order = _Cycler(len(replay), random.Random(f"{seed}:replay")) if replay else None
+    for _ in range(steps):
+        rows = [new[i] for i in new_order.take(batch_size - n_replay)]
+        if replay_order is not None and n_replay:
+            rows += [replay[i] for i in replay_order.take(n_replay)]
+        yield collate(rows, pad_id)

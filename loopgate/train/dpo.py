@@ -1,0 +1,107 @@
+"""``dpo``: preference updates on ``{"prompt", "chosen", "rejected"}`` rows with trl's ``DPOTrainer``.
+
+trl runs on CPU with the tiny char-level models (FIELD-NOTES), so Loopgate uses it rather than re-deriving the
+loss. Two settings matter and are fixed here:
+
+- ``loss_type=["sigmoid", "sft"]``: plain DPO strong enough to flip a margin wrecked greedy generation on the
+  tiny models (endless junk); the added SFT term on the chosen answer keeps the model fluent.
+  ``dpo.sft_weight: 0`` gives the paper's loss alone.
+- plain text, no chat template; trl appends eos to chosen/rejected, matching how ``sft`` rows are trained.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from trl import DPOConfig, DPOTrainer
+
+from loopgate.models import load_model, save_model
+from loopgate.spec import DPOSettings, Recipe
+from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
+from loopgate.train.lora import lora_config
+from loopgate.train.methods import Trained
+from loopgate.train.progress import TrainProgress
+
+
+class _ProgressCallback(TrainerCallback):
+    """Feeds trl's per-step loss and token count into Loopgate's progress bar (trl's own tqdm is off)."""
+
+    def __init__(self, bar: TrainProgress) -> None:
+        self.bar, self.losses, self.tokens = bar, [0.0], 0
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        seen = int(state.num_input_tokens_seen)
+        self.bar.advance(self.losses[-1], seen - self.tokens)
+        self.tokens = seen
+
+
+def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
+        adapter_dir: Path | None = None, progress: bool = False) -> Trained:
+    """DPO on ``parent_dir`` (full weights, or a LoRA adapter when ``recipe.lora`` is set); the parent is the
+    frozen reference policy."""
+    settings = recipe.dpo or DPOSettings()
+    loaded = load_model(parent_dir, adapter_dir, trainable=True)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    tokenizer.padding_side = "right"  # trl pads completions itself; right padding is what its collator expects
+    n_params = sum(p.numel() for p in model.parameters())
+    torch.manual_seed(recipe.seed)
+    peft_config = lora_config(recipe.lora, model, tokenizer) if recipe.lora and adapter_dir is None else None
+    with_sft = settings.sft_weight > 0
+    with tempfile.TemporaryDirectory(prefix="loopgate-dpo-") as scratch:
+        args = DPOConfig(
+            output_dir=scratch,
+            max_steps=recipe.steps,
+            per_device_train_batch_size=recipe.batch_size,
+            learning_rate=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            warmup_steps=recipe.warmup_steps,
+            lr_scheduler_type="constant_with_warmup",
+            max_grad_norm=1.0,
+            beta=settings.beta,
+            loss_type=["sigmoid", "sft"] if with_sft else ["sigmoid"],
+            loss_weights=[1.0, settings.sft_weight] if with_sft else None,
+            max_length=recipe.max_length,
+            seed=recipe.seed,
+            data_seed=recipe.seed,
+            use_cpu=True,
+            report_to="none",
+            gradient_checkpointing=False,  # on by default in trl 1.x; only costs time at this size
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            include_num_input_tokens_seen="non_padding",
+        )
+        with TrainProgress(recipe.steps, "dpo", progress) as bar:
+            callback = _ProgressCallback(bar)
+            trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(list(rows)),
+                                 processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+            trainer.train()
+        trained: Any = trainer.model  # a PreTrainedModel, or a PeftModel when trained with LoRA
+    recent = callback.losses[1:][-FINAL_LOSS_WINDOW:] or [float("nan")]
+    stats = FitStats(final_loss=sum(recent) / len(recent), tokens_seen=bar.tokens, tokens_per_s=bar.tokens_per_s,
+                     train_s=bar.elapsed_s, replay_rows_per_batch=0)
+    tokenizer.padding_side = "left"
+    trained.eval()
+    if hasattr(trained, "peft_config"):
+        if recipe.lora is not None and recipe.lora.merge:
+            save_model(trained.merge_and_unload(), tokenizer, out_dir)
+            return Trained("full", stats, n_params)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trained.save_pretrained(str(out_dir), safe_serialization=True)
+        tokenizer.save_pretrained(str(out_dir))
+        return Trained("adapter", stats, n_params)
+    save_model(trained, tokenizer, out_dir)
+    return Trained("full", stats, n_params)

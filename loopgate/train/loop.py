@@ -1,0 +1,85 @@
+"""The causal-LM training loop shared by ``pretrain``, ``sft`` and ``lora``, read top to bottom.
+
+``fit`` does, in order: tokenise the update data and the replay rows; build the regularisers (KL, EWC) from
+the model *before* it changes; then, each step, take a batch whose ``replay.share`` comes from replay rows,
+compute the task loss + penalties, step AdamW (linear warm-up, clipped gradients). Nothing else happens in the
+loop, so its speed is the speed of the forward/backward passes (see ``bench/update_throughput.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from loopgate.errors import DataError
+from loopgate.spec import Recipe, ReplaySettings
+from loopgate.train.data import batches, replay_count, tokenize_rows
+from loopgate.train.progress import TrainProgress
+from loopgate.train.regularizers import EWC, Regularizer, RetentionKL
+
+MAX_GRAD_NORM = 1.0  # tiny models trained from scratch at lr 1e-3 spike without it
+FINAL_LOSS_WINDOW = 10  # the final loss is a mean over the last steps: one step's loss is too noisy to compare
+
+
+@dataclass
+class FitStats:
+    """What the loop measured: the final task loss (mean of the last steps), tokens seen and their rate."""
+
+    final_loss: float
+    tokens_seen: int
+    tokens_per_s: float
+    train_s: float
+    replay_rows_per_batch: int
+
+
+def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, rows: Sequence[dict[str, str]], *,
+        replay_rows: Sequence[dict[str, str]] = (), retention_rows: Sequence[dict[str, str]] = (),
+        steps: int | None = None, progress: bool = False, description: str = "train") -> FitStats:
+    """Train ``model`` in place on ``rows`` (+ replay, + regularisers) for ``steps`` (default ``recipe.steps``)."""
+    steps = steps or recipe.steps
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    new = tokenize_rows(rows, tokenizer, recipe.max_length)
+    replay = tokenize_rows(replay_rows, tokenizer, recipe.max_length)
+    share = (recipe.replay or ReplaySettings.model_validate({})).share if replay else 0.0
+
+    # Regularisers snapshot the model before the first step; the retention set is retention rows + replay rows.
+    retention = tokenize_rows(retention_rows, tokenizer, recipe.max_length) + replay
+    regularizers: list[Regularizer] = []
+    for settings, cls in ((recipe.kl, RetentionKL), (recipe.ewc, EWC)):
+        if settings is None:
+            continue
+        if not retention:
+            raise DataError(f"the recipe asks for a {cls.name} regulariser but no retention or replay data was given; "
+                            "pass retention files (or replay files), or remove the section from the recipe")
+        regularizers.append(cls(model, retention, settings, batch_size=max(1, recipe.batch_size // 4),  # type: ignore[arg-type]
+                                seed=recipe.seed, pad_id=pad_id))
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    warmup = recipe.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+
+    model.train()
+    recent: list[float] = []
+    data = batches(new, replay, batch_size=recipe.batch_size, share=share, steps=steps, seed=recipe.seed,
+                   pad_id=pad_id)
+    with TrainProgress(steps, description, progress) as bar:
+        for batch in data:
+            loss = model(**batch.model_inputs()).loss
+            task_loss = loss.item()
+            for reg in regularizers:
+                loss = loss + reg.penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            optimizer.step()
+            scheduler.step()
+            recent = (recent + [task_loss])[-FINAL_LOSS_WINDOW:]
+            bar.advance(task_loss, batch.n_tokens)
+    model.eval()
+    return FitStats(final_loss=sum(recent) / len(recent), tokens_seen=bar.tokens, tokens_per_s=bar.tokens_per_s,
+                    train_s=bar.elapsed_s, replay_rows_per_batch=replay_count(recipe.batch_size, share, bool(replay)))

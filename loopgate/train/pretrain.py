@@ -1,0 +1,33 @@
+"""``pretrain``: causal LM on raw text, every token in the loss — builds a tiny foundation from nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from loopgate.models import TinyConfig, build_tiny_model, load_model, save_model
+from loopgate.spec import Recipe
+from loopgate.train.loop import fit
+from loopgate.train.methods import Trained
+
+
+def pretrain(parent_dir: Path | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
+             replay_rows: Sequence[dict[str, str]] = (), retention_rows: Sequence[dict[str, str]] = (),
+             progress: bool = False) -> Trained:
+    """Continue pretraining ``parent_dir``, or (``None``) pretrain a fresh tiny model seeded by ``recipe.seed``."""
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    if parent_dir is None:
+        model, tokenizer = build_tiny_model(TinyConfig(seed=recipe.seed))
+    else:
+        loaded = load_model(parent_dir, trainable=True)
+        model, tokenizer = loaded.model, loaded.tokenizer
+    model.requires_grad_(True)
+    torch.manual_seed(recipe.seed)  # dropout (if the config has any) draws from the global RNG
+    stats = fit(model, tokenizer, recipe, rows, replay_rows=replay_rows, retention_rows=retention_rows,
+                progress=progress, description="pretrain")
+    save_model(model, tokenizer, out_dir)
+    return Trained("full", stats, sum(p.numel() for p in model.parameters()))

@@ -1,0 +1,141 @@
+"""``run_update``: the one entry point of the update step — a plain function of its inputs.
+
+It reads nothing but its arguments and writes nothing but ``out_dir``, so it can run in-process, in a
+subprocess or on a Ray worker. The same parent, data, recipe and seed give bit-identical weights on CPU:
+seeds are set, the data order comes from a seeded private RNG, and torch runs on one thread.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+from transformers import set_seed
+
+from loopgate.errors import SpecError
+from loopgate.hashing import sha256_file
+from loopgate.models import set_threads
+from loopgate.spec import Recipe
+from loopgate.train.data import data_sha256, load_rows, row_kind_for
+from loopgate.train.dpo import dpo
+from loopgate.train.lora import lora
+from loopgate.train.methods import Trained
+from loopgate.train.pretrain import pretrain
+from loopgate.train.sft import sft
+
+LIBRARIES = ("torch", "transformers", "peft", "trl", "safetensors", "tokenizers")
+
+
+class UpdateResult(BaseModel):
+    """Where the candidate's artifact was written, what it is, and how it was made."""
+
+    out_dir: Path
+    kind: Literal["full", "adapter"]
+    provenance: dict[str, Any]
+    metrics: dict[str, float]
+
+
+def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Path, *,
+               adapter_dir: Path | None = None, replay: list[Path] | None = None,
+               retention: list[Path] | None = None, progress: bool = False) -> UpdateResult:
+    """Train a candidate from ``parent_dir`` with ``recipe`` on ``data`` and write it to ``out_dir``.
+
+    ``parent_dir`` is a full HF model directory (``None`` only for ``pretrain`` from scratch, which builds a tiny
+    model); ``adapter_dir`` is an existing LoRA adapter to continue. ``replay`` files are mixed into every batch at
+    ``recipe.replay.share`` (0.2 when the recipe has no ``replay`` section); KL and EWC regularise on
+    ``retention`` + ``replay`` rows. The result's ``kind`` says whether ``out_dir`` is a full model or an adapter.
+    """
+    replay, retention = list(replay or []), list(retention or [])
+    _check_inputs(parent_dir, recipe, adapter_dir, replay, retention)
+    started = time.perf_counter()
+    set_threads()
+    set_seed(recipe.seed)  # python, numpy and torch RNGs; each method re-seeds right before it draws
+
+    rows = [row for path in data for row in load_rows(path, row_kind_for(recipe.method))]
+    replay_rows = [row for path in replay for row in load_rows(path)]
+    retention_rows = [row for path in retention for row in load_rows(path)]
+    out_dir = Path(out_dir)
+
+    trained: Trained
+    if recipe.method == "pretrain":
+        trained = pretrain(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows,
+                           retention_rows=retention_rows, progress=progress)
+    elif recipe.method == "sft":
+        assert parent_dir is not None
+        trained = sft(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows, retention_rows=retention_rows,
+                      progress=progress)
+    elif recipe.method == "lora":
+        assert parent_dir is not None
+        trained = lora(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, replay_rows=replay_rows,
+                       retention_rows=retention_rows, progress=progress)
+    else:
+        assert parent_dir is not None
+        trained = dpo(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, progress=progress)
+
+    stats = trained.stats
+    provenance: dict[str, Any] = {
+        "method": recipe.method,
+        "parent_dir": str(parent_dir) if parent_dir is not None else None,
+        "parent_weights_sha256": _weights_sha256(parent_dir),
+        "adapter_dir": str(adapter_dir) if adapter_dir is not None else None,
+        "data_sha256": data_sha256(data),
+        "replay_sha256": data_sha256(replay),
+        "retention_sha256": data_sha256(retention),
+        "rows": len(rows),
+        "replay_rows_per_batch": stats.replay_rows_per_batch,
+        "recipe": recipe.model_dump(mode="json"),
+        "seed": recipe.seed,
+        "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
+        "threads": torch.get_num_threads(),
+        "code_version": code_version(),
+        "wall_s": round(time.perf_counter() - started, 3),
+        "train_s": round(stats.train_s, 3),
+        "tokens_seen": stats.tokens_seen,
+        "params": trained.n_params,
+        # the usual 6·N·D estimate (forward 2ND + backward 4ND); for LoRA the backward still runs through all N
+        "train_flops": 6 * trained.n_params * stats.tokens_seen,
+        "final_loss": stats.final_loss,
+    }
+    metrics = {"final_loss": stats.final_loss, "tokens_per_s": stats.tokens_per_s}
+    return UpdateResult(out_dir=out_dir, kind=trained.kind, provenance=provenance, metrics=metrics)
+
+
+def _check_inputs(parent_dir: Path | None, recipe: Recipe, adapter_dir: Path | None, replay: list[Path],
+                  retention: list[Path]) -> None:
+    if parent_dir is None and recipe.method != "pretrain":
+        raise SpecError(f"a '{recipe.method}' update needs a parent model; only 'pretrain' starts from nothing")
+    if adapter_dir is not None and recipe.method not in ("lora", "dpo"):
+        raise SpecError(f"an adapter can only be continued by a 'lora' or 'dpo' update, not '{recipe.method}'")
+    if recipe.method == "dpo" and (replay or retention or recipe.replay or recipe.kl or recipe.ewc):
+        # trl's DPOTrainer owns the batch and the loss; its reference model already anchors the update
+        raise SpecError("a 'dpo' recipe takes no replay, retention, kl or ewc; its frozen reference model keeps "
+                        "the update close to the parent (raise dpo.beta or dpo.sft_weight for a tighter anchor)")
+
+
+def _weights_sha256(model_dir: Path | None) -> str | None:
+    """One sha256 over the parent's safetensors files, so provenance pins the exact weights trained from."""
+    if model_dir is None:
+        return None
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    return sha256_file(files[0]) if len(files) == 1 else "+".join(sha256_file(f) for f in files) or None
+
+
+def code_version() -> str:
+    """The git commit of the Loopgate checkout (``+dirty`` with local changes), else the package version."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "loopgate"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return importlib.metadata.version("loopgate")
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
