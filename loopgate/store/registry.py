@@ -18,6 +18,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from pydantic import BaseModel
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
@@ -123,6 +125,11 @@ class Store:
     def _migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with self.engine.connect() as conn:
+            # every CLI call opens the store: skip Alembic's environment when the schema is already at head
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
