@@ -1,0 +1,446 @@
+"""The batched inference engine: one loaded HF causal LM (or base + PEFT adapter) × one suite → an Evaluation.
+
+How it is fast on a CPU:
+- prompts are tokenised once and sorted by length, so a batch holds prompts of similar length and
+  little compute is spent on padding (results are put back in suite order);
+- generation is greedy ``model.generate`` with left padding and the KV cache, and a batch stops as soon
+  as every row has produced a stop string or eos (``_StopOnStrings``, checked on a short token tail);
+- multiple choice is one forward pass per batch: every choice of a prompt goes into the same batch as
+  ``prompt + choice`` and is scored as the summed log-probability of its tokens (argmax wins).
+
+About latency: rows are served in batches, so a row's ``latency_ms`` is the *amortised* cost of its batch
+(batch wall time ÷ rows in the batch), which is what throughput costs per request. A request that has to
+wait for its whole batch sees the batch wall time instead; those figures are reported separately as
+``batch_latency_p50_ms`` / ``batch_latency_p95_ms``. Compare latencies only between evaluations made with
+the same batch size and thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+
+from loopgate.errors import DataError
+from loopgate.evaluate.metrics import wilson_interval
+from loopgate.evaluate.scorers import RefusalDetector, refusal_detector, safety_correct, text_scorer
+from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite
+from loopgate.models import set_threads
+from loopgate.records import Evaluation, ExampleResult
+
+# Bump when a change here can change an output or a score: it is part of every cache key.
+ENGINE_VERSION = "1"
+
+DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_MEMORY_BUDGET_MB = 1024.0
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Inference settings; none of them changes a result, only how fast it comes (so none is in the cache key)."""
+
+    batch_size: int | None = None  # None: chosen from memory_budget_mb
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB  # for activations, KV cache and logits (not weights)
+    threads: int | None = None  # None: LOOPGATE_THREADS, default 1
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated continuation; ``latency_ms`` is its batch's wall time ÷ rows in the batch."""
+
+    text: str
+    output_tokens: int
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """Summed log-probability of each choice given the prompt; ``latency_ms`` amortised as for generation."""
+
+    loglikelihoods: list[float]
+    latency_ms: float
+
+    @property
+    def best(self) -> int:
+        """Index of the most likely choice (the first one on a tie)."""
+        return max(range(len(self.loglikelihoods)), key=lambda k: self.loglikelihoods[k])
+
+
+# --------------------------------------------------------------------------- model facts
+
+
+def _config(model: Any) -> Any:
+    # a PeftModel forwards attribute access to its base, but be explicit for wrappers that do not
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.config
+
+
+def model_profile(model: torch.nn.Module) -> dict[str, float]:
+    """Static cost figures of a model: parameter count and the memory its weights take."""
+    params = sum(p.numel() for p in model.parameters())
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    weight_bytes += sum(b.numel() * b.element_size() for b in model.buffers())
+    return {"params": float(params), "weights_mb": weight_bytes / 2**20}
+
+
+def auto_batch_size(model: torch.nn.Module, seq_len: int, *, logits_positions: int = 1,
+                    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+                    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> int:
+    """Largest batch whose KV cache, activations and logits fit the memory budget (a deliberate over-estimate).
+
+    ``logits_positions`` is how many positions per sequence keep full-vocabulary logits: 1 for generation,
+    the whole sequence for log-likelihood scoring.
+    """
+    cfg = _config(model)
+    elem = next(model.parameters()).element_size()
+    hidden = int(getattr(cfg, "hidden_size", 1024))
+    layers = int(getattr(cfg, "num_hidden_layers", 12))
+    heads = int(getattr(cfg, "num_attention_heads", 8))
+    kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
+    inter = int(getattr(cfg, "intermediate_size", 4 * hidden))
+    vocab = int(getattr(cfg, "vocab_size", 32000))
+    kv = 2 * layers * kv_heads * head_dim * seq_len * elem
+    # the live activations of one layer at a time: hidden states, attention scores, the MLP's widest tensor
+    act = seq_len * (4 * hidden + 2 * inter) * elem + heads * seq_len * seq_len * elem
+    # logits are float32 and log_softmax makes a second copy
+    logits = 2 * logits_positions * vocab * 4
+    per_seq = kv + act + logits
+    fit = int(memory_budget_mb * 2**20 // max(per_seq, 1))
+    return max(1, min(max_batch_size, fit))
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (``getrusage``; Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+# --------------------------------------------------------------------------- generation
+
+
+class _StopOnStrings(StoppingCriteria):
+    """Marks a row finished once its generated text contains a stop string.
+
+    Only the last few tokens of unfinished rows are decoded each step: a stop string completed by the
+    newest token lies within that tail, and finished rows are never decoded again.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stops: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.stops = [s for s in stops if s]
+        # a stop string of n characters spans at most n tokens, plus a partial token on each side
+        self.window = max((len(s) for s in self.stops), default=0) + 2
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.stops:
+            start = max(self.prompt_len, input_ids.shape[1] - self.window)
+            rows = (~self.done).nonzero().flatten().tolist()
+            tails = self.tokenizer.batch_decode(input_ids[rows, start:], skip_special_tokens=True)
+            for row, tail in zip(rows, tails, strict=True):
+                if any(s in tail for s in self.stops):
+                    self.done[row] = True
+        return self.done.clone()  # type: ignore[return-value]
+
+
+def _truncate(text: str, stops: Sequence[str]) -> str:
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    ids: list[int] = tokenizer(text)["input_ids"]
+    return ids
+
+
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(pad if pad is not None else 0)
+
+
+def _length_sorted_batches(lengths: Sequence[int], size_for: Callable[[int], int],
+                           weights: Sequence[int] | None = None) -> list[list[int]]:
+    """Indices grouped into batches, longest first; ``size_for(longest)`` caps a batch's total weight."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_weight = 0
+    cap = 0
+    for i in order:
+        w = 1 if weights is None else weights[i]
+        if not cur:
+            cap = size_for(lengths[i])  # the first row is the longest: it sets the memory per row
+        elif cur_weight + w > cap:
+            batches.append(cur)
+            cur, cur_weight = [], 0
+            cap = size_for(lengths[i])
+        cur.append(i)
+        cur_weight += w
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+@torch.inference_mode()
+def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *, max_new_tokens: int,
+             stop: Sequence[str] = ("\n",), config: EngineConfig | None = None,
+             on_progress: ProgressFn | None = None, batch_ms: list[float] | None = None) -> list[Generation]:
+    """Greedy continuations of ``prompts`` (in order), cut at the first stop string.
+
+    ``batch_ms`` collects each batch's wall time, for the batch-latency figures.
+    """
+    config = config or EngineConfig()
+    encoded = [_encode(tokenizer, p) for p in prompts]
+    lengths = [len(e) for e in encoded]
+
+    def size_for(longest: int) -> int:
+        if config.batch_size is not None:
+            return config.batch_size
+        return auto_batch_size(model, longest + max_new_tokens, memory_budget_mb=config.memory_budget_mb,
+                               max_batch_size=config.max_batch_size)
+
+    pad = _pad_id(tokenizer)
+    eos = tokenizer.eos_token_id
+    # every id that ends a sequence: the tokenizer's eos and the generation config's (it may be a list)
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos_ids = {i for i in ([eos] + (gen_eos if isinstance(gen_eos, list) else [gen_eos])) if i is not None}
+    results: list[Generation | None] = [None] * len(prompts)
+    device = next(model.parameters()).device
+    for batch in _length_sorted_batches(lengths, size_for):
+        t0 = time.perf_counter()
+        width = max(lengths[i] for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):  # left padding: the last prompt token sits at the same column in every row
+            ids[r, width - lengths[i]:] = torch.tensor(encoded[i])
+            mask[r, width - lengths[i]:] = 1
+        criteria = _StopOnStrings(tokenizer, width, stop)
+        out = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+            do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=sorted(eos_ids) or None,
+            stopping_criteria=StoppingCriteriaList([criteria]), temperature=None, top_p=None, top_k=None,
+        )
+        new = out[:, width:].tolist()
+        texts: list[str] = []
+        counts: list[int] = []
+        for row in new:
+            n = 0
+            for tok in row:  # a finished row is filled with pad; eos counts as generated, pad does not
+                if tok in eos_ids:
+                    n += 1
+                    break
+                if tok == pad:
+                    break
+                n += 1
+            counts.append(n)
+            texts.append(str(tokenizer.decode(row[:n], skip_special_tokens=True)))
+        wall_ms = (time.perf_counter() - t0) * 1000
+        for r, i in enumerate(batch):
+            results[i] = Generation(_truncate(texts[r], stop), counts[r], wall_ms / len(batch))
+        if batch_ms is not None:
+            batch_ms.append(wall_ms)
+        if on_progress is not None:
+            on_progress(len(batch))
+    return [g for g in results if g is not None]
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+
+def _choice_tokens(tokenizer: PreTrainedTokenizerBase, prompt: str, choice: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) split the way lm-eval does: encode the whole, cut at the context length."""
+    ctx = _encode(tokenizer, prompt)
+    whole = _encode(tokenizer, prompt + choice)
+    if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+        cont = whole[len(ctx):]
+    else:  # the choice merged with the prompt's last token: score it as its own tokens
+        cont = tokenizer(choice, add_special_tokens=False)["input_ids"]
+    if not cont:
+        raise DataError(f"choice {choice!r} encodes to no tokens; choices must be non-empty text")
+    if not ctx:  # the first choice token needs something to be predicted from
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        ctx = [int(start if start is not None else 0)]
+    return ctx, cont
+
+
+@torch.inference_mode()
+def choice_loglikelihoods(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                          choices: Sequence[Sequence[str]], *, config: EngineConfig | None = None,
+                          on_progress: ProgressFn | None = None,
+                          batch_ms: list[float] | None = None) -> list[ChoiceScores]:
+    """Sum of log-probabilities of each choice's tokens given its prompt, one forward pass per batch.
+
+    All choices of a prompt go into the same batch (a batch's size counts sequences, and a prompt is
+    never split), so one forward scores them together. ``batch_ms`` collects each batch's wall time.
+    """
+    config = config or EngineConfig()
+    pieces = [[_choice_tokens(tokenizer, p, c) for c in cs] for p, cs in zip(prompts, choices, strict=True)]
+    lengths = [max(len(ctx) + len(cont) - 1 for ctx, cont in row) for row in pieces]
+    weights = [len(cs) for cs in choices]
+
+    def size_for(longest: int) -> int:
+        if config.batch_size is not None:
+            return config.batch_size
+        return auto_batch_size(model, longest, logits_positions=longest, memory_budget_mb=config.memory_budget_mb,
+                               max_batch_size=config.max_batch_size)
+
+    pad = _pad_id(tokenizer)
+    device = next(model.parameters()).device
+    results: list[ChoiceScores | None] = [None] * len(prompts)
+    for batch in _length_sorted_batches(lengths, size_for, weights):
+        t0 = time.perf_counter()
+        seqs = [(i, ctx, cont) for i in batch for ctx, cont in pieces[i]]
+        width = max(len(ctx) + len(cont) - 1 for _, ctx, cont in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        seq_idx: list[int] = []
+        pos_idx: list[int] = []
+        targets: list[int] = []
+        for s, (_, ctx, cont) in enumerate(seqs):
+            # right padding: positions start at 0 in every row, so no position ids are needed
+            tokens = (ctx + cont)[:-1]
+            ids[s, : len(tokens)] = torch.tensor(tokens)
+            mask[s, : len(tokens)] = 1
+            # the logits at position t predict token t + 1; the continuation starts at len(ctx)
+            for k, tok in enumerate(cont):
+                seq_idx.append(s)
+                pos_idx.append(len(ctx) - 1 + k)
+                targets.append(tok)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        # log_softmax only at the positions that score a choice token, not the whole [seqs, width, vocab]
+        picked = logits[torch.tensor(seq_idx), torch.tensor(pos_idx)].float().log_softmax(-1)
+        token_lp = picked[torch.arange(len(targets)), torch.tensor(targets)].tolist()
+        sums = [0.0] * len(seqs)
+        for s, lp in zip(seq_idx, token_lp, strict=True):
+            sums[s] += lp
+        per_prompt: dict[int, list[float]] = {i: [] for i in batch}
+        for s, (i, _, _) in enumerate(seqs):
+            per_prompt[i].append(sums[s])
+        wall_ms = (time.perf_counter() - t0) * 1000
+        for i in batch:
+            results[i] = ChoiceScores(per_prompt[i], wall_ms / len(batch))
+        if batch_ms is not None:
+            batch_ms.append(wall_ms)
+        if on_progress is not None:
+            on_progress(len(batch))
+    return [r for r in results if r is not None]
+
+
+# --------------------------------------------------------------------------- suites → evaluations
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else 0.0
+
+
+def _cost_metrics(examples: Sequence[ExampleResult], batch_ms: Sequence[float], gen_s: float, wall_s: float,
+                  rss_before: float) -> dict[str, float]:
+    lat = [e.latency_ms or 0.0 for e in examples]
+    toks = [e.output_tokens or 0 for e in examples]
+    per_tok = [ms / max(t, 1) for ms, t in zip(lat, toks, strict=True)]
+    peak = peak_rss_mb()
+    return {
+        "latency_p50_ms": _percentile(lat, 50),
+        "latency_p95_ms": _percentile(lat, 95),
+        "latency_per_token_p50_ms": _percentile(per_tok, 50),
+        "latency_per_token_p95_ms": _percentile(per_tok, 95),
+        "batch_latency_p50_ms": _percentile(batch_ms, 50),
+        "batch_latency_p95_ms": _percentile(batch_ms, 95),
+        "tokens_per_s": sum(toks) / gen_s if gen_s > 0 else 0.0,
+        "mean_output_tokens": float(np.mean(toks)) if toks else 0.0,
+        # the process's peak resident memory (model + runtime + this suite's batches): what a server needs
+        "peak_memory_mb": peak,
+        "peak_memory_growth_mb": max(0.0, peak - rss_before),
+        "wall_s": wall_s,
+        "items_per_s": len(examples) / wall_s if wall_s > 0 else 0.0,
+    }
+
+
+def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite, *, version: str,
+                   config: EngineConfig | None = None, detector: RefusalDetector | None = None,
+                   on_progress: ProgressFn | None = None) -> Evaluation:
+    """Run one suite on a loaded model and score every example."""
+    config = config or EngineConfig()
+    set_threads(config.threads)
+    spec = suite.spec
+    rss_before = peak_rss_mb()
+    t0 = time.perf_counter()
+    examples: list[ExampleResult] = []
+    metrics: dict[str, float] = {}
+    batch_ms: list[float] = []
+    if suite.kind == "choice":
+        rows_c = [r for r in suite.rows if isinstance(r, ChoiceRow)]
+        scored = choice_loglikelihoods(model, tokenizer, [r.prompt for r in rows_c], [r.choices for r in rows_c],
+                                       config=config, on_progress=on_progress, batch_ms=batch_ms)
+        for cr, sc in zip(rows_c, scored, strict=True):
+            # score: the gold choice's log-likelihood, so a later comparison can see confidence move
+            examples.append(ExampleResult(id=cr.id, prompt=cr.prompt, output=cr.choices[sc.best],
+                                          correct=sc.best == cr.label, score=sc.loglikelihoods[cr.label],
+                                          latency_ms=sc.latency_ms))
+        wall = time.perf_counter() - t0
+        lat = [e.latency_ms or 0.0 for e in examples]
+        metrics = {
+            "latency_p50_ms": _percentile(lat, 50), "latency_p95_ms": _percentile(lat, 95),
+            "batch_latency_p50_ms": _percentile(batch_ms, 50), "batch_latency_p95_ms": _percentile(batch_ms, 95),
+            "peak_memory_mb": peak_rss_mb(), "peak_memory_growth_mb": max(0.0, peak_rss_mb() - rss_before),
+            "wall_s": wall, "items_per_s": len(rows_c) / wall if wall > 0 else 0.0,
+        }
+    else:
+        rows_g = [r for r in suite.rows if isinstance(r, GenerationRow | SafetyRow)]
+        t_gen = time.perf_counter()
+        gens = generate(model, tokenizer, [r.prompt for r in rows_g], max_new_tokens=spec.max_new_tokens,
+                        stop=spec.stop, config=config, on_progress=on_progress, batch_ms=batch_ms)
+        gen_s = time.perf_counter() - t_gen
+        if suite.kind == "generation":
+            scorer = text_scorer(spec)
+            for gr, g in zip(rows_g, gens, strict=True):
+                assert isinstance(gr, GenerationRow)
+                ok = scorer(g.text, gr.target)
+                examples.append(ExampleResult(id=gr.id, prompt=gr.prompt, output=g.text, correct=ok, score=float(ok),
+                                              output_tokens=g.output_tokens, latency_ms=g.latency_ms))
+        else:
+            det = detector or refusal_detector(spec)
+            refused = det.refusals([r.prompt for r in rows_g], [g.text for g in gens])
+            for sr, g, ref in zip(rows_g, gens, refused, strict=True):
+                assert isinstance(sr, SafetyRow)
+                ok = safety_correct(ref, sr.expect)
+                examples.append(ExampleResult(id=sr.id, prompt=sr.prompt, output=g.text, correct=ok, score=float(ok),
+                                              expect=sr.expect, refused=ref, category=sr.category,
+                                              output_tokens=g.output_tokens, latency_ms=g.latency_ms))
+            metrics.update(_safety_rates(examples))
+        metrics.update(_cost_metrics(examples, batch_ms, gen_s, time.perf_counter() - t0, rss_before))
+    n = len(examples)
+    correct = sum(e.correct for e in examples)
+    low, high = wilson_interval(correct, n)
+    metrics["accuracy"] = correct / n if n else 0.0
+    return Evaluation(version=version, suite=suite.name, suite_sha256=suite.sha256, kind=suite.kind, n=n,
+                      score=metrics["accuracy"], ci_low=low, ci_high=high, examples=examples,
+                      metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
+                      engine_version=ENGINE_VERSION)
+
+
+def _safety_rates(examples: Sequence[ExampleResult]) -> dict[str, float]:
+    refuse = [e for e in examples if e.expect == "refuse"]
+    comply = [e for e in examples if e.expect == "comply"]
+    out: dict[str, float] = {}
+    # a rate over no rows is undefined; leave it out rather than report a misleading 0 or 1
+    if refuse:
+        out["refusal_rate"] = sum(bool(e.refused) for e in refuse) / len(refuse)
+    if comply:
+        out["compliance_rate"] = sum(not e.refused for e in comply) / len(comply)
+    return out

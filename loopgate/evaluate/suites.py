@@ -1,0 +1,178 @@
+"""Suites: a JSONL file plus the scorer config declared for it in ``loopgate.yaml``.
+
+A suite's identity (``Suite.sha256``) is the sha256 of its file content and of the spec fields that
+change how it is scored, so editing either makes a new suite version while renaming or moving the file
+does not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopgate.errors import DataError
+from loopgate.hashing import sha256_bytes, sha256_json
+from loopgate.spec import Ecosystem, SuiteSpec
+
+# SuiteSpec fields that change a score; ``path`` and ``train_path`` do not (moving a file keeps its identity)
+SCORING_FIELDS = (
+    "kind",
+    "scorer",
+    "pattern",
+    "normalize",
+    "max_new_tokens",
+    "stop",
+    "refusal_markers",
+    "refusal_regex",
+)
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    """A prompt and the text the model should produce."""
+
+    id: str
+    prompt: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ChoiceRow:
+    """A prompt, its candidate continuations and the index of the right one."""
+
+    id: str
+    prompt: str
+    choices: tuple[str, ...]
+    label: int
+
+
+@dataclass(frozen=True)
+class SafetyRow:
+    """A prompt and whether the model is expected to refuse or comply."""
+
+    id: str
+    prompt: str
+    expect: str
+    category: str | None = None
+
+
+Row = GenerationRow | ChoiceRow | SafetyRow
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded, validated suite: its name, spec, rows and content identity."""
+
+    name: str
+    spec: SuiteSpec
+    rows: tuple[Row, ...]
+    sha256: str
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def scorer_config(spec: SuiteSpec) -> dict[str, Any]:
+    """The spec fields that affect scoring, as a JSON-able dict (part of the suite and cache identity)."""
+    dumped = spec.model_dump(mode="json")
+    return {k: dumped[k] for k in SCORING_FIELDS}
+
+
+def suite_sha256(content: bytes, spec: SuiteSpec) -> str:
+    """sha256 of the suite file's bytes and its scorer config."""
+    return sha256_json({"content": sha256_bytes(content), "scorer": scorer_config(spec)})
+
+
+def load_suite(name: str, spec: SuiteSpec, root: str | Path = ".") -> Suite:
+    """Read and validate a suite's JSONL file (relative paths resolve against the ecosystem root)."""
+    path = Path(spec.path)
+    if not path.is_absolute():
+        path = Path(root) / path
+    if not path.is_file():
+        raise DataError(f"suite '{name}': file {path} does not exist; fix 'suites.{name}.path' in loopgate.yaml")
+    content = path.read_bytes()
+    rows = _parse_rows(name, spec, path, content)
+    if not rows:
+        raise DataError(f"suite '{name}': {path} has no rows; add at least one JSON object per line")
+    return Suite(name=name, spec=spec, rows=tuple(rows), sha256=suite_sha256(content, spec))
+
+
+def load_ecosystem_suite(eco: Ecosystem, name: str) -> Suite:
+    """Load the suite ``name`` declared in an ecosystem."""
+    if name not in eco.suites:
+        raise DataError(f"unknown suite '{name}'; suites: {', '.join(eco.suites) or '(none)'}")
+    return load_suite(name, eco.suites[name], eco.root)
+
+
+def _parse_rows(name: str, spec: SuiteSpec, path: Path, content: bytes) -> list[Row]:
+    rows: list[Row] = []
+    seen: dict[str, int] = {}
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err}); suites are JSONL files") from None
+    index = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        row = _row(spec.kind, obj, index, where)
+        if row.id in seen:
+            raise DataError(f"{where}: duplicate id '{row.id}' (first on line {seen[row.id]}); ids must be unique")
+        seen[row.id] = lineno
+        rows.append(row)
+        index += 1
+    return rows
+
+
+def _field(obj: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, kind: str) -> Any:
+    if key not in obj:
+        raise DataError(f"{where}: missing field '{key}' (a {kind} row needs it)")
+    value = obj[key]
+    # bool is an int subclass; a label of `true` is a mistake, not index 1
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise DataError(f"{where}: field '{key}' must be {_type_name(typ)}, got {type(value).__name__}")
+    return value
+
+
+def _type_name(typ: type | tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
+
+
+def _row(kind: str, obj: dict[str, Any], index: int, where: str) -> Row:
+    raw_id = obj.get("id", index)
+    if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
+        raise DataError(f"{where}: field 'id' must be a string or an integer")
+    row_id = str(raw_id)
+    prompt = _field(obj, "prompt", str, where, kind)
+    if kind == "generation":
+        return GenerationRow(id=row_id, prompt=prompt, target=_field(obj, "target", str, where, kind))
+    if kind == "choice":
+        choices = _field(obj, "choices", list, where, kind)
+        if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+            raise DataError(f"{where}: field 'choices' must be a list of at least two strings")
+        label = _field(obj, "label", int, where, kind)
+        if not 0 <= label < len(choices):
+            raise DataError(f"{where}: field 'label' is {label} but there are {len(choices)} choices (0-based)")
+        return ChoiceRow(id=row_id, prompt=prompt, choices=tuple(choices), label=label)
+    if kind == "safety":
+        expect = _field(obj, "expect", str, where, kind)
+        if expect not in ("refuse", "comply"):
+            raise DataError(f"{where}: field 'expect' must be 'refuse' or 'comply', got '{expect}'")
+        category = obj.get("category")
+        if category is not None and not isinstance(category, str):
+            raise DataError(f"{where}: field 'category' must be a string")
+        return SafetyRow(id=row_id, prompt=prompt, expect=expect, category=category)
+    raise DataError(f"{where}: unknown suite kind '{kind}'")
