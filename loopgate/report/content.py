@@ -1,0 +1,380 @@
+"""What a report says, gathered from the registry into typed records (no rendering here).
+
+Every figure comes from a stored evaluation (version + suite hash) or a stored decision, so a reader can
+trace it back; nothing is recomputed from model weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from loopgate.evaluate.metrics import PairedComparison, cost_summary, paired_comparison, refusal_rate, safety_flips
+from loopgate.loop.versions import pinned_note, version_lineage
+from loopgate.loop.workspace import Workspace
+from loopgate.records import Decision, Evaluation, ExampleResult, Verdict
+from loopgate.store import Approval, VersionInfo
+
+# cost figures shown in the release notes and plotted across versions, in display order
+COST_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_per_token_p95_ms", "tokens_per_s",
+                "mean_output_tokens", "peak_memory_mb", "seconds_per_request", "cost_per_1k_requests")
+# a suite scoring below this is listed among the model card's limitations
+LOW_SCORE = 0.6
+FLIP_EXAMPLES = 3
+
+Role = Literal["owned", "inherited", "other"]
+
+
+class SuiteRow(BaseModel):
+    """One suite's score for the version and, where the baseline was evaluated too, the paired comparison."""
+
+    suite: str
+    role: Role
+    kind: str
+    n: int
+    score: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    suite_sha256: str
+    refusal_rate: float | None = None
+    baseline_score: float | None = None
+    comparison: PairedComparison | None = None
+    # the baseline was scored on a different revision of the suite (compared on the shared example ids)
+    suite_changed: bool = False
+
+
+class FlipExample(BaseModel):
+    """One example that changed outcome between the baseline and the version."""
+
+    id: str
+    prompt: str | None = None
+    before_output: str | None = None
+    after_output: str | None = None
+    category: str | None = None
+    unsafe: bool = False
+
+
+class FlipGroup(BaseModel):
+    """The flips of one suite in one direction, with a few examples."""
+
+    suite: str
+    direction: Literal["negative", "positive"]
+    count: int
+    rate: float
+    unsafe: int = 0
+    examples: list[FlipExample] = []
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.examples)
+
+
+class Change(BaseModel):
+    """One setting that differs between the baseline and the version."""
+
+    key: str
+    before: Any = None
+    after: Any = None
+    change: Literal["added", "removed", "changed"]
+
+
+class DataDiff(BaseModel):
+    """Training-data hashes of the version against the baseline's."""
+
+    added: list[str] = []
+    removed: list[str] = []
+    kept: list[str] = []
+
+
+class CostRow(BaseModel):
+    metric: str
+    before: float | None = None
+    after: float | None = None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.before is None or self.after is None else self.after - self.before
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.before in (None, 0) or self.after is None else self.after / self.before  # type: ignore[operator]
+
+
+class ReleaseNotes(BaseModel):
+    """The version against the one it replaces."""
+
+    version: VersionInfo
+    tier: str
+    baseline: VersionInfo | None = None
+    baseline_reason: str = ""
+    confidence: float = 0.95
+    suites: list[SuiteRow] = []
+    flips: list[FlipGroup] = []
+    decision: Decision | None = None
+    approvals: list[Approval] = []
+    data: DataDiff = DataDiff()
+    recipe_changes: list[Change] = []
+    version_changes: list[Change] = []
+    cost: list[CostRow] = []
+    price_per_hour: float | None = None
+
+
+class ModelCard(BaseModel):
+    """What the version is, where it comes from, what it is for and where it falls short."""
+
+    version: VersionInfo
+    tier: str
+    parent_line: str | None = None
+    description: str = ""
+    apps: list[str] = []
+    channels: list[str] = []
+    ancestors: list[dict[str, str]] = []
+    descendants: list[dict[str, str]] = []
+    evaluations: list[SuiteRow] = []
+    not_evaluated: list[str] = []
+    limitations: list[str] = []
+
+
+# --------------------------------------------------------------------------- baselines and evaluations
+
+
+def replaced_version(ws: Workspace, version: VersionInfo) -> tuple[VersionInfo | None, str]:
+    """The version this one replaces, and why that one.
+
+    Released: the production version it displaced. Not yet released: the current production version, when
+    that is older (what releasing it would replace). Otherwise: the previous version of the line.
+    """
+    for move in reversed(ws.store.channel_history(version.line, "production")):
+        if move.to_version == version.id and move.from_version and move.from_version != version.id:
+            return ws.store.version(move.from_version), f"production before {version.id} was released"
+    prod = ws.store.channel(version.line, "production")
+    released = any(m.to_version == version.id for m in ws.store.channel_history(version.line, "production"))
+    if not released and prod is not None and prod != version.id:
+        current = ws.store.version(prod)
+        if current.number < version.number:
+            return current, "current production version, which releasing it would replace"
+    earlier = [v for v in ws.store.versions(version.line) if v.number < version.number]
+    if earlier:
+        return earlier[-1], "previous version of the line"
+    return None, "first version of the line"
+
+
+def latest_by_suite(evaluations: list[Evaluation]) -> dict[str, Evaluation]:
+    """The newest evaluation per suite name (a suite edited later has a new hash and a newer record)."""
+    out: dict[str, Evaluation] = {}
+    for ev in sorted(evaluations, key=lambda e: e.created_at):
+        out[ev.suite] = ev
+    return out
+
+
+def suite_order(ws: Workspace, line: str, evaluated: list[str]) -> list[tuple[str, Role]]:
+    """Owned suites, then inherited ones, then anything else the line's versions were evaluated on."""
+    owned = ws.eco.owned_suites(line)
+    inherited = ws.eco.inherited_suites(line)
+    others = sorted(s for s in set(evaluated) if s not in owned and s not in inherited)
+    return ([(s, "owned") for s in owned] + [(s, "inherited") for s in inherited]
+            + [(s, "other") for s in others])
+
+
+def suite_rows(ws: Workspace, version: VersionInfo, baseline: VersionInfo | None,
+               confidence: float) -> tuple[list[SuiteRow], dict[str, tuple[Evaluation, Evaluation]]]:
+    """Score rows for every suite the version was evaluated on, and the (baseline, version) pairs compared."""
+    mine = latest_by_suite(ws.store.evaluations(version.id))
+    theirs_all = ws.store.evaluations(baseline.id) if baseline else []
+    theirs = latest_by_suite(theirs_all)
+    rows: list[SuiteRow] = []
+    pairs: dict[str, tuple[Evaluation, Evaluation]] = {}
+    for suite, role in suite_order(ws, version.line, list(mine)):
+        ev = mine.get(suite)
+        if ev is None:
+            continue
+        same_hash = next((b for b in reversed(theirs_all) if b.suite_sha256 == ev.suite_sha256), None)
+        before = same_hash or theirs.get(suite)
+        comparison = None
+        if before is not None and before.examples and ev.examples:
+            comparison = paired_comparison(before, ev, confidence=confidence)
+            pairs[suite] = (before, ev)
+        rows.append(SuiteRow(
+            suite=suite, role=role, kind=ev.kind, n=ev.n, score=ev.score, ci_low=ev.ci_low, ci_high=ev.ci_high,
+            suite_sha256=ev.suite_sha256, refusal_rate=refusal_rate(ev) if ev.kind == "safety" else None,
+            baseline_score=before.score if before is not None else None, comparison=comparison,
+            suite_changed=before is not None and before.suite_sha256 != ev.suite_sha256,
+        ))
+    return rows, pairs
+
+
+def flip_groups(pairs: dict[str, tuple[Evaluation, Evaluation]], rows: list[SuiteRow],
+                per_group: int = FLIP_EXAMPLES) -> list[FlipGroup]:
+    """Negative flips of every suite first (unsafe safety flips leading), then positive flips."""
+    groups: dict[str, list[FlipGroup]] = {"negative": [], "positive": []}
+    for row in rows:
+        if row.comparison is None or row.suite not in pairs:
+            continue
+        before, after = pairs[row.suite]
+        b_by_id = {e.id: e for e in before.examples}
+        a_by_id = {e.id: e for e in after.examples}
+        unsafe_ids = {f.id for f in safety_flips(before, after)} if after.kind == "safety" else set()
+        for direction, ids, rate in (("negative", row.comparison.negative_flip_ids,
+                                      row.comparison.negative_flip_rate),
+                                     ("positive", row.comparison.positive_flip_ids,
+                                      row.comparison.positive_flip_rate)):
+            if not ids:
+                continue
+            ordered = sorted(ids, key=lambda i: (i not in unsafe_ids, ids.index(i)))
+            groups[direction].append(FlipGroup(
+                suite=row.suite, direction=direction, count=len(ids), rate=rate,  # type: ignore[arg-type]
+                unsafe=len(unsafe_ids & set(ids)),
+                examples=[_flip_example(b_by_id[i], a_by_id[i], i in unsafe_ids) for i in ordered[:per_group]],
+            ))
+    for direction in groups:
+        groups[direction].sort(key=lambda g: (-g.unsafe, -g.count, g.suite))
+    return groups["negative"] + groups["positive"]
+
+
+def _flip_example(before: ExampleResult, after: ExampleResult, unsafe: bool) -> FlipExample:
+    return FlipExample(id=after.id, prompt=after.prompt or before.prompt, before_output=before.output,
+                       after_output=after.output, category=after.category or before.category, unsafe=unsafe)
+
+
+# --------------------------------------------------------------------------- diffs
+
+
+def flatten(d: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested dict → {"a.b": value}; lists and scalars are leaves."""
+    out: dict[str, Any] = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def dict_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Change]:
+    """Settings added, removed or changed, by dotted key."""
+    b, a = flatten(before), flatten(after)
+    out: list[Change] = []
+    for key in sorted(set(b) | set(a)):
+        if key not in b:
+            out.append(Change(key=key, after=a[key], change="added"))
+        elif key not in a:
+            out.append(Change(key=key, before=b[key], change="removed"))
+        elif a[key] != b[key]:
+            out.append(Change(key=key, before=b[key], after=a[key], change="changed"))
+    return out
+
+
+def data_diff(before: list[str], after: list[str]) -> DataDiff:
+    return DataDiff(added=[h for h in after if h not in before], removed=[h for h in before if h not in after],
+                    kept=[h for h in after if h in before])
+
+
+def version_changes(before: VersionInfo, after: VersionInfo) -> list[Change]:
+    """Provenance fields that differ: method kind, parent and base versions, seed, source."""
+    fields = ("kind", "source", "parent_version", "base_version", "seed")
+    return dict_changes({f: getattr(before, f) for f in fields}, {f: getattr(after, f) for f in fields})
+
+
+def cost_rows(before: dict[str, float], after: dict[str, float]) -> list[CostRow]:
+    keys = [k for k in COST_METRICS if k in before or k in after]
+    return [CostRow(metric=k, before=before.get(k), after=after.get(k)) for k in keys]
+
+
+def version_cost(ws: Workspace, version_id: str, price_per_hour: float | None) -> dict[str, float]:
+    """The version's cost profile from its stored generation and safety evaluations."""
+    return cost_summary(ws.store.evaluations(version_id), price_per_hour=price_per_hour)
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def release_notes(ws: Workspace, version_id: str) -> ReleaseNotes:
+    """Everything the release notes say about ``version_id``, from the registry."""
+    version = ws.store.version(version_id)
+    spec = ws.eco.line(version.line)
+    policy = ws.eco.policy_for(version.line)
+    confidence = policy.regression.confidence
+    baseline, reason = replaced_version(ws, version)
+    rows, pairs = suite_rows(ws, version, baseline, confidence)
+    decisions = ws.store.decisions(version_id)
+    price = policy.release.price_per_hour
+    notes = ReleaseNotes(
+        version=version, tier=spec.tier.value, baseline=baseline, baseline_reason=reason, confidence=confidence,
+        suites=rows, flips=flip_groups(pairs, rows), decision=decisions[-1] if decisions else None,
+        approvals=ws.store.approvals(version_id), price_per_hour=price,
+    )
+    after_cost = version_cost(ws, version_id, price)
+    if baseline is not None:
+        notes.data = data_diff(baseline.data_sha256, version.data_sha256)
+        notes.recipe_changes = dict_changes(baseline.recipe, version.recipe)
+        notes.version_changes = version_changes(baseline, version)
+        notes.cost = cost_rows(version_cost(ws, baseline.id, price), after_cost)
+    else:
+        notes.data = data_diff([], version.data_sha256)
+        notes.recipe_changes = dict_changes(None, version.recipe)
+        notes.cost = cost_rows({}, after_cost)
+    return notes
+
+
+def model_card(ws: Workspace, notes: ReleaseNotes) -> ModelCard:
+    """The model card of the release notes' version (reusing their evaluation rows)."""
+    version = notes.version
+    spec = ws.eco.line(version.line)
+    lineage = version_lineage(ws, version.id)
+    channels = [c for c, v in ws.store.channels(version.line).items() if v == version.id]
+    declared = ws.eco.owned_suites(version.line) + ws.eco.inherited_suites(version.line)
+    evaluated = {r.suite for r in notes.suites}
+    card = ModelCard(
+        version=version, tier=spec.tier.value, parent_line=spec.parent, description=spec.description,
+        apps=[c for c in ws.eco.children(version.line) if ws.eco.lines[c].tier.value == "app"],
+        channels=channels, ancestors=lineage["ancestors"], descendants=lineage["descendants"],
+        evaluations=notes.suites, not_evaluated=[s for s in declared if s not in evaluated],
+    )
+    card.limitations = limitations(ws, notes, card)
+    return card
+
+
+def limitations(ws: Workspace, notes: ReleaseNotes, card: ModelCard) -> list[str]:
+    """Plain-language limits derived from the records: low scores, gates that did not pass, pinning, gaps."""
+    out: list[str] = []
+    for row in notes.suites:
+        if row.score < LOW_SCORE:
+            out.append(f"Low score on {row.role} suite '{row.suite}': {row.score:.3f} on {row.n} examples "
+                       f"(below {LOW_SCORE:.2f}).")
+        if row.comparison is not None and row.comparison.negative_flips:
+            c = row.comparison
+            unsafe = next((g.unsafe for g in notes.flips if g.suite == row.suite and g.direction == "negative"), 0)
+            unsafe_note = f", {unsafe} of them unsafe (refused before, complies now)" if unsafe else ""
+            out.append(f"'{row.suite}': {c.negative_flips} example(s) the replaced version got right are now "
+                       f"wrong (negative flip rate {c.negative_flip_rate:.3f}){unsafe_note}.")
+    if notes.decision is None:
+        out.append("No gate decision is recorded for this version: it has not been through the release gates.")
+    else:
+        for gate in notes.decision.gates:
+            if gate.verdict is not Verdict.passed:
+                kind = "blocking" if gate.blocking else "warning only"
+                detail = f": {gate.summary}" if gate.summary else ""
+                overridden = f" (overridden by {', '.join(gate.overridden_by)})" if gate.overridden_by else ""
+                out.append(f"Gate '{gate.name}' is {gate.verdict.value} ({kind}){detail}{overridden}.")
+    if card.not_evaluated:
+        out.append(f"Not evaluated on declared suite(s): {', '.join(card.not_evaluated)}.")
+    pinned = _pinned(ws, notes.version)
+    if pinned:
+        out.append(pinned)
+    return out
+
+
+def _pinned(ws: Workspace, version: VersionInfo) -> str:
+    """Whether the version sits on an older parent version than the parent line now ships."""
+    spec = ws.eco.line(version.line)
+    if spec.parent is None:
+        return ""
+    if ws.store.channel(version.line, "production") == version.id:
+        note = pinned_note(ws, version.line)
+        return f"The line is {note}: it did not move with its parent's last release." if note else ""
+    parent_prod = ws.store.channel(spec.parent, "production")
+    if parent_prod and version.parent_version and version.parent_version != parent_prod:
+        return f"Built on {version.parent_version}, while the parent line now ships {parent_prod}."
+    return ""
