@@ -94,6 +94,8 @@ def suite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i, w in enumerate(words[:30]):
         # plausible distractors: the word itself and a rotation (deduplicated: "aba" reversed is itself)
         choices = list(dict.fromkeys([w[::-1], w, w[1:] + w[0], w[::-1][1:] + w[-1]]))[:3]
+        if len(choices) < 2:  # "aaa": nothing to choose between
+            continue
         rng = random.Random(i)
         rng.shuffle(choices)
         choice.append({"prompt": reverse_prompt(w), "choices": choices, "label": choices.index(w[::-1])})
