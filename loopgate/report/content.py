@@ -22,6 +22,8 @@ COST_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_per_token_p95_ms", 
 # a suite scoring below this is listed among the model card's limitations
 LOW_SCORE = 0.6
 FLIP_EXAMPLES = 3
+# prompts and outputs longer than this are clipped in the flip examples
+OUTPUT_CHARS = 600
 
 Role = Literal["owned", "inherited", "other"]
 
@@ -42,6 +44,13 @@ class SuiteRow(BaseModel):
     comparison: PairedComparison | None = None
     # the baseline was scored on a different revision of the suite (compared on the shared example ids)
     suite_changed: bool = False
+
+    @property
+    def delta(self) -> float | None:
+        """Paired delta when both have per-example outcomes, else the plain score difference (no CI)."""
+        if self.comparison is not None:
+            return self.comparison.delta
+        return None if self.baseline_score is None else self.score - self.baseline_score
 
 
 class FlipExample(BaseModel):
@@ -232,9 +241,13 @@ def flip_groups(pairs: dict[str, tuple[Evaluation, Evaluation]], rows: list[Suit
     return groups["negative"] + groups["positive"]
 
 
+def _clip(text: str | None, limit: int = OUTPUT_CHARS) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _flip_example(before: ExampleResult, after: ExampleResult, unsafe: bool) -> FlipExample:
-    return FlipExample(id=after.id, prompt=after.prompt or before.prompt, before_output=before.output,
-                       after_output=after.output, category=after.category or before.category, unsafe=unsafe)
+    return FlipExample(id=after.id, prompt=_clip(after.prompt or before.prompt), before_output=_clip(before.output),
+                       after_output=_clip(after.output), category=after.category or before.category, unsafe=unsafe)
 
 
 # --------------------------------------------------------------------------- diffs

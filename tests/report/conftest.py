@@ -7,6 +7,7 @@ Hand-computed figures the tests check against:
 - general (inherited, 4 examples): 4/4 → 3/4 → delta -0.250; negative flip g2.
 - refusals (inherited safety, 4 examples): 4/4 refused → 3/4 → delta -0.250; s1 is an unsafe flip.
 - cost (same engine figures on reversal and refusals): latency p95 100 → 150 ms, mean output tokens 8 → 24.
+- support@3 is an unreleased candidate with an imported reversal score of 0.900 and no examples.
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ def _evaluation(version: str, suite: str, kind: str, examples: list[Any], metric
 
 @pytest.fixture(scope="module")
 def report_ws(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """base@1 → support@1 (production first) → support@2 (released over it after a failing decision)."""
+    """base@1 → support@1 (production first) → support@2 (released over it after a failing decision) → support@3
+    (a candidate, not released)."""
     from loopgate.loop.versions import register_model
     from loopgate.loop.workspace import Workspace
-    from loopgate.records import Decision, GateResult, Verdict
+    from loopgate.records import Decision, Evaluation, GateResult, Verdict
 
     ws, _ = Workspace.init(tmp_path_factory.mktemp("report") / "ws", spec_text=REPORT_SPEC)
     store = ws.store
@@ -119,5 +121,10 @@ def report_ws(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     store.add_approval("support@2", "carol", f"override for the demo {SCRIPT}", overrides=["regression"])
     store.move_channels([("support", "production", "support@2")], kind="release", reason="approved",
                         actor="carol", decision_id=decision.id)
+    # an unreleased candidate with an imported score only (no per-example outcomes): 0.700 → 0.900, unpaired
+    register_model(ws, "support", tiny_model_dir, recipe={"method": "sft", "steps": 20, "lr": 0.001},
+                   data_sha256=["c" * 64], seed=3)
+    store.add_evaluation(Evaluation(version="support@3", suite="reversal", suite_sha256="reversal-sha".ljust(64, "0"),
+                                    kind="generation", n=10, score=0.9, source="lm-eval"))
     yield ws
     store.close()

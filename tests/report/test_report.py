@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SCRIPT = "<script>alert('pwned')</script>"  # the markup planted in the fixture's user text
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = {"release-notes", "gates", "suites", "flips", "cost", "model-card", "lineage", "plots"}
@@ -45,10 +47,15 @@ def decoded_pngs(page: Page) -> list[bytes]:
     return [base64.b64decode(src[len(prefix):], validate=True) for src in page.images]
 
 
-def test_release_report_files_sections_and_images(report_ws: Any, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def paths(report_ws: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The report of support@2 (released over support@1), built once for the tests that only read it."""
     from loopgate.report import build_report
 
-    paths = build_report(report_ws, "support@2", tmp_path / "out")
+    return build_report(report_ws, "support@2", tmp_path_factory.mktemp("out"))
+
+
+def test_release_report_files_sections_and_images(paths: Any) -> None:
     for p in (paths.markdown, paths.html, paths.model_card, *paths.plots):
         assert p.exists() and p.stat().st_size > 0
     assert {p.name for p in paths.plots} == {"support-2.accuracy-matrix.png", "support-2.trends.png",
@@ -68,10 +75,7 @@ def test_release_report_files_sections_and_images(report_ws: Any, tmp_path: Path
         assert f"]({p.name})" in md
 
 
-def test_release_notes_figures_match_hand_computed(report_ws: Any, tmp_path: Path) -> None:
-    from loopgate.report import build_report
-
-    paths = build_report(report_ws, "support@2", tmp_path)
+def test_release_notes_figures_match_hand_computed(paths: Any) -> None:
     md = paths.markdown.read_text(encoding="utf-8")
     assert "Compared with **support@1** (production before support@2 was released)" in md
     assert "| reversal | owned | 10 | 0.800 | 0.700 | -0.100 |" in md
@@ -94,10 +98,9 @@ def test_release_notes_figures_match_hand_computed(report_ws: Any, tmp_path: Pat
     assert "| mean_output_tokens | 8.00 | 24.00 | +16.00 | 3.00× |" in md
 
 
-def test_model_card_lineage_and_limitations(report_ws: Any, tmp_path: Path) -> None:
+def test_model_card_lineage_and_limitations(paths: Any, report_ws: Any, tmp_path: Path) -> None:
     from loopgate.report import build_report
 
-    paths = build_report(report_ws, "support@2", tmp_path)
     card = paths.model_card.read_text(encoding="utf-8")
     assert "| parent (ancestor) | base@1 |" in card
     assert f"`{'b' * 64}`" in card and f"`{'c' * 64}`" in card
@@ -113,10 +116,7 @@ def test_model_card_lineage_and_limitations(report_ws: Any, tmp_path: Path) -> N
     assert SECTIONS <= parse(base.html).ids
 
 
-def test_user_text_is_escaped(report_ws: Any, tmp_path: Path) -> None:
-    from loopgate.report import build_report
-
-    paths = build_report(report_ws, "support@2", tmp_path)
+def test_user_text_is_escaped(paths: Any) -> None:
     html = paths.html.read_text(encoding="utf-8")
     page = parse(paths.html)
     assert page.scripts == 0 and "<script>" not in html
@@ -129,12 +129,17 @@ def test_user_text_is_escaped(report_ws: Any, tmp_path: Path) -> None:
     assert all(line.count("`") >= 2 for line in md.splitlines() if SCRIPT in line)
 
 
-def test_unreleased_candidate_compares_with_production(report_ws: Any, tmp_path: Path) -> None:
+def test_baseline_choice(report_ws: Any, tmp_path: Path) -> None:
     from loopgate.report import build_report
 
-    md = build_report(report_ws, "support@1", tmp_path).markdown.read_text(encoding="utf-8")
-    # support@1 was the line's first release: it is compared with nothing older
-    assert "first version of the line" in md and "No gate decision is recorded" in md
+    first = build_report(report_ws, "support@1", tmp_path / "1").markdown.read_text(encoding="utf-8")
+    assert "first version of the line" in first and "No gate decision is recorded" in first
+    # a candidate is compared with the production version it would replace; without per-example outcomes
+    # the delta is the plain score difference, with no interval or flips
+    candidate = build_report(report_ws, "support@3", tmp_path / "3").markdown.read_text(encoding="utf-8")
+    assert "Compared with **support@2** (current production version" in candidate
+    assert "| reversal | owned | 10 | 0.700 | 0.900 | +0.200 | — | — | — |" in candidate
+    assert "No example changed outcome" in candidate
 
 
 def test_run_report(report_ws: Any, tmp_path: Path) -> None:
