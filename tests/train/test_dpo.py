@@ -1,0 +1,39 @@
+"""A DPO update (trl's DPOTrainer on CPU) raises the chosen-over-rejected margin on held-out pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from train_tasks import HELD_OUT, TASKS, TRAIN, completion_logprob, prompt, write_jsonl
+
+from loopgate.spec import DPOSettings, Recipe
+from loopgate.train import run_update
+
+
+def pairs(ws: list[str]) -> list[dict[str, str]]:
+    # prefer sorting the letters over the reversal v1 already knows
+    return [{"prompt": prompt("B", w), "chosen": TASKS["B"][1](w), "rejected": TASKS["A"][1](w)}
+            for w in ws if TASKS["B"][1](w) != TASKS["A"][1](w)]
+
+
+def margins(model_dir: Path, rows: list[dict[str, str]]) -> list[float]:
+    ps = [r["prompt"] for r in rows]
+    chosen = completion_logprob(model_dir, ps, [r["chosen"] for r in rows])
+    rejected = completion_logprob(model_dir, ps, [r["rejected"] for r in rows])
+    return [c - r for c, r in zip(chosen, rejected, strict=True)]
+
+
+def test_dpo_raises_preference_margin_on_held_out_pairs(v1: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs(TRAIN[:400]))
+    held_out = pairs(HELD_OUT)
+    recipe = Recipe(method="dpo", steps=30, batch_size=16, lr=2e-3, max_length=32, seed=0,
+                    dpo=DPOSettings(beta=0.1, sft_weight=1.0))
+    result = run_update(v1, recipe, [data], tmp_path / "dpo")
+    before, after = margins(v1, held_out), margins(result.out_dir, held_out)
+    mean_before, mean_after = sum(before) / len(before), sum(after) / len(after)
+    won_before, won = sum(m > 0 for m in before) / len(before), sum(m > 0 for m in after) / len(after)
+    print(f"margin before {mean_before:.2f} after {mean_after:.2f}; pairs preferred {won_before:.2f} -> {won:.2f}")
+    assert result.kind == "full" and result.provenance["tokens_seen"] > 0
+    # measured: mean margin -20.4 → +1.1 nats, pairs preferred 0 % → 64 %
+    assert mean_after >= mean_before + 10.0
+    assert mean_after > 0 and won >= won_before + 0.5

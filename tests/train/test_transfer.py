@@ -1,0 +1,93 @@
+"""Capability transfer on a foundation upgrade: diff-vector on a continued foundation, re-attach on a new init,
+and ``transfer`` choosing the cheapest strategy that the acceptance check passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from train_tasks import LORA_B, SFT_B, accuracy
+
+from loopgate.errors import TransferError
+from loopgate.models import TinyConfig, build_tiny_model, save_model
+from loopgate.train import TransferCandidate, plan_strategies, shapes_match, transfer
+from loopgate.train.transfer import diff_vector
+
+
+def test_diff_vector_keeps_child_skill_on_continued_foundation(v1: Path, v2a: Path, child_full: Path,
+                                                               tmp_path: Path) -> None:
+    b_child, b_new_parent = accuracy(child_full, "B"), accuracy(v2a, "B")
+    moved = diff_vector(v1, v2a, child_full, tmp_path / "dv")
+    b_moved, a_new_parent = accuracy(moved, "B"), accuracy(v2a, "A")
+    print(f"B: child {b_child:.2f} new parent {b_new_parent:.2f} diff-vector {b_moved:.2f}; v2a A {a_new_parent:.2f}")
+    assert a_new_parent >= 0.8, "the upgrade is a working foundation"
+    assert b_new_parent <= 0.1, "the new parent alone cannot do the child's task"
+    assert b_moved >= 0.7 * b_child, "diff-vector transfer keeps most of the child's accuracy"
+
+
+def test_reattaching_an_adapter_to_a_new_init_foundation_fails(v1: Path, v2b: Path, child_lora: Path) -> None:
+    b_on_old = accuracy(v1, "B", adapter=child_lora)
+    b_on_new = accuracy(v2b, "B", adapter=child_lora)
+    a_new = accuracy(v2b, "A")
+    print(f"adapter B on v1 {b_on_old:.2f}, on v2b {b_on_new:.2f}; v2b A {a_new:.2f}")
+    assert a_new >= 0.8, "v2b is a working foundation, just differently initialised"
+    assert b_on_old >= 0.25, "the adapter works on the base it was trained on"
+    assert b_on_new <= 0.05, "peft attaches it to v2b without complaint, but the skill is gone"
+
+
+def _gate(threshold: float, seen: dict[str, float]):  # type: ignore[no-untyped-def]
+    def accept(c: TransferCandidate) -> tuple[bool, str]:
+        seen[c.strategy] = acc = accuracy(c.model_dir, "B")
+        return acc >= threshold, f"B accuracy {acc:.2f} vs threshold {threshold:.2f}"
+    return accept
+
+
+def test_transfer_takes_the_cheapest_passing_strategy(v1: Path, v2a: Path, child_full: Path,
+                                                      data_dir: dict[str, Path], tmp_path: Path) -> None:
+    threshold = 0.6 * accuracy(child_full, "B")
+    seen: dict[str, float] = {}
+    result = transfer(v1, v2a, child_full, child_adapter=None, recipe=SFT_B, data=[data_dir["B"]],
+                      accept=_gate(threshold, seen), out_root=tmp_path)
+    print([a.model_dump() for a in result.attempts])
+    assert result.accepted is not None and result.accepted.strategy == "diff_vector"
+    assert [a.strategy for a in result.attempts] == ["diff_vector"], "nothing more expensive is tried"
+
+
+def test_transfer_skips_strategies_that_fail_the_gate(v1: Path, v2b: Path, child_lora: Path,
+                                                      data_dir: dict[str, Path], tmp_path: Path) -> None:
+    threshold = 0.6 * accuracy(v1, "B", adapter=child_lora)
+    seen: dict[str, float] = {}
+    result = transfer(v1, v2b, v1, child_adapter=child_lora, recipe=LORA_B, data=[data_dir["B"]],
+                      accept=_gate(threshold, seen), out_root=tmp_path)
+    print([a.model_dump() for a in result.attempts])
+    strategies = [a.strategy for a in result.attempts]
+    assert strategies[0] == "reattach" and not result.attempts[0].accepted
+    assert result.accepted is not None and result.accepted.strategy == strategies[-1]
+    assert all(seen[s] < threshold for s in strategies[:-1]) and seen[strategies[-1]] >= threshold
+    # the re-attach was done on purpose, so it is recorded next to the candidate
+    assert (tmp_path / "reattach" / "transfer.json").exists()
+
+
+def test_diff_vector_refuses_mismatched_shapes(v1: Path, child_full: Path, tmp_path: Path) -> None:
+    other, tok = build_tiny_model(TinyConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64))
+    other_dir = save_model(other, tok, tmp_path / "other")
+    assert not shapes_match(v1, other_dir)
+    with pytest.raises(TransferError, match="shapes differ"):
+        diff_vector(v1, other_dir, child_full, tmp_path / "dv")
+
+
+def test_plan_strategies() -> None:
+    assert plan_strategies(True, True) == ["reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill"]
+    assert plan_strategies(False, None) == ["diff_vector", "diff_vector_finetune", "rerun", "distill"]
+    assert plan_strategies(True, False) == ["rerun", "distill"]
+
+
+def test_distill_transfers_the_childs_behaviour(v1: Path, v2a: Path, child_full: Path,
+                                              data_dir: dict[str, Path], tmp_path: Path) -> None:
+    short = SFT_B.model_copy(update={"steps": 60})
+    seen: dict[str, float] = {}
+    result = transfer(v1, v2a, child_full, child_adapter=None, recipe=short, data=[data_dir["B"]],
+                      accept=_gate(0.0, seen), out_root=tmp_path, strategies=["distill"])
+    print(seen)
+    assert result.accepted is not None and (tmp_path / "distill" / "distill.jsonl").exists()
+    assert seen["distill"] >= accuracy(v2a, "B") + 0.1, "the new parent picks up the child's skill from its outputs"
