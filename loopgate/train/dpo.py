@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from trl import DPOConfig, DPOTrainer
 
 from loopgate.models import load_model, save_model
@@ -88,6 +88,7 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
             callback = _ProgressCallback(bar)
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(list(rows)),
                                  processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+            trainer.remove_callback(PrinterCallback)  # with tqdm off, trl would print every step's log dict
             trainer.train()
         trained: Any = trainer.model  # a PreTrainedModel, or a PeftModel when trained with LoRA
     recent = callback.losses[1:][-FINAL_LOSS_WINDOW:] or [float("nan")]
