@@ -261,6 +261,22 @@ def forward_transfer(r: np.ndarray, baseline: Sequence[float], learned_at: Seque
     return float(np.mean(diffs)) if diffs else math.nan
 
 
+# --------------------------------------------------------------------------- plasticity
+
+
+def plasticity_headroom(profile: dict[str, float], reference_profile: dict[str, float]) -> float:
+    """probe_improvement(model) / probe_improvement(reference); NaN when the reference did not improve.
+
+    Both profiles come from ``loopgate.evaluate.plasticity.plasticity_profile`` with the same probe
+    steps and seed; the reference is the line's foundation ancestor. Defined here (pure arithmetic) so
+    that the gates can use it without importing torch.
+    """
+    ref = reference_profile["probe_improvement"]
+    if not ref > 0:
+        return math.nan
+    return profile["probe_improvement"] / ref
+
+
 # --------------------------------------------------------------------------- cost
 
 COST_KINDS = ("generation", "safety")

@@ -32,6 +32,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from loopgate.evaluate.metrics import plasticity_headroom
+
+__all__ = [
+    "DEFAULT_TAU",
+    "dormant_ratio",
+    "effective_rank",
+    "plasticity_headroom",
+    "plasticity_profile",
+    "weight_norm",
+]
+
 DEFAULT_TAU = 0.025
 # Fixed probe texts: plain ASCII so that every tokenizer (char-level or BPE) can encode them.
 PROBE_TEXTS = (
@@ -192,11 +203,3 @@ def plasticity_profile(model: nn.Module, tokenizer: Any, *, probe_steps: int = 3
         "probe_improvement": start - end,
         "probe_steps": float(probe_steps),
     }
-
-
-def plasticity_headroom(profile: dict[str, float], reference_profile: dict[str, float]) -> float:
-    """probe_improvement(model) / probe_improvement(reference); NaN when the reference did not improve."""
-    ref = reference_profile["probe_improvement"]
-    if not ref > 0:
-        return math.nan
-    return profile["probe_improvement"] / ref
