@@ -1,0 +1,49 @@
+"""Rollback-readiness gate: never ship what you cannot undo.
+
+The version a release would replace (the line's production version) must exist, its artifact hashes must
+verify, it must load, and it must pass a smoke suite (score ≥ ``min_smoke_score``). A first release has
+nothing to replace and passes. If the loop did not gather the facts, the gate is inconclusive.
+"""
+
+from __future__ import annotations
+
+from loopgate.gates.context import GateContext, result
+from loopgate.records import GateResult, Verdict
+from loopgate.spec import RollbackPolicy
+
+NAME = "rollback"
+
+
+def rollback(ctx: GateContext, policy: RollbackPolicy) -> GateResult:
+    """Is the rollback target present, intact, loadable and still working?"""
+    thresholds = policy.model_dump(exclude={"blocking"})
+    rb = ctx.rollback
+    if rb is None:
+        if not ctx.baselines.get("production"):
+            return result(NAME, Verdict.passed, policy.blocking, "first release: nothing to roll back to",
+                          target=None, thresholds=thresholds)
+        return result(NAME, Verdict.inconclusive, policy.blocking, "rollback readiness was not checked",
+                      target=ctx.baselines.get("production"), thresholds=thresholds)
+    facts = rb.model_dump()
+    if rb.target is None:
+        return result(NAME, Verdict.passed, policy.blocking, "first release: nothing to roll back to",
+                      thresholds=thresholds, **facts)
+    problems = []
+    if not rb.exists:
+        problems.append("the target version does not exist")
+    elif not rb.hashes_ok:
+        problems.append("its artifact hashes do not verify")
+    elif not rb.loads:
+        problems.append("it does not load")
+    elif rb.smoke_score is None:
+        if policy.smoke_suite is not None:
+            problems.append(f"smoke suite {policy.smoke_suite} did not run on it")
+    elif rb.smoke_score < policy.min_smoke_score:
+        problems.append(f"smoke score {rb.smoke_score:.3f} < {policy.min_smoke_score}")
+    if problems:
+        detail = f" ({rb.error})" if rb.error else ""
+        return result(NAME, Verdict.failed, policy.blocking,
+                      f"cannot roll back to {rb.target}: {'; '.join(problems)}{detail}", thresholds=thresholds, **facts)
+    smoke = f", smoke {rb.smoke_score:.3f}" if rb.smoke_score is not None else ""
+    return result(NAME, Verdict.passed, policy.blocking,
+                  f"{rb.target} is ready to roll back to (verified, loads{smoke})", thresholds=thresholds, **facts)
