@@ -5,8 +5,9 @@ How it is fast on a CPU:
   little compute is spent on padding (results are put back in suite order);
 - generation is greedy ``model.generate`` with left padding and the KV cache, and a batch stops as soon
   as every row has produced a stop string or eos (``_StopOnStrings``, checked on a short token tail);
-- multiple choice is one forward pass per batch: every choice of a prompt goes into the same batch as
-  ``prompt + choice`` and is scored as the summed log-probability of its tokens (argmax wins).
+- multiple choice is one forward pass per batch, and the choices of a prompt share it: the prompt is
+  laid out once, followed by every choice, with an attention mask that lets each choice see only the
+  prompt and itself; a choice scores the summed log-probability of its tokens (argmax wins).
 
 About latency: rows are served in batches, so a row's ``latency_ms`` is the *amortised* cost of its batch
 (batch wall time ÷ rows in the batch), which is what throughput costs per request. A request that has to
@@ -163,11 +164,6 @@ def _truncate(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    ids: list[int] = tokenizer(text)["input_ids"]
-    return ids
-
-
 def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return int(pad if pad is not None else 0)
@@ -205,7 +201,7 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
     ``batch_ms`` collects each batch's wall time, for the batch-latency figures.
     """
     config = config or EngineConfig()
-    encoded = [_encode(tokenizer, p) for p in prompts]
+    encoded: list[list[int]] = tokenizer(list(prompts))["input_ids"] if prompts else []
     lengths = [len(e) for e in encoded]
 
     def size_for(longest: int) -> int:
@@ -262,20 +258,74 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
 # --------------------------------------------------------------------------- multiple choice
 
 
-def _choice_tokens(tokenizer: PreTrainedTokenizerBase, prompt: str, choice: str) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids) split the way lm-eval does: encode the whole, cut at the context length."""
-    ctx = _encode(tokenizer, prompt)
-    whole = _encode(tokenizer, prompt + choice)
-    if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
-        cont = whole[len(ctx):]
-    else:  # the choice merged with the prompt's last token: score it as its own tokens
-        cont = tokenizer(choice, add_special_tokens=False)["input_ids"]
-    if not cont:
-        raise DataError(f"choice {choice!r} encodes to no tokens; choices must be non-empty text")
-    if not ctx:  # the first choice token needs something to be predicted from
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        ctx = [int(start if start is not None else 0)]
-    return ctx, cont
+def _choice_pieces(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], choices: Sequence[Sequence[str]]
+                   ) -> list[tuple[list[int], list[list[int]]]]:
+    """Per prompt: (context ids, [continuation ids per choice]), split the way lm-eval does.
+
+    The whole ``prompt + choice`` is encoded and cut at the context's length, so a tokenizer that merges
+    across the boundary still scores the choice's own tokens. Encoding is batched: one call per kind.
+    """
+    ctxs: list[list[int]] = tokenizer(list(prompts))["input_ids"]
+    flat = [p + c for p, cs in zip(prompts, choices, strict=True) for c in cs]
+    wholes: list[list[int]] = tokenizer(flat)["input_ids"] if flat else []
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    out: list[tuple[list[int], list[list[int]]]] = []
+    k = 0
+    for ctx, cs in zip(ctxs, choices, strict=True):
+        conts: list[list[int]] = []
+        for c in cs:
+            whole = wholes[k]
+            k += 1
+            if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+                cont = whole[len(ctx):]
+            else:  # the choice merged with the prompt's last token: score it as its own tokens
+                cont = tokenizer(c, add_special_tokens=False)["input_ids"]
+            if not cont:
+                raise DataError(f"choice {c!r} encodes to no tokens; choices must be non-empty text")
+            conts.append(cont)
+        # the first choice token needs something to be predicted from
+        out.append((ctx or [int(start if start is not None else 0)], conts))
+    return out
+
+
+def _shares_prompts(model: Any) -> bool:
+    # the packed layout needs a custom 4D attention mask; eager and sdpa attention honour one, while
+    # flash-attention kernels would silently ignore it and score garbage
+    return getattr(_config(model), "_attn_implementation", "eager") in ("eager", "sdpa")
+
+
+def _packed_batch(rows: Sequence[tuple[list[int], list[list[int]]]], pad: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[list[int]]]]:
+    """One row per prompt: ``prompt, choice₁[:-1], choice₂[:-1], …`` with a mask that lets each choice see
+    the prompt and itself only, and positions that restart after the prompt for every choice.
+
+    Returns ids, a boolean 4D mask, position ids and, per row and choice, the positions whose logits
+    predict that choice's tokens.
+    """
+    layouts = []
+    for ctx, conts in rows:
+        tokens, positions, owner = list(ctx), list(range(len(ctx))), [-1] * len(ctx)
+        predictors = []
+        for k, cont in enumerate(conts):
+            # the last prompt token predicts a choice's first token; each choice token predicts the next
+            predictors.append([len(ctx) - 1] + list(range(len(tokens), len(tokens) + len(cont) - 1)))
+            tokens += cont[:-1]
+            positions += range(len(ctx), len(ctx) + len(cont) - 1)
+            owner += [k] * (len(cont) - 1)
+        layouts.append((tokens, positions, owner, predictors))
+    width = max(len(t) for t, _, _, _ in layouts)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    own = torch.full((len(rows), width), -2, dtype=torch.long)  # -2: padding, -1: prompt, k: choice k
+    for r, (tokens, positions, owner, _) in enumerate(layouts):
+        ids[r, : len(tokens)] = torch.tensor(tokens)
+        pos[r, : len(tokens)] = torch.tensor(positions)
+        own[r, : len(tokens)] = torch.tensor(owner)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    query_owner, key_owner = own[:, :, None], own[:, None, :]
+    allowed = causal & (key_owner != -2) & ((key_owner == -1) | (key_owner == query_owner))
+    allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves: no all-masked softmax
+    return ids, allowed[:, None], pos, [lay[3] for lay in layouts]
 
 
 @torch.inference_mode()
@@ -285,12 +335,16 @@ def choice_loglikelihoods(model: Any, tokenizer: PreTrainedTokenizerBase, prompt
                           batch_ms: list[float] | None = None) -> list[ChoiceScores]:
     """Sum of log-probabilities of each choice's tokens given its prompt, one forward pass per batch.
 
-    All choices of a prompt go into the same batch (a batch's size counts sequences, and a prompt is
-    never split), so one forward scores them together. ``batch_ms`` collects each batch's wall time.
+    The choices of a prompt share one row: the prompt is computed once and every choice attends to it
+    (see ``_packed_batch``), so a batch costs prompt + choices tokens rather than choices × (prompt +
+    choice). A batch's size counts choices, as if each were its own sequence, and a prompt is never
+    split across batches. ``batch_ms`` collects each batch's wall time.
     """
     config = config or EngineConfig()
-    pieces = [[_choice_tokens(tokenizer, p, c) for c in cs] for p, cs in zip(prompts, choices, strict=True)]
-    lengths = [max(len(ctx) + len(cont) - 1 for ctx, cont in row) for row in pieces]
+    pieces = _choice_pieces(tokenizer, prompts, choices)
+    shared = _shares_prompts(model)
+    lengths = [len(ctx) + sum(len(c) - 1 for c in conts) if shared else max(len(ctx) + len(c) - 1 for c in conts)
+               for ctx, conts in pieces]
     weights = [len(cs) for cs in choices]
 
     def size_for(longest: int) -> int:
@@ -304,36 +358,45 @@ def choice_loglikelihoods(model: Any, tokenizer: PreTrainedTokenizerBase, prompt
     results: list[ChoiceScores | None] = [None] * len(prompts)
     for batch in _length_sorted_batches(lengths, size_for, weights):
         t0 = time.perf_counter()
-        seqs = [(i, ctx, cont) for i in batch for ctx, cont in pieces[i]]
-        width = max(len(ctx) + len(cont) - 1 for _, ctx, cont in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        seq_idx: list[int] = []
-        pos_idx: list[int] = []
-        targets: list[int] = []
-        for s, (_, ctx, cont) in enumerate(seqs):
-            # right padding: positions start at 0 in every row, so no position ids are needed
-            tokens = (ctx + cont)[:-1]
-            ids[s, : len(tokens)] = torch.tensor(tokens)
-            mask[s, : len(tokens)] = 1
-            # the logits at position t predict token t + 1; the continuation starts at len(ctx)
-            for k, tok in enumerate(cont):
-                seq_idx.append(s)
-                pos_idx.append(len(ctx) - 1 + k)
-                targets.append(tok)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        # log_softmax only at the positions that score a choice token, not the whole [seqs, width, vocab]
+        rows: list[int] = []  # forward row of each (prompt, choice)
+        preds: list[list[int]] = []  # positions predicting each (prompt, choice)'s tokens
+        if shared:
+            ids, mask, pos, predictors = _packed_batch([pieces[i] for i in batch], pad)
+            for r, per_choice in enumerate(predictors):
+                rows += [r] * len(per_choice)
+                preds += per_choice
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=pos.to(device)).logits
+        else:
+            seqs = [(ctx, cont) for i in batch for cont in pieces[i][1] for ctx in [pieces[i][0]]]
+            width = max(len(ctx) + len(cont) - 1 for ctx, cont in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            flat_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for s, (ctx, cont) in enumerate(seqs):  # right padding: positions start at 0 in every row
+                tokens = (ctx + cont)[:-1]
+                ids[s, : len(tokens)] = torch.tensor(tokens)
+                flat_mask[s, : len(tokens)] = 1
+                rows.append(s)
+                preds.append(list(range(len(ctx) - 1, len(ctx) - 1 + len(cont))))
+            logits = model(input_ids=ids.to(device), attention_mask=flat_mask.to(device)).logits
+        targets = [cont for i in batch for cont in pieces[i][1]]
+        seq_idx = [r for r, p in zip(rows, preds, strict=True) for _ in p]
+        pos_idx = [t for p in preds for t in p]
+        flat_targets = [tok for cont in targets for tok in cont]
+        # log_softmax only at the positions that score a choice token, not the whole [rows, width, vocab]
         picked = logits[torch.tensor(seq_idx), torch.tensor(pos_idx)].float().log_softmax(-1)
-        token_lp = picked[torch.arange(len(targets)), torch.tensor(targets)].tolist()
-        sums = [0.0] * len(seqs)
-        for s, lp in zip(seq_idx, token_lp, strict=True):
-            sums[s] += lp
-        per_prompt: dict[int, list[float]] = {i: [] for i in batch}
-        for s, (i, _, _) in enumerate(seqs):
-            per_prompt[i].append(sums[s])
+        token_lp = picked[torch.arange(len(flat_targets)), torch.tensor(flat_targets)].tolist()
+        sums: list[float] = []
+        k = 0
+        for cont in targets:
+            sums.append(sum(token_lp[k: k + len(cont)]))
+            k += len(cont)
         wall_ms = (time.perf_counter() - t0) * 1000
+        k = 0
         for i in batch:
-            results[i] = ChoiceScores(per_prompt[i], wall_ms / len(batch))
+            n = len(pieces[i][1])
+            results[i] = ChoiceScores(sums[k: k + n], wall_ms / len(batch))
+            k += n
         if batch_ms is not None:
             batch_ms.append(wall_ms)
         if on_progress is not None:

@@ -110,3 +110,16 @@ def test_base_plus_adapter_directory(tmp_path: Path, model_dir: Path, gen_suite:
     plain = evaluate_suite(load_model(model_dir).model, tok, gen_suite, version="base")
     assert [e.output for e in got.examples] != [e.output for e in plain.examples]
     assert all(isinstance(r, GenerationRow) for r in gen_suite.rows)
+
+
+def test_shared_prompt_layout_equals_one_sequence_per_choice(loaded: LoadedModel, choice_suite: Suite,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [r for r in choice_suite.rows if isinstance(r, ChoiceRow)]
+    args = (loaded.model, loaded.tokenizer, [r.prompt for r in rows], [r.choices for r in rows])
+    shared = choice_loglikelihoods(*args, config=EngineConfig(batch_size=9))
+    import loopgate.evaluate.engine as engine
+
+    monkeypatch.setattr(engine, "_shares_prompts", lambda model: False)  # what a flash-attention model gets
+    flat = choice_loglikelihoods(*args, config=EngineConfig(batch_size=9))
+    for a, b in zip(shared, flat, strict=True):
+        assert a.loglikelihoods == pytest.approx(b.loglikelihoods, abs=1e-4)
