@@ -83,7 +83,7 @@ def load_model(path: str | Path, adapter: str | Path | None = None, *, trainable
         from peft import PeftModel
 
         model_files(adapter)
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)  # type: ignore[assignment]  # PeftModel wraps it
     if not trainable:
         model.eval()
     return LoadedModel(model=model, tokenizer=tok, path=Path(path))
