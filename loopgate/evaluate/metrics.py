@@ -315,8 +315,9 @@ def cost_summary(evaluations: Iterable[Evaluation], params: int | float | None =
         return sum(v * w for v, w in have) / weight if weight else None
 
     latencies = [x.latency_ms for e in evs for x in e.examples if x.latency_ms is not None]
-    per_token = [x.latency_ms / x.output_tokens for e in evs for x in e.examples
-                 if x.latency_ms is not None and x.output_tokens]
+    # like the engine: an empty output still cost its request, counted as one token
+    per_token = [x.latency_ms / max(x.output_tokens or 0, 1) for e in evs for x in e.examples
+                 if x.latency_ms is not None]
     for key, pooled, q in (("latency_p50_ms", latencies, 50), ("latency_p95_ms", latencies, 95),
                            ("latency_per_token_p50_ms", per_token, 50), ("latency_per_token_p95_ms", per_token, 95)):
         value = float(np.percentile(pooled, q)) if pooled else weighted(key)
