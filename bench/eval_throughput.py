@@ -1,0 +1,258 @@
+"""Evaluation throughput: Loopgate's engine vs a hand-written PyTorch limit vs lm-evaluation-harness.
+
+One tiny model (trained here on word reversal, cached under bench/out/), the same 1,000 items
+(500 greedy generations + 500 three-way multiple choice), one process, in this order:
+  (a) the limit: a minimal hand-written loop (batched forward for choices, batched greedy decoding with
+      the KV cache and left padding, stopping once every row has emitted "\\n"), same batch size;
+  (b) Loopgate's ``evaluate_model``, cold cache (includes hashing the weights, loading them, writing the
+      cache) and then warm;
+  (c) lm-evaluation-harness through its Python API (HFLM + TaskManager over local YAML tasks), timed from
+      task loading to results, after its imports (process start excluded);
+  plus an informational comparison of the two ways to stop on a stop string in ``model.generate``.
+
+Run: ``LOOPGATE_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/eval_throughput.py``
+Last line: ``eval_throughput: vs_limit=R1 vs_lmeval=R2 warm_speedup=R3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import StoppingCriteriaList
+from transformers.cache_utils import DynamicCache
+
+from loopgate.evaluate.engine import _StopOnStrings
+from loopgate.evaluate.runner import evaluate_model
+from loopgate.evaluate.suites import load_suite
+from loopgate.models import TinyConfig, build_tiny_model, load_model, save_model, set_threads
+from loopgate.spec import SuiteSpec
+
+OUT = Path(__file__).resolve().parent / "out"
+LETTERS = "abcdefgh"
+MAX_NEW = 10
+
+
+def words(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 6))) for _ in range(n)]
+
+
+def prompt(w: str) -> str:
+    return f"reverse: {w}\n=> "
+
+
+def trained_model(steps: int) -> Path:
+    """A tiny Llama trained on reversal (so it emits real stop strings), cached by step count."""
+    path = OUT / f"model-reverse-{steps}"
+    if (path / "model.safetensors").exists():
+        return path
+    model, tok = build_tiny_model(TinyConfig(num_layers=2, intermediate_size=384))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    train = words(3000, seed=1)
+    rng = random.Random(0)
+    model.train()
+    for _ in range(steps):
+        batch = [rng.choice(train) for _ in range(32)]
+        enc = tok([prompt(w) + w[::-1] + "\n" for w in batch], return_tensors="pt", padding=True,
+                  padding_side="right")
+        labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+        for r, w in enumerate(batch):
+            labels[r, : len(prompt(w))] = -100
+        loss = model(**enc, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_model(model.eval(), tok, path)
+    return path
+
+
+def write_items(root: Path) -> tuple[Path, Path, list[dict], list[dict]]:
+    ws = words(1000, seed=2)
+    gen = [{"prompt": prompt(w), "target": w[::-1]} for w in ws[:500]]
+    mc = []
+    for i, w in enumerate(ws[500:]):
+        choices = [w[::-1], w + "a", w[::-1][1:] + "a"]  # always three distinct choices
+        random.Random(i).shuffle(choices)
+        mc.append({"prompt": prompt(w), "choices": choices, "label": choices.index(w[::-1])})
+    gen_path, mc_path = root / "gen.jsonl", root / "mc.jsonl"
+    gen_path.write_text("".join(json.dumps(r) + "\n" for r in gen))
+    mc_path.write_text("".join(json.dumps(r) + "\n" for r in mc))
+    return gen_path, mc_path, gen, mc
+
+
+# --------------------------------------------------------------------------- (a) the limit
+
+
+@torch.inference_mode()
+def limit(model_dir: Path, gen: list[dict], mc: list[dict], bs: int) -> tuple[float, float]:
+    """The hand-written loop; returns (seconds, accuracy over the 1,000 items)."""
+    lm = load_model(model_dir)
+    model, tok = lm.model, lm.tokenizer
+    nl = tok.convert_tokens_to_ids("\n")
+    t0 = time.perf_counter()
+    correct = 0
+    order = sorted(gen, key=lambda r: -len(r["prompt"]))
+    for i in range(0, len(order), bs):
+        rows = order[i: i + bs]
+        enc = tok([r["prompt"] for r in rows], return_tensors="pt", padding=True)  # left padding
+        mask = enc.attention_mask
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=enc.input_ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(),
+                    use_cache=True, logits_to_keep=1)
+        nxt = out.logits[:, -1].argmax(-1)
+        steps = [nxt]
+        done = nxt == nl
+        for _ in range(MAX_NEW - 1):
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
+            pos = pos[:, -1:] + 1
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                        past_key_values=out.past_key_values, use_cache=True)
+            nxt = out.logits[:, -1].argmax(-1)
+            steps.append(nxt)
+            done |= nxt == nl
+        texts = tok.batch_decode(torch.stack(steps, 1))
+        correct += sum(t.split("\n")[0] == r["target"] for t, r in zip(texts, rows, strict=True))
+    per_batch = max(1, bs // 3)  # the batch size counts sequences: three choices per prompt
+    for i in range(0, len(mc), per_batch):
+        rows = mc[i: i + per_batch]
+        seqs = [(r["prompt"], c) for r in rows for c in r["choices"]]
+        enc = tok([p + c for p, c in seqs], return_tensors="pt", padding=True, padding_side="right")
+        logp = model(**enc).logits.log_softmax(-1)
+        scores = []
+        for s, (p, c) in enumerate(seqs):
+            start = len(p)  # one token per character
+            ids = enc.input_ids[s, start: start + len(c)]
+            scores.append(logp[s, start - 1: start - 1 + len(c)].gather(-1, ids[:, None]).sum().item())
+        for j, r in enumerate(rows):
+            best = max(range(3), key=lambda k: scores[3 * j + k])
+            correct += best == r["label"]
+    return time.perf_counter() - t0, correct / (len(gen) + len(mc))
+
+
+# --------------------------------------------------------------------------- (c) lm-eval
+
+
+def lmeval(model_dir: Path, gen_path: Path, mc_path: Path, bs: int, root: Path) -> tuple[float, float, float]:
+    """lm-eval in-process; returns (import seconds, evaluation seconds, accuracy over the 1,000 items)."""
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(root / "hf")})
+    t0 = time.perf_counter()
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    t_import = time.perf_counter() - t0
+    tasks = root / "tasks"
+    tasks.mkdir()
+    (tasks / "gen.yaml").write_text(
+        f"task: bench_gen\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {gen_path}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: \"{{prompt}}\"\ndoc_to_target: \"{{target}}\"\n"
+        f"generation_kwargs:\n  until: [\"\\n\"]\n  max_gen_toks: {MAX_NEW}\n  do_sample: false\n"
+        "metric_list:\n  - metric: exact_match\n")
+    # multiple_choice: the prompts end in a space already, so no target delimiter
+    (tasks / "mc.yaml").write_text(
+        f"task: bench_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {mc_path}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{prompt}}\"\n"
+        "doc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\ntarget_delimiter: \"\"\n"
+        "metric_list:\n  - metric: acc\n")
+    lm_model = load_model(model_dir)
+    t0 = time.perf_counter()
+    lm = HFLM(pretrained=lm_model.model, tokenizer=lm_model.tokenizer, batch_size=bs)
+    tm = TaskManager(include_path=str(tasks), include_defaults=False)
+    res = simple_evaluate(model=lm, tasks=["bench_gen", "bench_mc"], task_manager=tm, bootstrap_iters=0)
+    seconds = time.perf_counter() - t0
+    assert res is not None
+    acc = (res["results"]["bench_gen"]["exact_match,none"] * 500 + res["results"]["bench_mc"]["acc,none"] * 500) / 1000
+    return t_import, seconds, acc
+
+
+# --------------------------------------------------------------------------- stop strings: two ways
+
+
+@torch.inference_mode()
+def stop_impls(model_dir: Path, gen: list[dict], bs: int) -> dict[str, float]:
+    """items/s of model.generate stopping via the engine's StoppingCriteria vs transformers' ``stop_strings``."""
+    lm = load_model(model_dir)
+    model, tok = lm.model, lm.tokenizer
+    out: dict[str, float] = {}
+    for name in ("criteria", "stop_strings", "criteria", "stop_strings"):  # twice each: the first run warms up
+        t0 = time.perf_counter()
+        for i in range(0, len(gen), bs):
+            enc = tok([r["prompt"] for r in gen[i: i + bs]], return_tensors="pt", padding=True)
+            kw: dict = ({"stopping_criteria": StoppingCriteriaList([_StopOnStrings(tok, enc.input_ids.shape[1],
+                                                                                   ["\n"])])}
+                        if name == "criteria" else {"stop_strings": ["\n"], "tokenizer": tok})
+            model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tok.pad_token_id, **kw)
+        out[name] = len(gen) / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--train-steps", type=int, default=200)
+    args = ap.parse_args()
+    threads = set_threads()
+    bs = args.batch_size
+    OUT.mkdir(parents=True, exist_ok=True)
+    model_dir = trained_model(args.train_steps)
+    root = Path(tempfile.mkdtemp(prefix="eval-bench-"))
+    try:
+        gen_path, mc_path, gen, mc = write_items(root)
+        n = len(gen) + len(mc)
+        print(f"threads={threads} batch_size={bs} items={n} (500 generation, 500 choice) "
+              f"torch={torch.__version__} cpus={os.cpu_count()}")
+
+        a_s, a_acc = limit(model_dir, gen, mc, bs)
+        print(f"(a) limit (hand-written loop)   {n / a_s:8.1f} items/s  {a_s:6.2f} s  accuracy {a_acc:.3f}")
+
+        suites = [load_suite("gen", SuiteSpec(path=str(gen_path), kind="generation", max_new_tokens=MAX_NEW)),
+                  load_suite("mc", SuiteSpec(path=str(mc_path), kind="choice"))]
+        cache = root / "cache"
+        t0 = time.perf_counter()
+        cold = evaluate_model(model_dir, suites, version="bench", model_key=None, cache_dir=cache, batch_size=bs)
+        b_cold = time.perf_counter() - t0
+        engine_s = sum(e.metrics["wall_s"] for e in cold)
+        b_acc = sum(e.score * e.n for e in cold) / n
+        print(f"(b) loopgate, cold cache        {n / b_cold:8.1f} items/s  {b_cold:6.2f} s  accuracy {b_acc:.3f}  "
+              f"(engine alone {n / engine_s:.1f} items/s; the rest is hashing, loading, cache write)")
+        t0 = time.perf_counter()
+        warm = evaluate_model(model_dir, suites, version="bench", model_key=None, cache_dir=cache, batch_size=bs)
+        b_warm = time.perf_counter() - t0
+        assert [e.examples for e in warm] == [e.examples for e in cold]
+        print(f"(b) loopgate, warm cache        {n / b_warm:8.1f} items/s  {b_warm:6.4f} s  (no model load)")
+
+        c_import, c_s, c_acc = lmeval(model_dir, gen_path, mc_path, bs, root)
+        print(f"(c) lm-eval {_lmeval_version()} (Python API)  {n / c_s:8.1f} items/s  {c_s:6.2f} s  accuracy "
+              f"{c_acc:.3f}  (+{c_import:.1f} s of imports, not counted)")
+
+        stops = stop_impls(model_dir, gen, bs)
+        print(f"stop strings in generate: StoppingCriteria {stops['criteria']:.1f} items/s, "
+              f"stop_strings {stops['stop_strings']:.1f} items/s (generation only)")
+
+        vs_limit = (n / b_cold) / (n / a_s)
+        vs_lmeval = (n / b_cold) / (n / c_s)
+        warm_speedup = b_cold / b_warm
+        print(f"targets: vs_limit >= 0.80, vs_lmeval >= 3.00, warm_speedup >= 100")
+        print(f"eval_throughput: vs_limit={vs_limit:.2f} vs_lmeval={vs_lmeval:.2f} warm_speedup={warm_speedup:.2f}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _lmeval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm-eval")
+
+
+if __name__ == "__main__":
+    main()
