@@ -242,7 +242,7 @@ def main() -> None:
         vs_limit = (n / b_cold) / (n / a_s)
         vs_lmeval = (n / b_cold) / (n / c_s)
         warm_speedup = b_cold / b_warm
-        print(f"targets: vs_limit >= 0.80, vs_lmeval >= 3.00, warm_speedup >= 100")
+        print("targets: vs_limit >= 0.80, vs_lmeval >= 3.00, warm_speedup >= 100")
         print(f"eval_throughput: vs_limit={vs_limit:.2f} vs_lmeval={vs_lmeval:.2f} warm_speedup={warm_speedup:.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
