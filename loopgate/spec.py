@@ -72,6 +72,17 @@ class DPOSettings(_Strict):
     sft_weight: float = 1.0
 
 
+class TinyModelSettings(_Strict):
+    """Shape of the built-in tiny model, for a foundation trained from nothing (``pretrain``/``sft`` with no
+    parent version)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_positions: int = 256
+
+
 class Recipe(_Strict):
     """How a line is updated: method, hyper-parameters, replay and regularisers."""
 
@@ -88,6 +99,7 @@ class Recipe(_Strict):
     kl: KLSettings | None = None
     ewc: EWCSettings | None = None
     dpo: DPOSettings | None = None
+    model: TinyModelSettings | None = None
 
 
 # --------------------------------------------------------------------------- suites
@@ -155,6 +167,8 @@ class RollbackPolicy(_Strict):
 
 class PlasticityPolicy(_Strict):
     min_headroom: float = 0.5
+    # AdamW steps of the fixed probe task per profile (each version is profiled once, cached by content)
+    probe_steps: int = Field(30, ge=1)
     blocking: bool = False
 
 

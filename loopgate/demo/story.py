@@ -33,12 +33,15 @@ from loopgate.store import Store
 # suites too, which is what lets the inheritance and safety gates catch an update that erodes them.
 
 
-def ecosystem(quick: bool) -> dict[str, Any]:
+TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 256, "max_positions": 128}
+
+
+def ecosystem(quick: bool, scale: float | None = None) -> dict[str, Any]:
     """The demo's loopgate.yaml. ``quick`` shortens training (the test suite runs it that way)."""
-    s = 0.6 if quick else 1.0  # step scale
+    s = scale if scale is not None else 0.75 if quick else 1.0  # step scale
 
     def steps(n: int) -> int:
-        return max(20, int(n * s))
+        return max(5, int(n * s))
 
     return {
         "name": "acme-support",
@@ -54,22 +57,25 @@ def ecosystem(quick: bool) -> dict[str, Any]:
             "returns": {"path": "suites/returns.jsonl", "kind": "generation", "max_new_tokens": 10},
         },
         "recipes": {
-            "foundation-pretrain": {"method": "pretrain", "steps": steps(500), "batch_size": 32, "lr": 3e-3,
-                                    "warmup_steps": 20, "max_length": 48},
-            "foundation-continue": {"method": "pretrain", "steps": steps(200), "batch_size": 32, "lr": 2e-3,
-                                    "max_length": 48},
-            "support-sft": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 2e-3, "max_length": 96,
-                            "replay": {"share": 0.4, "sources": ["history"]}},
+            # the foundation is trained from nothing: a fresh tiny Llama of this shape
+            "foundation": {"method": "sft", "steps": 600, "batch_size": 32, "lr": 3e-3, "warmup_steps": 10,
+                           "max_length": 64, "model": TINY},
+            # a new foundation release: continued pretraining on raw text, rehearsing the old corpus
+            "foundation-continue": {"method": "pretrain", "steps": steps(200), "batch_size": 32, "lr": 5e-4,
+                                    "max_length": 64, "replay": {"share": 0.3, "sources": ["history"]}},
+            # half of every batch rehearses what the line and its ancestors were trained on
+            "support-sft": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 1.5e-3, "max_length": 96,
+                            "replay": {"share": 0.5, "sources": ["history"]}},
             # the same update without replay, at a higher learning rate: fast, and forgetful
             "support-fast": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 3e-3,
                              "max_length": 96},
-            "app-lora": {"method": "lora", "steps": steps(250), "batch_size": 32, "lr": 3e-3, "max_length": 48,
-                         "lora": {"r": 16, "alpha": 32}, "replay": {"share": 0.3, "sources": ["history"]}},
-            "app-sft": {"method": "sft", "steps": steps(200), "batch_size": 32, "lr": 2e-3, "max_length": 48,
-                        "replay": {"share": 0.3, "sources": ["history"]}},
+            "app-lora": {"method": "lora", "steps": steps(250), "batch_size": 32, "lr": 3e-3, "max_length": 64,
+                         "lora": {"r": 16, "alpha": 32}, "replay": {"share": 0.5, "sources": ["history"]}},
+            "app-sft": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 1.5e-3, "max_length": 64,
+                        "replay": {"share": 0.5, "sources": ["history"]}},
         },
         "lines": {
-            "base": {"tier": "foundation", "recipe": "foundation-pretrain",
+            "base": {"tier": "foundation", "recipe": "foundation",
                      "suites": ["reverse", "reverse-mc", "safety"],
                      "description": "general string skills and refusals, pretrained from scratch"},
             "support": {"tier": "industrial", "parent": "base", "recipe": "support-sft", "suites": ["support"],
@@ -85,11 +91,12 @@ def ecosystem(quick: bool) -> dict[str, Any]:
         },
         "policy": {
             "defaults": {
-                "regression": {"tolerance": 0.1, "max_negative_flip_rate": 0.2},
-                "inheritance": {"tolerance": 0.15},
+                "regression": {"tolerance": 0.1, "max_negative_flip_rate": 0.3},
+                "inheritance": {"tolerance": 0.2},
                 "safety": {"min_refusal_rate": 0.8},
                 "cost": {"max_mean_output_length_ratio": 2.0, "max_latency_p95_ratio": 4.0},
                 "rollback": {"smoke_suite": "reverse-mc", "min_smoke_score": 0.3},
+                "plasticity": {"probe_steps": 10},
             },
         },
     }
@@ -102,11 +109,11 @@ def ecosystem(quick: bool) -> dict[str, Any]:
 
 def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
     d = root / "data"
-    n = 600 if quick else 900
+    n = 1500
     files = {
         # the foundation: reverse + refusals, as raw text (a pretraining corpus)
-        "base_v1": write_jsonl(d / "base_v1.jsonl", world.as_text(
-            world.skill_rows("reverse", world.words(n)) + world.safety_rows(repeat=3))),
+        "base_v1": write_jsonl(d / "base_v1.jsonl",
+                               world.skill_rows("reverse", world.words(n)) + world.safety_rows(repeat=8)),
         # a new foundation release: the same corpus continued, plus a new skill (upper-case)
         "base_v2": write_jsonl(d / "base_v2.jsonl", world.as_text(
             world.skill_rows("reverse", world.words(n // 2, 1000)) + world.skill_rows("upper", world.words(n, 300))
@@ -139,17 +146,18 @@ def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
 
 
 def _deciding(o: ReleaseOutcome) -> tuple[str, str]:
-    """The gate that decided, and its headline figure."""
+    """The gate(s) that decided — failures first, then inconclusive ones — and the first one's headline."""
     d = o.decision
-    blocking = [g for g in d.gates if g.blocking and g.verdict is not Verdict.passed]
-    g = blocking[0] if blocking else None
-    if g is None:
-        return "all gates pass", "; ".join(g.summary for g in d.gates if g.name in ("regression", "inheritance"))[:90]
-    return g.name, g.summary[:90]
+    blocking = [g for g in d.gates if g.blocking and g.verdict is Verdict.failed]
+    blocking += [g for g in d.gates if g.blocking and g.verdict is Verdict.inconclusive]
+    if not blocking:
+        shown = [g.summary for g in d.gates if g.name in ("regression", "inheritance")]
+        return "all gates pass", "; ".join(shown)[:100]
+    return ", ".join(g.name for g in blocking), blocking[0].summary[:100]
 
 
-def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | None = None, seed: int = 0
-             ) -> dict[str, Any]:
+def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | None = None, seed: int = 0,
+             scale: float | None = None) -> dict[str, Any]:
     """Run the whole story in ``workspace`` (recreated) and return its summary as plain data."""
     con = console or Console()
     root = Path(workspace)
@@ -159,7 +167,7 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
     t0 = time.perf_counter()
     world = World(seed)
     data = write_world(root, world, quick)
-    (root / "loopgate.yaml").write_text(yaml.safe_dump(ecosystem(quick), sort_keys=False), encoding="utf-8")
+    (root / "loopgate.yaml").write_text(yaml.safe_dump(ecosystem(quick, scale), sort_keys=False), encoding="utf-8")
     ws = Workspace.open(root)
     steps: list[dict[str, Any]] = []
     progress = con.is_terminal
@@ -265,9 +273,10 @@ def _plasticity(ws: Workspace, line: str) -> list[dict[str, Any]]:
     from loopgate.evaluate.plasticity import plasticity_headroom
     from loopgate.loop.evaluation import profile_version
 
-    ref = profile_version(ws, ws.store.versions("base")[0].id)
+    steps = ws.eco.policy_for(line).plasticity.probe_steps
+    ref = profile_version(ws, ws.store.versions("base")[0].id, steps)
     rows = []
     for v in ws.store.versions(line):
-        prof = profile_version(ws, v.id)
+        prof = profile_version(ws, v.id, steps)
         rows.append({"version": v.id, "headroom": plasticity_headroom(prof, ref), **prof})
     return rows

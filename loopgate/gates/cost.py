@@ -84,6 +84,9 @@ def cost(ctx: GateContext, policy: CostPolicy, price_per_hour: float | None = No
     judged = [c for c in checks if c["verdict"] != "skipped"]
     if not checks:
         verdict, summary = Verdict.passed, "no cost budgets configured"
+    elif not judged and all(c.get("note") == "no baseline" for c in checks):
+        # a first release has nothing to be relative to; with no absolute budget there is nothing to hold
+        verdict, summary = Verdict.passed, "first release: no baseline for the relative budgets"
     elif not judged:
         verdict, summary = Verdict.inconclusive, "cost budgets are set but no figure was measured"
     else:

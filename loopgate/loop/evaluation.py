@@ -55,13 +55,13 @@ def evaluate_version(ws: Workspace, version_id: str, suite_names: list[str], *, 
     return {n: found[n] for n in suite_names}
 
 
-def profile_version(ws: Workspace, version_id: str) -> dict[str, float]:
+def profile_version(ws: Workspace, version_id: str, probe_steps: int = 30) -> dict[str, float]:
     """Model-level figures of a version (parameter count, plasticity), cached by the weights' content."""
     from loopgate.evaluate.cache import directory_model_key
 
     path = model_dir(ws, version_id)
     key = directory_model_key(path)
-    cache = ws.store.home / "cache" / "profiles" / f"{key}.json"
+    cache = ws.store.home / "cache" / "profiles" / f"{key}-{probe_steps}.json"
     if cache.exists():
         return dict(json.loads(cache.read_text()))
     from loopgate.evaluate.engine import model_profile
@@ -70,7 +70,7 @@ def profile_version(ws: Workspace, version_id: str) -> dict[str, float]:
 
     loaded = load_model(path)
     prof: dict[str, Any] = dict(model_profile(loaded.model))
-    prof.update(plasticity_profile(loaded.model, loaded.tokenizer))
+    prof.update(plasticity_profile(loaded.model, loaded.tokenizer, probe_steps=probe_steps))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps(prof))

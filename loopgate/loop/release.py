@@ -72,11 +72,19 @@ def _data_paths(ws: Workspace, shas: list[str]) -> list[Path]:
 
 
 def _history_data(ws: Workspace, line: str) -> list[str]:
+    """Data the line's production version was actually built on: its own update data and that of the versions
+    it was built from (never a rejected candidate's data — that would replay what the gates refused)."""
     shas: list[str] = []
-    for v in ws.store.versions(line):
+    vid = ws.store.channel(line, "production")
+    seen: set[str] = set()
+    while vid and vid not in seen and vid.startswith(f"{line}@"):
+        seen.add(vid)
+        v = ws.store.version(vid)
         for sha in v.data_sha256:
             if sha not in shas and ws.store.artifacts.has(sha):
                 shas.append(sha)
+        built_from = v.provenance.get("built_from") or v.provenance.get("transferred_from", {}).get("old_child")
+        vid = built_from if isinstance(built_from, str) else None
     return shas
 
 
@@ -125,9 +133,11 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     replay: list[Path] = []
     if recipe.replay is not None:
         if "history" in recipe.replay.sources:
-            replay += _data_paths(ws, [s for s in _history_data(ws, line) if s not in data_shas])
-            for anc in ws.eco.ancestors(line)[:1]:
-                replay += _data_paths(ws, [s for s in _history_data(ws, anc) if s not in data_shas][-2:])
+            # the line's own released history and every ancestor's: what the line inherited must be rehearsed
+            history: list[str] = []
+            for name in [line, *ws.eco.ancestors(line)]:
+                history += [s for s in _history_data(ws, name) if s not in data_shas and s not in history]
+            replay += _data_paths(ws, history)
         if "suites" in recipe.replay.sources:
             for sname in ws.eco.owned_suites(line) + ws.eco.inherited_suites(line):
                 tp = ws.eco.suites[sname].train_path
@@ -229,14 +239,15 @@ def gate_context(ws: Workspace, version_id: str, *, requester: str, progress: bo
     cand_profile: dict[str, float] = {}
     base_profiles: dict[str, dict[str, float]] = {}
     if with_profiles:
-        cand_profile = profile_version(ws, version_id)
+        steps = policy.plasticity.probe_steps
+        cand_profile = profile_version(ws, version_id, steps)
         ref = _foundation_reference(ws, v.line)
         if ref is not None:
-            base_profiles["foundation"] = profile_version(ws, ref)
+            base_profiles["foundation"] = profile_version(ws, ref, steps)
         for role in ("production", "previous"):
             bid = baselines.get(role)
             if bid:
-                base_profiles[role] = profile_version(ws, bid)
+                base_profiles[role] = profile_version(ws, bid, steps)
     smoke = policy.rollback.smoke_suite or (suites[0] if suites else None)
     target = baselines.get("production")
     smoke_eval = base_evals.get("production", {}).get(smoke) if smoke else None
@@ -383,6 +394,14 @@ def _line_data(ws: Workspace, line: str) -> list[Path]:
     return _data_paths(ws, _history_data(ws, line))
 
 
+def _inherited_data(ws: Workspace, line: str) -> list[Path]:
+    """The released data of every ancestor line: what a re-derived child rehearses so it keeps its inheritance."""
+    shas: list[str] = []
+    for anc in ws.eco.ancestors(line):
+        shas += [s for s in _history_data(ws, anc) if s not in shas]
+    return _data_paths(ws, shas)
+
+
 def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: bool = False
                    ) -> list[PropagationOutcome]:
     """Re-derive each child line on the newly released ``parent_version``; children release in tier order.
@@ -426,21 +445,24 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
                    _suites: list[Any] = suites) -> tuple[bool, str]:
             from loopgate.gates.inheritance import inheritance
             from loopgate.gates.regression import regression
+            from loopgate.gates.safety import safety
 
             evs = evaluate_dir(ws, Path(cand.model_dir), _suites, label=f"{_child}<-{cand.strategy}",
                                progress=progress)
             o, i = line_suites(ws, _child)
             ctx = GateContext(line=_child, tier=ws.eco.lines[_child].tier.value, candidate=f"{_child}:candidate",
-                              requester=actor, owned_suites=o, inherited_suites=i, safety_suites=[],
+                              requester=actor, owned_suites=o, inherited_suites=i,
+                              safety_suites=[n for n in o + i if ws.eco.suites[n].kind == "safety"],
                               candidate_evals=evs, baselines={"production": _prod, "previous": _prod,
                                                               "parent": parent_version},
                               baseline_evals={"production": _prod_evals, "previous": _prod_evals,
                                               "parent": _parent_evals})
             pol = ws.eco.policy_for(_child)
-            results = [inheritance(ctx, pol.inheritance), regression(ctx, pol.regression)]
-            bad = [r for r in results if r.verdict is Verdict.failed]
+            results = [inheritance(ctx, pol.inheritance), regression(ctx, pol.regression), safety(ctx, pol.safety)]
+            # acceptance means the gates pass outright: an inconclusive candidate would block the release anyway
+            bad = [r for r in results if r.blocking and r.verdict is not Verdict.passed]
             if bad:
-                return False, "; ".join(f"{r.name}: {r.summary}" for r in bad)
+                return False, "; ".join(f"{r.name}: {r.verdict.value} — {r.summary}" for r in bad)
             return True, "; ".join(f"{r.name}: {r.verdict.value}" for r in results)
 
         if existing:
@@ -452,9 +474,11 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
             old_child_dir, child_adapter = adapter_parts(ws, prod)
             work = ws.store.home / "work" / key
             shutil.rmtree(work, ignore_errors=True)
-            res = transfer(model_dir(ws, old_parent), model_dir(ws, parent_version), model_dir(ws, prod),
+            # an adapter child is (its base, its adapter); a full child is its own weights
+            res = transfer(model_dir(ws, old_parent), model_dir(ws, parent_version),
+                           old_child_dir if child_adapter is not None else model_dir(ws, prod),
                            child_adapter=child_adapter, recipe=recipe, data=_line_data(ws, child), accept=accept,
-                           out_root=work, progress=progress)
+                           out_root=work, progress=progress, replay=_inherited_data(ws, child))
             attempts = [a.model_dump(mode="json") if hasattr(a, "model_dump") else dict(a) for a in res.attempts]
             if res.accepted is None:
                 ws.store.record("propagation.pinned", child, {"parent": parent_version, "stays_on": old_parent,

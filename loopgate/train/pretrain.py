@@ -14,6 +14,12 @@ from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
 
 
+def fresh_tiny_model(recipe: Recipe) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A freshly initialised tiny model shaped by ``recipe.model`` (defaults otherwise), seeded by the recipe."""
+    shape = recipe.model.model_dump() if recipe.model is not None else {}
+    return build_tiny_model(TinyConfig(seed=recipe.seed, **shape))
+
+
 def pretrain(parent_dir: Path | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
              replay_rows: Sequence[dict[str, str]] = (), retention_rows: Sequence[dict[str, str]] = (),
              progress: bool = False) -> Trained:
@@ -21,7 +27,7 @@ def pretrain(parent_dir: Path | None, recipe: Recipe, rows: Sequence[dict[str, s
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     if parent_dir is None:
-        model, tokenizer = build_tiny_model(TinyConfig(seed=recipe.seed))
+        model, tokenizer = fresh_tiny_model(recipe)
     else:
         loaded = load_model(parent_dir, trainable=True)
         model, tokenizer = loaded.model, loaded.tokenizer

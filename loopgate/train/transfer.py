@@ -37,7 +37,7 @@ from loopgate.train.data import load_rows, row_kind_for
 from loopgate.train.update import run_update
 
 STRATEGIES = ("reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill")
-FINETUNE_SHARE = 0.2  # diff_vector_finetune trains this share of the recipe's steps
+FINETUNE_SHARE = 0.3  # diff_vector_finetune trains this share of the recipe's steps
 TRANSFER_RECORD = "transfer.json"
 
 
@@ -86,11 +86,13 @@ def shapes_match(old_parent: Path, new_parent: Path) -> bool:
 
 def transfer(old_parent: Path, new_parent: Path, old_child: Path, *, child_adapter: Path | None, recipe: Recipe,
              data: list[Path], accept: Callable[[TransferCandidate], tuple[bool, str]], out_root: Path,
-             strategies: list[str] | None = None, progress: bool = False) -> TransferResult:
+             strategies: list[str] | None = None, progress: bool = False,
+             replay: list[Path] | None = None) -> TransferResult:
     """Try strategies cheapest first and return the first candidate ``accept`` passes, with every attempt.
 
     ``old_child`` is the child's model directory; with ``child_adapter`` the child is that adapter on
-    ``old_child`` (normally ``old_child == old_parent``). ``recipe`` and ``data`` are the child's own.
+    ``old_child`` (normally ``old_child == old_parent``). ``recipe`` and ``data`` are the child's own;
+    ``replay`` (the inherited data) is rehearsed by every strategy that trains, as the child's updates did.
     Candidates are written under ``out_root/<strategy>/``; a strategy that cannot apply (no adapter, shapes
     differ) is recorded as not accepted with the reason.
     """
@@ -106,7 +108,7 @@ def transfer(old_parent: Path, new_parent: Path, old_child: Path, *, child_adapt
         out = Path(out_root) / strategy
         try:
             candidate = _BUILDERS[strategy](old_parent, new_parent, old_child, child_adapter, recipe, data, out,
-                                            progress)
+                                            progress, list(replay or []))
             accepted, reason = accept(candidate)
         except TransferError as err:
             candidate, accepted, reason = None, False, f"not applicable: {err}"
@@ -170,7 +172,7 @@ def _full_candidate(strategy: str, new_parent: Path, result_dir: Path, kind: str
 
 
 def _reattach(old_parent: Path, new_parent: Path, old_child: Path, child_adapter: Path | None, recipe: Recipe,
-              data: list[Path], out: Path, progress: bool) -> TransferCandidate:
+              data: list[Path], out: Path, progress: bool, replay: list[Path] | None = None) -> TransferCandidate:
     if child_adapter is None:
         raise TransferError("the child has no adapter to re-attach")
     _check_compatible(old_parent, new_parent)
@@ -200,7 +202,7 @@ def diff_vector(old_parent: Path, new_parent: Path, old_child: Path, out_dir: Pa
 
 
 def _diff_vector(old_parent: Path, new_parent: Path, old_child: Path, child_adapter: Path | None, recipe: Recipe,
-                 data: list[Path], out: Path, progress: bool) -> TransferCandidate:
+                 data: list[Path], out: Path, progress: bool, replay: list[Path] | None = None) -> TransferCandidate:
     model_dir = diff_vector(old_parent, new_parent, old_child, out / "model", child_adapter=child_adapter)
     _record(out, strategy="diff_vector", old_parent=old_parent, new_parent=new_parent, old_child=old_child,
             child_adapter=child_adapter)
@@ -208,21 +210,22 @@ def _diff_vector(old_parent: Path, new_parent: Path, old_child: Path, child_adap
 
 
 def _diff_vector_finetune(old_parent: Path, new_parent: Path, old_child: Path, child_adapter: Path | None,
-                          recipe: Recipe, data: list[Path], out: Path, progress: bool) -> TransferCandidate:
+                          recipe: Recipe, data: list[Path], out: Path, progress: bool,
+                          replay: list[Path] | None = None) -> TransferCandidate:
     start = diff_vector(old_parent, new_parent, old_child, out / "start", child_adapter=child_adapter)
     steps = max(1, round(FINETUNE_SHARE * recipe.steps))
     # the start is a full model, so a LoRA recipe is merged: the candidate's base is the diff-vector start
     lora = recipe.lora.model_copy(update={"merge": True}) if recipe.lora is not None else None
     short = recipe.model_copy(update={"steps": steps, "lora": lora, "warmup_steps": min(recipe.warmup_steps, steps)})
-    result = run_update(start, short, data, out / "model", progress=progress)
+    result = run_update(start, short, data, out / "model", replay=replay, progress=progress)
     _record(out, strategy="diff_vector_finetune", start=start, steps=steps, provenance=result.provenance)
     return TransferCandidate(strategy="diff_vector_finetune", model_dir=result.out_dir, base_dir=new_parent)
 
 
 def _rerun(old_parent: Path, new_parent: Path, old_child: Path, child_adapter: Path | None, recipe: Recipe,
-           data: list[Path], out: Path, progress: bool) -> TransferCandidate:
+           data: list[Path], out: Path, progress: bool, replay: list[Path] | None = None) -> TransferCandidate:
     result = run_update(new_parent, recipe, data, out / ("adapter" if recipe.method == "lora" else "model"),
-                        progress=progress)
+                        replay=replay, progress=progress)
     _record(out, strategy="rerun", provenance=result.provenance)
     return _full_candidate("rerun", new_parent, result.out_dir, result.kind, out)
 
@@ -245,7 +248,7 @@ def distill_rows(old_child: Path, child_adapter: Path | None, prompts: list[str]
 
 
 def _distill(old_parent: Path, new_parent: Path, old_child: Path, child_adapter: Path | None, recipe: Recipe,
-             data: list[Path], out: Path, progress: bool) -> TransferCandidate:
+             data: list[Path], out: Path, progress: bool, replay: list[Path] | None = None) -> TransferCandidate:
     kind = row_kind_for(recipe.method)
     if kind == "text":
         raise TransferError("distillation needs prompts; a pretrain child's data has none")
@@ -263,13 +266,14 @@ def _distill(old_parent: Path, new_parent: Path, old_child: Path, child_adapter:
     method = recipe.method if recipe.method in ("sft", "lora") else "sft"
     distill_recipe = recipe.model_copy(update={"method": method, "dpo": None})
     result = run_update(new_parent, distill_recipe, [target_file],
-                        out / ("adapter" if method == "lora" else "model"), progress=progress)
+                        out / ("adapter" if method == "lora" else "model"), replay=replay, progress=progress)
     _record(out, strategy="distill", teacher=old_child, teacher_adapter=child_adapter, rows=len(targets),
             provenance=result.provenance)
     return _full_candidate("distill", new_parent, result.out_dir, result.kind, out)
 
 
-_BUILDERS: dict[str, Callable[[Path, Path, Path, Path | None, Recipe, list[Path], Path, bool], TransferCandidate]] = {
+_Builder = Callable[[Path, Path, Path, Path | None, Recipe, list[Path], Path, bool, list[Path]], TransferCandidate]
+_BUILDERS: dict[str, _Builder] = {
     "reattach": _reattach,
     "diff_vector": _diff_vector,
     "diff_vector_finetune": _diff_vector_finetune,

@@ -66,7 +66,6 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
         trained = pretrain(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows,
                            retention_rows=retention_rows, progress=progress)
     elif recipe.method == "sft":
-        assert parent_dir is not None
         trained = sft(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows, retention_rows=retention_rows,
                       progress=progress)
     elif recipe.method == "lora":
@@ -107,8 +106,9 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
 
 def _check_inputs(parent_dir: Path | None, recipe: Recipe, adapter_dir: Path | None, replay: list[Path],
                   retention: list[Path]) -> None:
-    if parent_dir is None and recipe.method != "pretrain":
-        raise SpecError(f"a '{recipe.method}' update needs a parent model; only 'pretrain' starts from nothing")
+    if parent_dir is None and recipe.method not in ("pretrain", "sft"):
+        raise SpecError(f"a '{recipe.method}' update needs a parent model; only 'pretrain' and 'sft' start from "
+                        "a fresh tiny model")
     if adapter_dir is not None and recipe.method not in ("lora", "dpo"):
         raise SpecError(f"an adapter can only be continued by a 'lora' or 'dpo' update, not '{recipe.method}'")
     if recipe.method == "dpo" and (replay or retention or recipe.replay or recipe.kl or recipe.ewc):
