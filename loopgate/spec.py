@@ -229,6 +229,9 @@ class LineSpec(_Strict):
     suites: list[str] = []
     data: list[str] = []
     app: AppSpec | None = None
+    # capability-transfer strategies to try when the parent gets a new version, cheapest first
+    # (default: every one that applies: reattach, diff_vector, diff_vector_finetune, rerun, distill)
+    transfer: list[Literal["reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill"]] | None = None
 
 
 class Ecosystem(_Strict):

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from loopgate.errors import LoopgateError, NotFoundError
+from loopgate.errors import ArtifactError, LoopgateError, NotFoundError
 from loopgate.gates.context import ApprovalRecord, GateContext, RollbackCheck
 from loopgate.gates.policy import decide
 from loopgate.hashing import sha256_file, sha256_json
@@ -116,6 +116,7 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     key = run_key("update", line, data_shas, recipe.model_dump(mode="json"), start)
     for v in ws.store.versions(line):  # resume: the version of this run may already exist
         if v.provenance.get("run_key") == key:
+            ws.store.set_step(f"train:{key}", "done", {"version": v.id})
             return v
 
     adapter_dir: Path | None = None
@@ -247,7 +248,10 @@ def gate_context(ws: Workspace, version_id: str, *, requester: str, progress: bo
         for role in ("production", "previous"):
             bid = baselines.get(role)
             if bid:
-                base_profiles[role] = profile_version(ws, bid, steps)
+                try:
+                    base_profiles[role] = profile_version(ws, bid, steps)
+                except ArtifactError:
+                    pass  # a baseline whose weights are gone: the rollback gate reports it, plasticity skips it
     smoke = policy.rollback.smoke_suite or (suites[0] if suites else None)
     target = baselines.get("production")
     smoke_eval = base_evals.get("production", {}).get(smoke) if smoke else None
@@ -386,8 +390,15 @@ def plan(ws: Workspace, version_id: str) -> list[dict[str, Any]]:
         pv = ws.store.version(prod)
         wave.append({"line": d, "tier": spec.tier.value, "parent": spec.parent, "current": prod,
                      "built_on": pv.parent_version, "action": "re-derive by capability transfer, then gate",
-                     "strategies": plan_strategies(has_adapter=pv.kind == "adapter", shapes_match=None)})
+                     "strategies": _strategies(ws, d, plan_strategies(has_adapter=pv.kind == "adapter",
+                                                                      shapes_match=None))})
     return wave
+
+
+def _strategies(ws: Workspace, line: str, applicable: list[str]) -> list[str]:
+    """The line's declared transfer strategies (in its order), or every applicable one."""
+    allowed = ws.eco.lines[line].transfer
+    return applicable if allowed is None else list(allowed)
 
 
 def _line_data(ws: Workspace, line: str) -> list[Path]:
@@ -478,7 +489,8 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
             res = transfer(model_dir(ws, old_parent), model_dir(ws, parent_version),
                            old_child_dir if child_adapter is not None else model_dir(ws, prod),
                            child_adapter=child_adapter, recipe=recipe, data=_line_data(ws, child), accept=accept,
-                           out_root=work, progress=progress, replay=_inherited_data(ws, child))
+                           out_root=work, progress=progress, replay=_inherited_data(ws, child),
+                           strategies=list(spec.transfer) if spec.transfer is not None else None)
             attempts = [a.model_dump(mode="json") if hasattr(a, "model_dump") else dict(a) for a in res.attempts]
             if res.accepted is None:
                 ws.store.record("propagation.pinned", child, {"parent": parent_version, "stays_on": old_parent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from train_tasks import SFT_B, sft_rows, write_jsonl
 from loopgate.errors import DataError, SpecError
 from loopgate.hashing import sha256_file
 from loopgate.models import load_model
-from loopgate.spec import KLSettings, LoraSettings, Recipe, ReplaySettings
+from loopgate.spec import KLSettings, LoraSettings, Recipe, ReplaySettings, TinyModelSettings
 from loopgate.train import load_rows, run_update
 
 TINY_STEPS = {"steps": 6, "batch_size": 8}
@@ -101,9 +102,19 @@ def test_data_errors_name_file_line_and_field(tmp_path: Path) -> None:
 def test_recipe_misuse_is_refused(v1: Path, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", sft_rows("B", ["abc"]))
     with pytest.raises(SpecError, match="needs a parent"):
-        run_update(None, SFT_B, [data], tmp_path / "x")
+        run_update(None, Recipe(method="lora", steps=1), [data], tmp_path / "x")
     with pytest.raises(SpecError, match="takes no replay"):
         run_update(v1, Recipe(method="dpo"), [data], tmp_path / "x", replay=[data])
     with pytest.raises(SpecError, match="not a single token"):
         run_update(v1, Recipe(method="lora", steps=1, lora=LoraSettings(trainable_tokens=["ab"])), [data],
                    tmp_path / "x")
+
+
+def test_sft_without_parent_trains_a_fresh_tiny_model_of_the_recipe_shape(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "d.jsonl", sft_rows("A", ["abc", "defg"]))
+    recipe = Recipe(method="sft", steps=2, batch_size=2, max_length=16,
+                    model=TinyModelSettings(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                            max_positions=32))
+    res = run_update(None, recipe, [data], tmp_path / "m")
+    assert res.kind == "full" and res.provenance["params"] < 50_000
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["hidden_size"] == 32
