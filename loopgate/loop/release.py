@@ -374,7 +374,7 @@ def plan(ws: Workspace, version_id: str) -> list[dict[str, Any]]:
     from loopgate.train.transfer import plan_strategies
 
     v = ws.store.version(version_id)
-    wave = []
+    wave: list[dict[str, Any]] = []
     for d in ws.eco.descendants(v.line):
         spec = ws.eco.lines[d]
         if spec.tier is Tier.app:
@@ -504,7 +504,7 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
             strategy = cand.strategy
             is_adapter = cand.adapter_dir is not None
             new_v = register_model(
-                ws, child, Path(cand.adapter_dir if is_adapter else cand.model_dir),
+                ws, child, Path(cand.adapter_dir) if cand.adapter_dir is not None else Path(cand.model_dir),
                 base=parent_version if is_adapter else None, actor=actor, source="transfer",
                 parent_version=parent_version, recipe=recipe.model_dump(mode="json"),
                 data_sha256=list(cv.data_sha256), seed=recipe.seed,

@@ -89,8 +89,8 @@ def verify(session: Session, anchor: Path | None = None) -> VerifyReport:
                                 problem=f"the ledger ends at entry {count} but entry {head['seq']} was "
                                         "recorded: entries were deleted from the end")
         if head["seq"] >= 1:
-            row = session.get(LedgerRow, head["seq"])
-            if row is None or row.hash != head["hash"]:
+            head_row = session.get(LedgerRow, head["seq"])
+            if head_row is None or head_row.hash != head["hash"]:
                 return VerifyReport(ok=False, entries=count, first_bad_seq=head["seq"],
                                     problem=f"entry {head['seq']} differs from the recorded head: "
                                             "the chain was rewritten")
