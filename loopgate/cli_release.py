@@ -84,6 +84,29 @@ def compare(version_a: str, version_b: str, workspace: WorkspaceOpt = None, json
     out.print(t)
 
 
+@app.command("import-lmeval")
+def import_lmeval_cmd(version: str,
+                      path: Annotated[Path, typer.Argument(help="lm-eval's --output_path folder or a "
+                                                           "results_*.json file (run with --log_samples).")],
+                      task: Annotated[list[str] | None, typer.Option("--task", help="Only this task "
+                                                                      "(repeatable).")] = None,
+                      metric: Annotated[str | None, typer.Option(help="Per-sample metric to score by "
+                                                                 "(default: acc, exact_match, …).")] = None,
+                      actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Record lm-evaluation-harness results as evaluations of VERSION, per-example outcomes included."""
+    from loopgate.evaluate.lmeval_import import import_lmeval
+
+    ws = _ws(workspace)
+    ws.store.version(version)
+    evs = [ws.store.add_evaluation(e, actor=actor or "loopgate")
+           for e in import_lmeval(path, version=version, tasks=task, metric=metric)]
+    if json_out:
+        emit([e.model_dump(mode="json", exclude={"examples"}) | {"examples": len(e.examples)} for e in evs])
+        return
+    for e in evs:
+        out.print(f"{version} · {e.suite}: {e.score:.3f} over {e.n} examples (suite {e.suite_sha256[:12]})")
+
+
 # ---------------------------------------------------------------------------------------------- release loop
 
 

@@ -56,6 +56,8 @@ class ReleaseOutcome(BaseModel):
     version: str
     decision: Decision
     released: bool
+    # for an update: final loss, tokens/s, tokens seen, training FLOPs and wall time of the training run
+    training: dict[str, Any] = {}
     channel_moves: list[dict[str, Any]] = []
     propagation: list[PropagationOutcome] = []
 
@@ -177,6 +179,9 @@ def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | Non
     ws.store.record("update.start", line, {"data": [str(p) for p in data], "recipe": recipe_name}, actor=actor)
     v = train_candidate(ws, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress)
     out = release_candidate(ws, v.id, actor=actor, progress=progress, propagate=propagate)
+    out.training = {k: v.provenance.get(k) for k in ("method", "final_loss", "tokens_seen", "train_flops", "wall_s",
+                                                     "train_s", "params", "seed", "code_version")}
+    out.training["tokens_per_s"] = (v.provenance.get("metrics") or {}).get("tokens_per_s")
     ws.store.set_step(f"run:{run}", "done", {"version": v.id, "released": out.released})
     return out
 

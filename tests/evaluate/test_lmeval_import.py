@@ -131,3 +131,21 @@ def test_malformed_outputs_are_data_errors(lmeval_out: Path, tmp_path: Path) -> 
     (tmp_path / "samples_lg_reverse_2026-01-01T00-00-00.jsonl").write_text("\n".join(lines))
     with pytest.raises(DataError, match=r"samples_lg_reverse_2026-01-01T00-00-00.jsonl:3: not valid JSON"):
         import_lmeval(tmp_path, version="v", tasks=["lg_reverse"])
+
+
+def test_cli_records_an_lmeval_run_as_evaluations_of_a_version(lmeval_out: Path, model_dir: Path,
+                                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    """`loopgate import-lmeval VERSION DIR` stores every task with its per-example outcomes in the registry."""
+    from loopgate.cli import main
+    from loopgate.loop.workspace import Workspace
+
+    ws, _ = Workspace.init(tmp_path / "ws")
+    main(["register", "base", "--model", str(model_dir), "--workspace", str(ws.root), "--json"])
+    capsys.readouterr()
+    main(["import-lmeval", "base@1", str(lmeval_out), "--workspace", str(ws.root), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["suite"] for r in rows} == {"lg_reverse", "lg_reverse_mc"}
+    stored = Workspace.open(ws.root).store.evaluations("base@1")
+    assert {e.suite for e in stored} == {r["suite"] for r in rows}
+    assert all(e.source == "lm-eval" and len(e.examples) == e.n > 0 for e in stored)
