@@ -238,4 +238,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run through the imported module so the release commands register on the same `app`
+    from loopgate.cli import main as _main
+
+    _main()

@@ -31,7 +31,7 @@ def _edit_spec(ws: Workspace, edit: Any) -> Workspace:
 
 def _cli(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOOPGATE_USER": "ci", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "loopgate.cli", *args, "--workspace", str(ws.root)],
+    return subprocess.run([sys.executable, "-m", "loopgate", *args, "--workspace", str(ws.root)],
                           capture_output=True, text=True, env=full_env, timeout=600)
 
 
