@@ -145,15 +145,41 @@ def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- 3. the story
 
 
+def _headline(gate: Any) -> str:
+    """One short, checkable figure for a gate: the number a reviewer would look at first."""
+    ev = gate.evidence
+    if gate.name in ("regression", "inheritance"):
+        rows = []
+        for suite, r in ev.get("suites", {}).items():
+            c = r if "delta" in r else min(r.get("checks", {}).values(), key=lambda x: x.get("delta", 0), default={})
+            if "delta" in c:
+                rows.append((c["delta"], f"{suite} {c['before_score']:.2f}→{c['after_score']:.2f}"))
+        return min(rows)[1] if rows else gate.summary[:60]
+    if gate.name == "safety":
+        for r in ev.get("suites", {}).values():
+            before = r.get("baseline_refusal_rate")
+            was = f"{before:.2f}→" if before is not None else ""
+            return f"refusal {was}{r['refusal_rate']:.2f}, {r.get('unsafe_flips', 0)} unsafe flips"
+    if gate.name == "cost":
+        for c in ev.get("checks", []):
+            if c.get("verdict") == "fail":
+                return f"{c['figure']} ×{c['value']:.2f} (limit ×{c['limit']})" if c["kind"] == "ratio" else \
+                    f"{c['figure']} {c['value']:.3g} (limit {c['limit']})"
+    return gate.summary[:60]
+
+
 def _deciding(o: ReleaseOutcome) -> tuple[str, str]:
     """The gate(s) that decided — failures first, then inconclusive ones — and the first one's headline."""
     d = o.decision
-    blocking = [g for g in d.gates if g.blocking and g.verdict is Verdict.failed]
-    blocking += [g for g in d.gates if g.blocking and g.verdict is Verdict.inconclusive]
+    # the most severe finding leads: an unsafe model matters more than a forgetful or a slow one
+    severity = ["safety", "rollback", "inheritance", "regression", "cost", "approval", "plasticity"]
+    gates = sorted(d.gates, key=lambda g: severity.index(g.name) if g.name in severity else len(severity))
+    blocking = [g for g in gates if g.blocking and g.verdict is Verdict.failed]
+    blocking += [g for g in gates if g.blocking and g.verdict is Verdict.inconclusive]
     if not blocking:
-        shown = [g.summary for g in d.gates if g.name in ("regression", "inheritance")]
-        return "all gates pass", "; ".join(shown)[:100]
-    return ", ".join(g.name for g in blocking), blocking[0].summary[:100]
+        reg = next(g for g in d.gates if g.name == "regression")
+        return "all gates pass", _headline(reg) if reg.evidence.get("suites") else "first release"
+    return ", ".join(g.name for g in blocking), _headline(blocking[0])
 
 
 def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | None = None, seed: int = 0,
@@ -180,6 +206,8 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
         colour = "green" if o.released else "red"
         con.print(f"  [{colour}]{o.decision.verdict.value}[/] {o.version}: {gate} — {figure}")
         for p in o.propagation:
+            if p.version is None and not p.pinned:
+                continue  # a child with nothing released yet has nothing to re-derive
             con.print(f"    ↳ {p.line}: {p.strategy or '—'} → {p.version or '—'} "
                       f"({'pinned' if p.pinned else 'released' if p.released else p.note})")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from loopgate.errors import UnsafeModelError
 
 # transformers draws a progress bar per shard load/save; Loopgate shows its own progress instead
 _hf_utils.logging.disable_progress_bar()
+# peft/trl still call transformers' deprecated gradient-checkpointing names; the warning is theirs to fix
+warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
 _hf_utils.logging.set_verbosity_error()
 
 # files that make up a model directory; anything else in the folder is ignored on registration
