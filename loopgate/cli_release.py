@@ -118,8 +118,11 @@ def _release_json(o: Any) -> dict[str, Any]:
 def _print_release(o: Any) -> None:
     d = o.decision
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[d.verdict.value]
-    out.print(f"[bold]{o.version}[/]: decision [{colour}]{d.verdict.value}[/] "
-              f"({'released to production' if o.released else 'not released'})")
+    held = d.verdict.value == "pass" and not o.released
+    state = "released to production" if o.released else (
+        f"not released: auto_release is off — promote it with 'loopgate promote {o.version}'" if held
+        else "not released")
+    out.print(f"[bold]{o.version}[/]: decision [{colour}]{d.verdict.value}[/] ({state})")
     t = Table()
     for col in ("gate", "verdict", "blocking", "summary"):
         t.add_column(col)
@@ -155,8 +158,8 @@ def _finish(o: Any, json_out: bool, junit: Path | None) -> None:
         emit(_release_json(o))
     else:
         _print_release(o)
-    if not o.released:
-        raise typer.Exit(GateBlocked.exit_code)
+    if o.decision.verdict.value != "pass":
+        raise typer.Exit(GateBlocked.exit_code)  # a passing decision held back by auto_release: false is not blocked
 
 
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write the gate verdicts as JUnit XML.")]
@@ -216,11 +219,14 @@ def promote(version: str, channel: Annotated[str, typer.Option("--channel", help
     from loopgate.loop.release import promote as run_promote
 
     ws = _ws(workspace)
-    moves = run_promote(ws, version, channel, actor=actor)
+    res = run_promote(ws, version, channel, actor=actor, progress=_progress(json_out, False))
     if json_out:
-        emit({"moves": moves})
+        emit(res)
         return
-    out.print(f"{channel} of {moves[0]['line']} → {version}")
+    out.print(f"{channel} of {res['moves'][0]['line']} → {version}")
+    for p in res["propagation"]:
+        out.print(f"  ↳ {p['line']}: {p['strategy'] or '-'} → {p['version'] or '-'} "
+                  f"({'pinned' if p['pinned'] else 'released' if p['released'] else p['note']})")
 
 
 @app.command()

@@ -126,13 +126,13 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     parent_dir: Path | None = None
     if start is not None:
         sv = ws.store.version(start)
-        if recipe.method == "lora" and sv.kind == "adapter" and sv.base_version:
+        if recipe.method in ("lora", "dpo") and sv.kind == "adapter" and sv.base_version:
             # keep adapters rooted on the parent line's version so a foundation upgrade can re-attach them
             parent_dir, adapter_dir = adapter_parts(ws, start)
             base_version = sv.base_version
         else:
             parent_dir = model_dir(ws, start)
-            base_version = start if recipe.method == "lora" and not (recipe.lora and recipe.lora.merge) else None
+            base_version = start  # used only if the update produces an adapter (lora, or dpo with lora)
     replay: list[Path] = []
     if recipe.replay is not None:
         if "history" in recipe.replay.sources:
@@ -357,8 +357,10 @@ def approve(ws: Workspace, version_id: str, approver: str, reason: str, override
     return release_candidate(ws, version_id, actor=approver, progress=progress)
 
 
-def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None = None) -> list[dict[str, Any]]:
-    """Move a channel to a version that holds a passing decision (channels move only through decisions)."""
+def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None = None, progress: bool = False
+            ) -> dict[str, Any]:
+    """Move a channel to a version that holds a passing decision (channels move only through decisions);
+    promoting to production starts the downstream wave, as a release does."""
     actor = actor or current_user()
     v = ws.store.version(version_id)
     decisions = [d for d in ws.store.decisions(version_id) if d.verdict is Verdict.passed]
@@ -368,7 +370,9 @@ def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None =
     moves = ws.store.move_channels([(v.line, channel, version_id)], kind="promote",
                                    reason=f"decision {decisions[-1].id}: pass", actor=actor,
                                    decision_id=decisions[-1].id)
-    return [m.model_dump(mode="json") for m in moves]
+    props = propagate_from(ws, version_id, actor=actor, progress=progress) if channel == "production" else []
+    return {"moves": [m.model_dump(mode="json") for m in moves],
+            "propagation": [p.model_dump(mode="json") for p in props]}
 
 
 # ------------------------------------------------------------------------------------------- propagation

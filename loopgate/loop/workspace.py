@@ -14,7 +14,7 @@ HOME = ".loopgate"
 
 STARTER_SPEC = """\
 # loopgate.yaml — the ecosystem: every line (model or app), its tier, parent, recipe, suites and policy.
-# Tiers: foundation -> industrial -> application -> app. See docs/cli.md and `loopgate demo` for a full example.
+# Tiers: foundation -> industrial -> application -> app. See docs/ecosystem.md and `loopgate demo` for a full example.
 name: my-ecosystem
 
 suites: {}

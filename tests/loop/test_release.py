@@ -16,7 +16,7 @@ import yaml
 from loopgate.errors import LoopgateError
 from loopgate.hashing import sha256_file
 from loopgate.loop import release as loop
-from loopgate.loop.versions import ecosystem_status, model_dir
+from loopgate.loop.versions import ecosystem_status, model_dir, register_model
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Verdict
 
@@ -146,3 +146,23 @@ def test_kill_mid_update_resumes_without_duplicates(ws_copy: Workspace) -> None:
     assert len(ws.store.decisions(new)) == 1
     assert not [k for k, _ in ws.store.open_steps() if k.startswith("run:")]
     assert ws.store.verify_ledger().ok
+
+
+def test_register_release_held_back_then_promote(ws_copy: Workspace) -> None:
+    """An externally trained version (here: a copy of the current weights) is registered and gated; with
+    auto_release off a passing decision waits for `promote`, which moves the channel through that decision."""
+    ws = _edit_spec(ws_copy, lambda s: s["policy"].setdefault("lines", {}).update(
+        {"returns": {"release": {"auto_release": False}}}))
+    prod = ws.store.channel("returns", "production")
+    assert prod is not None
+    v = register_model(ws, "returns", model_dir(ws, prod), note="re-exported by the training team")
+    with pytest.raises(LoopgateError, match="no passing decision"):
+        loop.promote(ws, v.id, "production")
+    out = loop.release(ws, v.id, actor="ci")
+    assert out.decision.verdict is Verdict.passed and not out.released
+    assert ws.store.channel("returns", "production") == prod
+    res = loop.promote(ws, v.id, "production", actor="ci")
+    assert ws.store.channel("returns", "production") == v.id
+    assert res["moves"][0]["decision_id"] == out.decision.id
+    hist = ws.store.channel_history("returns", "production")
+    assert hist[-1].kind == "promote" and hist[-1].from_version == prod
