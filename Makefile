@@ -2,22 +2,21 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# torch first and pinned: a bare "torch" requirement pulls the multi-GB CUDA build.
+# pinned in every install: a bare "torch" requirement pulls the multi-GB CUDA build.
 TORCH := torch==2.13.0
 
 .PHONY: demo test setup setup-test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
+# one pip run with the torch pin in it, so nothing in the resolution can pull a CUDA build
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --disable-pip-version-check $(TORCH) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q $(TORCH) -e '.[dev,lmeval,postgres,server]'
+	$(BIN)/pip install -q --disable-pip-version-check $(TORCH) -e '.[dev,lmeval,postgres,server]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -28,6 +27,11 @@ demo: setup
 
 test: setup-test
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# heavier measurements, not tests (figures go to docs/benchmarks.md)
+bench: setup-test
+	LOOPGATE_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python bench/eval_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/update_throughput.py
 
 lint: setup-test
 	$(BIN)/ruff check loopgate tests bench

@@ -163,8 +163,9 @@ def _headline(gate: Any) -> str:
     if gate.name == "cost":
         for c in ev.get("checks", []):
             if c.get("verdict") == "fail":
-                return f"{c['figure']} ×{c['value']:.2f} (limit ×{c['limit']})" if c["kind"] == "ratio" else \
-                    f"{c['figure']} {c['value']:.3g} (limit {c['limit']})"
+                name = c["figure"].replace("_", " ")
+                return f"{name} ×{c['value']:.2f} (limit ×{c['limit']})" if c["kind"] == "ratio" else \
+                    f"{name} {c['value']:.3g} (limit {c['limit']})"
     return gate.summary[:60]
 
 

@@ -129,3 +129,12 @@ def test_workspace_is_inspectable_with_the_cli(demo: dict[str, Any], tmp_path: P
     p.feed(Path(paths["html"]).read_text())
     assert {"release-notes", "gates", "model-card", "plots"} <= p.ids and p.images >= 1
     assert run("audit", "verify")["ok"] is True
+
+    # evaluations are served from the registry/cache: per-suite scores with CIs, and paired comparisons
+    evs = run("evaluate", "support@2")
+    assert {e["suite"] for e in evs} == {"support", "reverse", "reverse-mc", "safety"}
+    assert all(e["ci_low"] <= e["score"] <= e["ci_high"] for e in evs)
+    cmp = run("compare", "support@2", "support@3")
+    rev = next(r for r in cmp["suites"] if r["suite"] == "reverse")
+    assert rev["delta"] < 0 and rev["negative_flips"] > 0 and rev["mcnemar_p"] < 0.05
+    assert rev["ci_low"] <= rev["delta"] <= rev["ci_high"]
