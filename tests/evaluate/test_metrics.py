@@ -169,3 +169,10 @@ def test_cost_summary_pools_per_example_latencies() -> None:
     assert out["latency_per_token_p50_ms"] == pytest.approx(5.25)
     assert out["seconds_per_request"] == pytest.approx(0.0105)
     assert "cost_per_1k_requests" not in out  # no price, no money figure
+
+
+def test_wilson_interval_always_contains_the_observed_rate() -> None:
+    for n in (1, 7, 60, 1000):
+        for k in (0, n // 3, n):
+            low, high = wilson_interval(k, n)
+            assert low <= k / n <= high
