@@ -3,9 +3,7 @@ lineage across lines, and the ecosystem status."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -165,10 +163,3 @@ def _tier_order(ws: Workspace) -> list[str]:
     names = list(ws.eco.lines)
     return sorted(names, key=lambda n: (ws.eco.lines[n].tier.rank, names.index(n)))
 
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)

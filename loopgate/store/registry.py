@@ -7,7 +7,6 @@ neither.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -501,6 +500,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
