@@ -7,13 +7,13 @@ does not.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopgate.errors import DataError
 from loopgate.hashing import sha256_bytes, sha256_json
+from loopgate.jsonl import json_objects
 from loopgate.spec import Ecosystem, SuiteSpec
 
 # SuiteSpec fields that change a score; ``path`` and ``train_path`` do not (moving a file keeps its identity)
@@ -118,16 +118,8 @@ def _parse_rows(name: str, spec: SuiteSpec, path: Path, content: bytes) -> list[
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err}); suites are JSONL files") from None
     index = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in json_objects(text, path):
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         row = _row(spec.kind, obj, index, where)
         if row.id in seen:
             raise DataError(f"{where}: duplicate id '{row.id}' (first on line {seen[row.id]}); ids must be unique")

@@ -12,7 +12,6 @@ the person who fixes it is looking at the JSONL file, not at a traceback.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from loopgate.errors import DataError
 from loopgate.hashing import sha256_file
+from loopgate.jsonl import json_objects
 
 RowKind = Literal["sft", "dpo", "text"]
 
@@ -50,31 +50,20 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
     if not path.is_file():
         raise DataError(f"{path}: no such data file; check the path in the update's data list")
     rows: list[dict[str, str]] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue  # blank lines (a trailing newline) are harmless
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
+    for lineno, row in json_objects(path.read_text(encoding="utf-8"), path):
+        if kind is None:
+            kind = _guess_kind(row, path, lineno)
+        for field in FIELDS[kind]:
+            if field not in row:
                 raise DataError(
-                    f"{path}:{lineno}: not valid JSON ({err.msg}); each line must be one JSON object"
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            if kind is None:
-                kind = _guess_kind(row, path, lineno)
-            for field in FIELDS[kind]:
-                if field not in row:
-                    raise DataError(
-                        f"{path}:{lineno}: missing field '{field}'; {kind} rows need "
-                        + ", ".join(f"'{f}'" for f in FIELDS[kind])
-                    )
-                if not isinstance(row[field], str):
-                    raise DataError(
-                        f"{path}:{lineno}: field '{field}' must be a string, got {type(row[field]).__name__}"
-                    )
-            rows.append({k: row[k] for k in FIELDS[kind]})
+                    f"{path}:{lineno}: missing field '{field}'; {kind} rows need "
+                    + ", ".join(f"'{f}'" for f in FIELDS[kind])
+                )
+            if not isinstance(row[field], str):
+                raise DataError(
+                    f"{path}:{lineno}: field '{field}' must be a string, got {type(row[field]).__name__}"
+                )
+        rows.append({k: row[k] for k in FIELDS[kind]})
     if not rows:
         raise DataError(f"{path}: the file has no rows; an update needs at least one example")
     return rows
