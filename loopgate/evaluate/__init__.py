@@ -2,12 +2,14 @@
 
 from loopgate.evaluate.cache import EvaluationCache, cache_key, directory_model_key
 from loopgate.evaluate.engine import (
-    ENGINE_VERSION,
+    ENGINE_SOURCES,
     ChoiceScores,
     EngineConfig,
     Generation,
     auto_batch_size,
     choice_loglikelihoods,
+    code_hash,
+    engine_version,
     evaluate_suite,
     generate,
     model_profile,
@@ -38,7 +40,7 @@ from loopgate.evaluate.suites import (
 )
 
 __all__ = [
-    "ENGINE_VERSION",
+    "ENGINE_SOURCES",
     "ChoiceRow",
     "ChoiceScores",
     "Contains",
@@ -56,7 +58,9 @@ __all__ = [
     "auto_batch_size",
     "cache_key",
     "choice_loglikelihoods",
+    "code_hash",
     "directory_model_key",
+    "engine_version",
     "evaluate_model",
     "evaluate_suite",
     "generate",

@@ -1,4 +1,4 @@
-"""The evaluation cache, keyed by content: (model bytes, suite bytes + scorer config, engine version).
+"""The evaluation cache, keyed by content: (model bytes, suite bytes + scorer config, engine code hash).
 
 Unlike lm-evaluation-harness (whose cache key leaves out the model, its issue #4063) or a cache keyed by
 a model *name*, the key here hashes the weights themselves, so two checkpoints never share a result and a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from loopgate.evaluate.engine import ENGINE_VERSION
+from loopgate.evaluate.engine import engine_version
 from loopgate.evaluate.suites import Suite, scorer_config
 from loopgate.hashing import sha256_file, sha256_json
 from loopgate.models import model_files
@@ -32,13 +32,13 @@ def directory_model_key(model_dir: str | Path, adapter_dir: str | Path | None = 
     return sha256_json(parts)
 
 
-def cache_key(model_key: str, suite: Suite) -> str:
-    """The content key of one (model, suite) evaluation."""
+def cache_key(model_key: str, suite: Suite, *, engine: str | None = None) -> str:
+    """The content key of one (model, suite) evaluation; ``engine`` defaults to this process's ``engine_version()``."""
     return sha256_json({
         "model": model_key,
         "suite": suite.sha256,
         "scorer": scorer_config(suite.spec),
-        "engine": ENGINE_VERSION,
+        "engine": engine if engine is not None else engine_version(),
     })
 
 

@@ -18,12 +18,15 @@ the same batch size and thread count.
 
 from __future__ import annotations
 
+import functools
 import math
 import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,11 +37,30 @@ from loopgate.errors import DataError
 from loopgate.evaluate.metrics import wilson_interval
 from loopgate.evaluate.scorers import RefusalDetector, refusal_detector, safety_correct, text_scorer
 from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite
+from loopgate.hashing import sha256_bytes, sha256_json
 from loopgate.models import set_threads
 from loopgate.records import Evaluation, ExampleResult
 
-# Bump when a change here can change an output or a score: it is part of every cache key.
-ENGINE_VERSION = "1"
+# The source files whose code decides what an evaluation records, relative to the ``loopgate`` package:
+# this engine (batching, generation, choice scoring, cost figures), the scorers (what counts as correct or
+# refused), suites and the JSONL reader (how rows are parsed, which spec fields count), metrics (the
+# stored confidence interval) and model loading (dtype, tokenizer padding, adapter attachment). Left out:
+# the runner and the cache, which route work but compute nothing, and records, whose changed schema fails
+# validation on read (a miss). The listed files' bytes and the versions of the libraries that run the
+# model make ``engine_version()``, part of every cache key: a hand-bumped number was once forgotten
+# (choice scoring changed under "1"); a hash cannot be. An edit here costs a cache miss; a file left out
+# risks a stale hit.
+ENGINE_SOURCES = (
+    "evaluate/engine.py",
+    "evaluate/scorers.py",
+    "evaluate/suites.py",
+    "evaluate/metrics.py",
+    "jsonl.py",
+    "models/io.py",
+)
+# kernels, generate() and tokenisation live in these; a new release may change an output
+ENGINE_LIBRARIES = ("torch", "transformers", "tokenizers", "peft")
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_MEMORY_BUDGET_MB = 1024.0
@@ -76,6 +98,24 @@ class ChoiceScores:
     def best(self) -> int:
         """Index of the most likely choice (the first one on a tie)."""
         return max(range(len(self.loglikelihoods)), key=lambda k: self.loglikelihoods[k])
+
+
+def code_hash(root: Path, sources: Sequence[str], libraries: Sequence[str] = ()) -> str:
+    """sha256 over each source file's relative path and bytes under ``root`` and each library's version."""
+    versions: dict[str, str] = {}
+    for name in libraries:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return sha256_json({"sources": {s: sha256_bytes((root / s).read_bytes()) for s in sources},
+                        "libraries": versions})
+
+
+@functools.cache
+def engine_version() -> str:
+    """The hash of the code that decides an evaluation's result (``ENGINE_SOURCES``), computed once per process."""
+    return code_hash(_PACKAGE_ROOT, ENGINE_SOURCES, ENGINE_LIBRARIES)
 
 
 # --------------------------------------------------------------------------- model facts
@@ -494,7 +534,7 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     return Evaluation(version=version, suite=suite.name, suite_sha256=suite.sha256, kind=suite.kind, n=n,
                       score=metrics["accuracy"], ci_low=low, ci_high=high, examples=examples,
                       metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
-                      engine_version=ENGINE_VERSION)
+                      engine_version=engine_version())
 
 
 def _safety_rates(examples: Sequence[ExampleResult]) -> dict[str, float]:

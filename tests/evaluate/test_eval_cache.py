@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import loopgate.evaluate.cache as cache_module
 import loopgate.evaluate.runner as runner
 from loopgate.evaluate.cache import EvaluationCache, cache_key, directory_model_key
+from loopgate.evaluate.engine import ENGINE_LIBRARIES, ENGINE_SOURCES, code_hash, engine_version
 from loopgate.evaluate.runner import evaluate_model
 from loopgate.evaluate.suites import Suite, load_suite
 from loopgate.models import load_model
@@ -81,6 +83,54 @@ def test_keys_separate_models_suites_and_scorer_config(tmp_path: Path, model_dir
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"x")
     assert directory_model_key(model_dir, tmp_path / "adapter") != key
+
+
+@pytest.mark.parametrize("change", [{"max_new_tokens": 13}, {"stop": ["\n", "."]}, {"normalize": False},
+                                    {"refusal_markers": ["no"]}], ids=lambda c: next(iter(c)))
+def test_a_changed_generation_or_scoring_setting_changes_the_key(gen_suite: Suite, suite_dir: Path,
+                                                                 change: dict[str, object]) -> None:
+    changed = load_suite(gen_suite.name, gen_suite.spec.model_copy(update=change), suite_dir)
+    assert cache_key("m", changed) != cache_key("m", gen_suite)
+
+
+def test_a_moved_suite_file_keeps_its_key(gen_suite: Suite, suite_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(suite_dir / gen_suite.spec.path, tmp_path / "moved.jsonl")
+    moved = load_suite(gen_suite.name, gen_suite.spec.model_copy(update={"path": "moved.jsonl"}), tmp_path)
+    assert cache_key("m", moved) == cache_key("m", gen_suite)
+
+
+def test_the_engine_code_hash_is_part_of_the_key(gen_suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cache_key("m", gen_suite) == cache_key("m", gen_suite, engine=engine_version())
+    assert cache_key("m", gen_suite, engine="a") != cache_key("m", gen_suite, engine="b")
+    before = cache_key("m", gen_suite)
+    monkeypatch.setattr(cache_module, "engine_version", lambda: "edited-engine")
+    assert cache_key("m", gen_suite) != before
+
+
+@pytest.mark.parametrize("source", ENGINE_SOURCES)
+def test_editing_any_engine_source_changes_the_code_hash(tmp_path: Path, source: str) -> None:
+    package = Path(cache_module.__file__).resolve().parents[1]
+    for s in ENGINE_SOURCES:
+        (tmp_path / s).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(package / s, tmp_path / s)
+    assert code_hash(tmp_path, ENGINE_SOURCES, ENGINE_LIBRARIES) == engine_version()
+    with (tmp_path / source).open("a") as f:
+        f.write("\n# a one-line edit\n")
+    assert code_hash(tmp_path, ENGINE_SOURCES, ENGINE_LIBRARIES) != engine_version()
+
+
+def test_a_library_upgrade_changes_the_code_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import loopgate.evaluate.engine as engine
+
+    root = Path(engine.__file__).resolve().parents[1]
+    real = engine.metadata.version
+    monkeypatch.setattr(engine.metadata, "version", lambda name: "0.0.0" if name == "torch" else real(name))
+    assert code_hash(root, ENGINE_SOURCES, ENGINE_LIBRARIES) != engine_version()
+
+
+def test_an_evaluation_records_the_engine_code_hash(model_dir: Path, gen_suite: Suite, tmp_path: Path) -> None:
+    [ev] = evaluate_model(model_dir, [gen_suite], version="v1", model_key="k", cache_dir=tmp_path)
+    assert ev.engine_version == engine_version() and len(ev.engine_version) == 64
 
 
 def test_a_corrupt_entry_is_a_miss_and_is_replaced(tmp_path: Path, model_dir: Path, gen_suite: Suite,
