@@ -55,7 +55,8 @@ def test_choice_scores_equal_hand_computed_loglikelihood(loaded: LoadedModel, ch
     rows = [r for r in choice_suite.rows if isinstance(r, ChoiceRow)]
     got = choice_loglikelihoods(model, tok, [r.prompt for r in rows], [r.choices for r in rows],
                                 config=EngineConfig(batch_size=8))
-    for row, sc in zip(rows[:10], got, strict=False):
+    assert len(got) == len(rows) >= 20
+    for row, sc in zip(rows, got, strict=True):
         for choice, ll in zip(row.choices, sc.loglikelihoods, strict=True):
             ctx = tok(row.prompt).input_ids
             full = torch.tensor([ctx + tok(choice, add_special_tokens=False).input_ids])
