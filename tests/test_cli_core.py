@@ -108,7 +108,18 @@ def test_gc_json(released: Any, cli: Cli) -> None:
     data = res.json()
     assert data["versions"] == ["billing@1"] and data["deleted_blobs"] == 1 and data["freed_bytes"] == 13
     assert {"base@1", "base@2", "billing@2"} <= set(data["kept_versions"])
-    assert "deleted 1 blobs" in cli("gc", workspace=released.root).out.replace("0 blobs", "1 blobs")
+    # the plain output says what this run did: nothing is left to collect right after the JSON run ...
+    again = cli("gc", workspace=released.root)
+    assert again.code == 0 and "deleted 0 blobs (0.0 MB) of 0 versions" in " ".join(again.out.split())
+    # ... and a newly unprotected version's blob is collected by the next plain run, which says so
+    (src / "model.safetensors").write_bytes(b"third weights")
+    released.store.add_version("billing", {"model.safetensors": src / "model.safetensors"})
+    released.store.add_version("billing", {"model.safetensors": released.root / "loopgate.yaml"})
+    assert cli("gc", "--dry-run", workspace=released.root).out.startswith("would delete 1 blobs")
+    plain = cli("gc", workspace=released.root)
+    assert plain.code == 0
+    assert " ".join(plain.out.split()) == "deleted 1 blobs (0.0 MB) of 1 versions; kept 4 protected versions."
+    assert cli("gc", "--json", workspace=released.root).json()["deleted_blobs"] == 0
 
 
 def test_audit_verify_and_log_json(released: Any, cli: Cli) -> None:
