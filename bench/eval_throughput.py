@@ -2,10 +2,13 @@
 
 One tiny model (trained here on word reversal, cached under bench/out/), the same 1,000 items
 (500 greedy generations + 500 three-way multiple choice), one process, in this order:
-  (a) the limit: a minimal hand-written loop (batched forward for choices, batched greedy decoding with
-      the KV cache and left padding, stopping once every row has emitted "\\n"), same batch size;
+  (a) the limit: the best plain PyTorch/transformers loops we could write, same batch size, weights loaded
+      before the timer: batched greedy decoding with the KV cache and left padding, stopping once every row
+      has emitted "\\n"; for choices, the prompt computed once and shared by its choices, two ways (a
+      forward over the prompts whose KV cache every choice continues, or one packed row per prompt behind
+      a 4D mask), the faster layout kept;
   (b) Loopgate's ``evaluate_model``, cold cache (includes hashing the weights, loading them, writing the
-      cache) and then warm;
+      cache), alternating with (a) ``--repeats`` times, each side keeping its best run; then warm;
   (c) lm-evaluation-harness through its Python API (HFLM + TaskManager over local YAML tasks), timed from
       task loading to results, after its imports (process start excluded);
   plus an informational comparison of the two ways to stop on a stop string in ``model.generate``.
@@ -24,6 +27,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import StoppingCriteriaList
@@ -92,12 +96,9 @@ def write_items(root: Path) -> tuple[Path, Path, list[dict], list[dict]]:
 
 
 @torch.inference_mode()
-def limit(model_dir: Path, gen: list[dict], mc: list[dict], bs: int) -> tuple[float, float]:
-    """The hand-written loop; returns (seconds, accuracy over the 1,000 items)."""
-    lm = load_model(model_dir)
-    model, tok = lm.model, lm.tokenizer
+def limit_generation(model: Any, tok: Any, gen: list[dict], bs: int) -> int:
+    """Batched greedy decoding with the KV cache and left padding; returns the number of exact matches."""
     nl = tok.convert_tokens_to_ids("\n")
-    t0 = time.perf_counter()
     correct = 0
     order = sorted(gen, key=lambda r: -len(r["prompt"]))
     for i in range(0, len(order), bs):
@@ -122,21 +123,116 @@ def limit(model_dir: Path, gen: list[dict], mc: list[dict], bs: int) -> tuple[fl
             done |= nxt == nl
         texts = tok.batch_decode(torch.stack(steps, 1))
         correct += sum(t.split("\n")[0] == r["target"] for t, r in zip(texts, rows, strict=True))
-    per_batch = max(1, bs // 3)  # the batch size counts sequences: three choices per prompt
-    for i in range(0, len(mc), per_batch):
-        rows = mc[i: i + per_batch]
-        seqs = [(r["prompt"], c) for r in rows for c in r["choices"]]
-        enc = tok([p + c for p, c in seqs], return_tensors="pt", padding=True, padding_side="right")
-        logp = model(**enc).logits.log_softmax(-1)
-        scores = []
-        for s, (p, c) in enumerate(seqs):
-            start = len(p)  # one token per character
-            ids = enc.input_ids[s, start: start + len(c)]
-            scores.append(logp[s, start - 1: start - 1 + len(c)].gather(-1, ids[:, None]).sum().item())
-        for j, r in enumerate(rows):
-            best = max(range(3), key=lambda k: scores[3 * j + k])
-            correct += best == r["label"]
-    return time.perf_counter() - t0, correct / (len(gen) + len(mc))
+    return correct
+
+
+def _choice_batches(mc: list[dict], bs: int) -> list[list[dict]]:
+    # a batch of bs counts choices, as the engine's does (three per prompt); longest prompts first
+    order = sorted(mc, key=lambda r: -len(r["prompt"]))
+    per_batch = max(1, bs // 3)
+    return [order[i: i + per_batch] for i in range(0, len(order), per_batch)]
+
+
+def _n_correct(rows: list[dict], scores: list[list[float]]) -> int:
+    return sum(max(range(len(s)), key=s.__getitem__) == r["label"] for r, s in zip(rows, scores, strict=True))
+
+
+def _summed(logits: torch.Tensor, rows: list[int], positions: list[int], targets: list[int],
+            lengths: list[int]) -> list[float]:
+    """Per choice, the summed log-probability of its tokens: log_softmax only at the scoring positions, one
+    gather and one ``tolist`` per batch (a Python ``.item()`` per token costs more than the forward here)."""
+    lp = logits[torch.tensor(rows), torch.tensor(positions)].float().log_softmax(-1)
+    flat = lp[torch.arange(len(targets)), torch.tensor(targets)].tolist()
+    out, k = [], 0
+    for n in lengths:
+        out.append(sum(flat[k: k + n]))
+        k += n
+    return out
+
+
+@torch.inference_mode()
+def limit_choices_kv(model: Any, tok: Any, mc: list[dict], bs: int) -> int:
+    """Multiple choice sharing the prompt through the KV cache: one forward over the (left-padded) prompts,
+    the cache repeated once per choice, then one forward over every choice's tokens behind it."""
+    correct = 0
+    for rows in _choice_batches(mc, bs):
+        k = len(rows[0]["choices"])
+        enc = tok([r["prompt"] for r in rows], return_tensors="pt", padding=True)
+        mask = enc.attention_mask
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=enc.input_ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(),
+                    use_cache=True, logits_to_keep=1)
+        last = out.logits[:, -1:].repeat_interleave(k, 0)  # the prompt's last position predicts a choice's first token
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(k)
+        conts = tok([c for r in rows for c in r["choices"]], add_special_tokens=False).input_ids
+        width = max(1, max(len(c) for c in conts) - 1)
+        ids = torch.zeros((len(conts), width), dtype=torch.long)
+        cmask = torch.zeros((len(conts), width), dtype=torch.long)
+        for s, c in enumerate(conts):  # right padding: padded tail positions are never read
+            ids[s, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+            cmask[s, : len(c) - 1] = 1
+        cpos = pos[:, -1:].repeat_interleave(k, 0) + 1 + torch.arange(width)
+        logits = model(input_ids=ids, attention_mask=torch.cat([mask.repeat_interleave(k, 0), cmask], 1),
+                       position_ids=cpos, past_key_values=cache, use_cache=True).logits
+        # column 0: the prompt's last logits; column t + 1: the logits after the choice's token t
+        both = torch.cat([last, logits], 1)
+        sums = _summed(both, [s for s, c in enumerate(conts) for _ in c], [t for c in conts for t in range(len(c))],
+                       [tok_id for c in conts for tok_id in c], [len(c) for c in conts])
+        correct += _n_correct(rows, [sums[j * k: (j + 1) * k] for j in range(len(rows))])
+    return correct
+
+
+@torch.inference_mode()
+def limit_choices_packed(model: Any, tok: Any, mc: list[dict], bs: int) -> int:
+    """Multiple choice in one forward per batch: one row per prompt, ``prompt, choice₁[:-1], choice₂[:-1], …``,
+    with a 4D mask that lets each choice see the prompt and itself, and positions restarting after the prompt."""
+    correct = 0
+    for rows in _choice_batches(mc, bs):
+        layouts = []
+        ctxs = tok([r["prompt"] for r in rows]).input_ids
+        conts = iter(tok([c for r in rows for c in r["choices"]], add_special_tokens=False).input_ids)
+        for r, ctx in zip(rows, ctxs, strict=True):
+            tokens, positions, owner, spans = list(ctx), list(range(len(ctx))), [-1] * len(ctx), []
+            for j in range(len(r["choices"])):
+                cont = next(conts)
+                spans.append(([len(ctx) - 1] + list(range(len(tokens), len(tokens) + len(cont) - 1)), cont))
+                tokens += cont[:-1]
+                positions += range(len(ctx), len(ctx) + len(cont) - 1)
+                owner += [j] * (len(cont) - 1)
+            layouts.append((tokens, positions, owner, spans))
+        width = max(len(lay[0]) for lay in layouts)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        own = torch.full((len(rows), width), -2, dtype=torch.long)  # -2 padding, -1 prompt, j choice j
+        for b, (tokens, positions, owner, _) in enumerate(layouts):
+            ids[b, : len(tokens)] = torch.tensor(tokens)
+            pos[b, : len(tokens)] = torch.tensor(positions)
+            own[b, : len(tokens)] = torch.tensor(owner)
+        q, kk = own[:, :, None], own[:, None, :]
+        allowed = torch.ones(width, width, dtype=torch.bool).tril() & (kk != -2) & ((kk == -1) | (kk == q))
+        allowed |= torch.eye(width, dtype=torch.bool)
+        logits = model(input_ids=ids, attention_mask=allowed[:, None], position_ids=pos).logits
+        spans_flat = [(b, preds, cont) for b, lay in enumerate(layouts) for preds, cont in lay[3]]
+        sums = _summed(logits, [b for b, preds, _ in spans_flat for _ in preds],
+                       [p for _, preds, _ in spans_flat for p in preds], [t for _, _, cont in spans_flat for t in cont],
+                       [len(cont) for _, _, cont in spans_flat])
+        k = len(rows[0]["choices"])
+        correct += _n_correct(rows, [sums[j * k: (j + 1) * k] for j in range(len(rows))])
+    return correct
+
+
+def limit_round(model: Any, tok: Any, gen: list[dict], mc: list[dict], bs: int) -> tuple[dict[str, float], float]:
+    """One timed run of each hand-written loop (weights already loaded); returns seconds per loop and accuracy."""
+    seconds: dict[str, float] = {}
+    correct: dict[str, int] = {}
+    for name, fn, items in [("gen", limit_generation, gen), ("kv", limit_choices_kv, mc),
+                            ("packed", limit_choices_packed, mc)]:
+        t0 = time.perf_counter()
+        correct[name] = fn(model, tok, items, bs)
+        seconds[name] = time.perf_counter() - t0
+    assert correct["kv"] == correct["packed"], correct  # the same scores, laid out two ways
+    return seconds, (correct["gen"] + correct["kv"]) / (len(gen) + len(mc))
 
 
 # --------------------------------------------------------------------------- (c) lm-eval
@@ -200,6 +296,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs of (a) and cold (b); best counts")
     args = ap.parse_args()
     threads = set_threads()
     bs = args.batch_size
@@ -212,19 +309,30 @@ def main() -> None:
         print(f"threads={threads} batch_size={bs} items={n} (500 generation, 500 choice) "
               f"torch={torch.__version__} cpus={os.cpu_count()}")
 
-        a_s, a_acc = limit(model_dir, gen, mc, bs)
-        print(f"(a) limit (hand-written loop)   {n / a_s:8.1f} items/s  {a_s:6.2f} s  accuracy {a_acc:.3f}")
-
         suites = [load_suite("gen", SuiteSpec(path=str(gen_path), kind="generation", max_new_tokens=MAX_NEW)),
                   load_suite("mc", SuiteSpec(path=str(mc_path), kind="choice"))]
-        cache = root / "cache"
-        t0 = time.perf_counter()
-        cold = evaluate_model(model_dir, suites, version="bench", model_key=None, cache_dir=cache, batch_size=bs)
-        b_cold = time.perf_counter() - t0
+        lm = load_model(model_dir)  # the limit's weights, loaded outside its timer (the engine's cold run pays)
+        lim: dict[str, float] = {}
+        b_cold, cold, cache = float("inf"), [], root
+        # the two sides alternate, so a burst of load from other jobs hits both; each keeps its best run
+        for r in range(args.repeats):
+            seconds, a_acc = limit_round(lm.model, lm.tokenizer, gen, mc, bs)
+            lim = {k: min(lim.get(k, float("inf")), v) for k, v in seconds.items()}
+            t0 = time.perf_counter()
+            evs = evaluate_model(model_dir, suites, version="bench", model_key=None, cache_dir=root / f"cache-{r}",
+                                 batch_size=bs)
+            if (wall := time.perf_counter() - t0) < b_cold:
+                b_cold, cold, cache = wall, evs, root / f"cache-{r}"
+        mc_s = min(lim["kv"], lim["packed"])
+        a_s = lim["gen"] + mc_s
+        print(f"(a) limit (hand-written loop)   {n / a_s:8.1f} items/s  {a_s:6.2f} s  accuracy {a_acc:.3f}  "
+              f"(generation {lim['gen']:.2f} s; choices {mc_s:.2f} s, the faster of KV-cache reuse "
+              f"{lim['kv']:.2f} s and packed 4D mask {lim['packed']:.2f} s)")
         engine_s = sum(e.metrics["wall_s"] for e in cold)
         b_acc = sum(e.score * e.n for e in cold) / n
         print(f"(b) loopgate, cold cache        {n / b_cold:8.1f} items/s  {b_cold:6.2f} s  accuracy {b_acc:.3f}  "
-              f"(engine alone {n / engine_s:.1f} items/s; the rest is hashing, loading, cache write)")
+              f"(engine alone {n / engine_s:.1f} items/s: generation {cold[0].metrics['wall_s']:.2f} s, choices "
+              f"{cold[1].metrics['wall_s']:.2f} s; the rest is hashing, loading, cache write)")
         t0 = time.perf_counter()
         warm = evaluate_model(model_dir, suites, version="bench", model_key=None, cache_dir=cache, batch_size=bs)
         b_warm = time.perf_counter() - t0
