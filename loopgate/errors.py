@@ -31,6 +31,10 @@ class UnsafeModelError(LoopgateError):
     """A model directory holds only pickle weights, or otherwise cannot be loaded safely."""
 
 
+class ModelFileError(UnsafeModelError):
+    """A model file is truncated or unreadable, or its tensors disagree with the model's config.json."""
+
+
 class TransferError(LoopgateError):
     """A capability-transfer strategy cannot be applied (shapes or tokenizers differ, no adapter...)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from loopgate.errors import LoopgateError, NotFoundError, UnsafeModelError
 from loopgate.hashing import sha256_json
 from loopgate.loop.workspace import Workspace
-from loopgate.models.io import is_adapter_dir, model_files
+from loopgate.models.io import check_model_dir, is_adapter_dir, model_files
 from loopgate.spec import Tier
 from loopgate.store import VersionInfo
 
@@ -35,6 +35,7 @@ def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | Non
         ws.store.version(base)
     elif not (model_dir / "config.json").exists():
         raise UnsafeModelError(f"{model_dir} has no config.json; pass a Hugging Face model directory")
+    check_model_dir(model_dir)  # a truncated or mismatched file is refused here, not at its first load
     if parent_version is None and spec.parent is not None:
         parent_version = ws.store.channel(spec.parent, "production")
     prov = dict(provenance or {})

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from safetensors import SafetensorError, safe_open
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers import utils as _hf_utils
 
-from loopgate.errors import UnsafeModelError
+from loopgate.errors import ModelFileError, UnsafeModelError
 
 # transformers draws a progress bar per shard load/save; Loopgate shows its own progress instead
 _hf_utils.logging.disable_progress_bar()
@@ -57,6 +68,196 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
 
 
+# --------------------------------------------------------------------------- checking model files
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
+_MAX_HEADER = 100_000_000  # the safetensors format's own limit on the JSON header
+
+
+def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape from a safetensors file's header, after checking that the file is complete.
+
+    Reads the header only (a few KB), never the tensors: the file size must equal 8 + header length + the
+    end of the last tensor's data, which is exactly what a truncated copy or a half-finished download breaks.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            prefix = f.read(8)
+            n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            raw = f.read(n) if 0 < n <= min(_MAX_HEADER, size - 8) else b""
+    except OSError as err:
+        raise ModelFileError(f"{p}: cannot be read ({err.strerror})") from None
+    if not raw:
+        raise ModelFileError(f"{p}: not a safetensors file, or truncated inside its header ({size} bytes); "
+                             "copy the file again from its source")
+    try:
+        header = json.loads(raw)
+        header.pop("__metadata__", None)
+        shapes = {name: tuple(int(d) for d in info["shape"]) for name, info in header.items()}
+        end = max((int(info["data_offsets"][1]) for info in header.values()), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        raise ModelFileError(f"{p}: its safetensors header is unreadable; copy the file again from its source"
+                             ) from None
+    expected = 8 + n + end
+    if size < expected:
+        raise ModelFileError(f"{p} is truncated: it has {size} bytes, its header describes {expected}; "
+                             "copy the file again from its source")
+    if size > expected:
+        raise ModelFileError(f"{p} has {size - expected} bytes after its last tensor (expected {expected} bytes "
+                             "in all); it is not an intact safetensors file — copy it again from its source")
+    try:  # the library's own checks on top (dtype sizes, overlapping or out-of-order offsets)
+        with safe_open(str(p), framework="pt"):
+            pass
+    except SafetensorError as err:
+        raise ModelFileError(f"{p}: not a valid safetensors file ({err}); copy it again from its source") from None
+    return shapes
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Refuse a model or adapter folder that would fail (or silently half-load) later.
+
+    Every safetensors file must be complete. A full model's config.json must build a causal LM whose
+    parameters are exactly the tensors in its weight files, with the same shapes (tied weights may be stored
+    once), and its tokenizer must load. An adapter must have a readable adapter_config.json.
+    """
+    root = Path(path)
+    files = model_files(root)
+    shapes = {f: safetensors_shapes(f) for f in files if f.suffix == ".safetensors"}
+    for f in files:
+        if f.suffix == ".json":
+            _read_json(f)
+    if is_adapter_dir(root):
+        return
+    check_weights_match_config(root, shapes)
+    try:
+        load_tokenizer(root)
+    except Exception as err:  # whatever a tokenizer library raises on a bad file, the fix is the same
+        raise ModelFileError(f"{root}: its tokenizer cannot be loaded ({type(err).__name__}: {err}); a model "
+                             "folder needs the tokenizer files it was trained with (tokenizer.json or "
+                             "tokenizer_config.json and its vocabulary)") from None
+
+
+def check_weights_match_config(root: Path, shapes: dict[Path, dict[str, tuple[int, ...]]] | None = None) -> None:
+    """The weight files of a full model hold exactly the parameters its config.json implies."""
+    weights = _weight_files(root)
+    if shapes is None:
+        shapes = {}
+    tensors: dict[str, tuple[tuple[int, ...], Path]] = {}
+    for f in weights:
+        for name, shape in (shapes.get(f) or safetensors_shapes(f)).items():
+            tensors[name] = (shape, f)
+    config = _load_config(root)
+    if getattr(config, "quantization_config", None):
+        return  # quantised checkpoints store packed tensors under other names; only their integrity is checked
+    model = _skeleton(root, config)
+    problems = _mismatches(model, tensors)
+    if problems:
+        raise ModelFileError(f"{root}: the weights do not match config.json — {'; '.join(problems)}. A model "
+                             "folder needs the config.json its weights were saved with (save_pretrained writes both)")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, OSError) as err:
+        raise ModelFileError(f"{path}: not valid JSON ({err}); copy the file again from its source") from None
+
+
+def _weight_files(root: Path) -> list[Path]:
+    """The files transformers loads a full model from: the shards of the index, or model.safetensors."""
+    index = root / SAFE_WEIGHTS_INDEX
+    if index.exists():
+        data = _read_json(index)
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelFileError(f"{index}: no weight_map; it does not say which shard holds which tensor")
+        shards = sorted({root / str(s) for s in weight_map.values()})
+        for shard in shards:
+            if not shard.is_file():
+                raise ModelFileError(f"{shard}: missing, but {index.name} lists it; copy every shard of the model")
+        return shards
+    if (root / SAFE_WEIGHTS).is_file():
+        return [root / SAFE_WEIGHTS]
+    raise ModelFileError(f"{root} has no {SAFE_WEIGHTS} (or {SAFE_WEIGHTS_INDEX}); transformers loads a model's "
+                         "weights only from those names")
+
+
+def _load_config(root: Path) -> PretrainedConfig:
+    cfg = root / "config.json"
+    if not cfg.is_file():
+        raise UnsafeModelError(f"{root} has no config.json; pass a Hugging Face model directory")
+    _read_json(cfg)
+    try:
+        return AutoConfig.from_pretrained(str(root), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelFileError(f"{cfg}: transformers cannot read it ({err})") from None
+
+
+def _skeleton(root: Path, config: PretrainedConfig) -> PreTrainedModel:
+    """The model config.json describes, built on the meta device (shapes only, no memory, no init)."""
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)  # type: ignore[no-any-return]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelFileError(f"{root / 'config.json'}: does not describe a causal LM transformers can build "
+                             f"({type(err).__name__}: {err})") from None
+
+
+def _mismatches(model: PreTrainedModel, tensors: dict[str, tuple[tuple[int, ...], Path]]) -> list[str]:
+    """Missing, unexpected and wrongly shaped tensors, as short phrases (at most a few of each)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    tied: dict[str, list[str]] = {}  # a tied parameter is stored once, under any of its names
+    for name, param in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(str(id(param)), []).append(name)
+    rename = _checkpoint_renamer(model, expected)
+    ignore_missing = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_missing", None) or ()]
+    ignore_unexpected = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ()]
+    found: set[str] = set()
+    unexpected: list[str] = []
+    wrong: list[str] = []
+    for name, (shape, file) in sorted(tensors.items()):
+        key, converted = rename(name)
+        if key not in expected:
+            if not any(p.search(key) for p in ignore_unexpected):
+                unexpected.append(f"{name} (in {file.name})")
+            continue
+        found.add(key)
+        # a converted tensor (experts fused at load time) legitimately has another shape than its target
+        if not converted and shape != expected[key]:
+            wrong.append(f"{name} has shape {list(shape)} in {file.name}, config.json implies {list(expected[key])}")
+    missing = [n for names in tied.values() if not found.intersection(names) for n in names[:1]
+               if not any(p.search(n) for p in ignore_missing)]
+    problems = []
+    for label, items in (("shape mismatch", wrong), ("missing", missing), ("not in the model", unexpected)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    return problems
+
+
+def _checkpoint_renamer(model: PreTrainedModel, expected: dict[str, tuple[int, ...]]
+                        ) -> Callable[[str], tuple[str, bool]]:
+    """Checkpoint name → (model name, converted?) with transformers' own load-time renames (legacy names, an
+    added or dropped base-model prefix, fused experts); identity when this transformers has none of that."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+    except ImportError:
+        return lambda name: (name, False)
+    transforms = get_model_conversion_mapping(model)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+
+    def rename(name: str) -> tuple[str, bool]:
+        key, pattern = rename_source_key(name, renamings, converters, model.base_model_prefix, expected)
+        return key, pattern is not None
+
+    return rename
+
+
 @dataclass
 class LoadedModel:
     """A model ready for inference or training, with its tokenizer."""
@@ -76,16 +277,30 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 def load_model(path: str | Path, adapter: str | Path | None = None, *, trainable: bool = False,
                dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a local HF causal-LM directory (and optionally a PEFT adapter on top), safetensors only."""
+    """Load a local HF causal-LM directory (and optionally a PEFT adapter on top), safetensors only.
+
+    A truncated weight file, or one whose tensors disagree with config.json, is a ``ModelFileError`` naming
+    the file; transformers would raise a bare error for the first and fill a missing tensor with random
+    numbers for the second.
+    """
     set_threads()
-    model_files(path)  # refuses pickle-only folders before transformers sees them
+    files = model_files(path)  # refuses pickle-only folders before transformers sees them
+    check_weights_match_config(Path(path), {f: safetensors_shapes(f) for f in files if f.suffix == ".safetensors"})
     kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True, "dtype": dtype}
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    model: PreTrainedModel
+    info: dict[str, Any]
+    model, info = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]  # a (model, info) pair with this flag
+        str(path), output_loading_info=True, **kwargs)
+    if info.get("missing_keys"):  # what the header check cannot see (a rename it does not know)
+        raise ModelFileError(f"{path}: the weights lack {', '.join(sorted(info['missing_keys'])[:3])}; transformers "
+                             "would start them from random numbers")
     tok = load_tokenizer(path)
     if adapter is not None:
         from peft import PeftModel
 
-        model_files(adapter)
+        for f in model_files(adapter):
+            if f.suffix == ".safetensors":
+                safetensors_shapes(f)
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)  # type: ignore[assignment]  # PeftModel wraps it
     if not trainable:
         model.eval()

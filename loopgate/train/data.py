@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from loopgate.errors import DataError
 from loopgate.hashing import sha256_file
-from loopgate.jsonl import json_objects
+from loopgate.jsonl import read_jsonl
 
 RowKind = Literal["sft", "dpo", "text"]
 
@@ -47,10 +47,12 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
     prompt/completion rows or raw text), and every later row must have the same shape.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; update data is JSONL files (repeat --data for several)")
     if not path.is_file():
         raise DataError(f"{path}: no such data file; check the path in the update's data list")
     rows: list[dict[str, str]] = []
-    for lineno, row in json_objects(path.read_text(encoding="utf-8"), path):
+    for lineno, row in read_jsonl(path, "data file"):
         if kind is None:
             kind = _guess_kind(row, path, lineno)
         for field in FIELDS[kind]:
