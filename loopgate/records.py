@@ -61,6 +61,19 @@ class Evaluation(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ServingCost(BaseModel):
+    """Serving figures of a candidate and the version it would replace on one suite (the line's traffic),
+    measured in one process, back to back, alternating, best of ``rounds`` — never replayed from an
+    evaluation made on another run, machine, batch size or load."""
+
+    suite: str
+    rows: int
+    rounds: int
+    # latency_p50_ms, latency_p95_ms, tokens_per_s, seconds_per_request, mean_output_tokens
+    candidate: dict[str, float]
+    baseline: dict[str, float] | None = None
+
+
 class GateResult(BaseModel):
     """One gate's verdict and the evidence it rests on."""
 

@@ -54,7 +54,11 @@ class LoraSettings(_Strict):
 
 class ReplaySettings(_Strict):
     share: float = Field(0.2, ge=0.0, lt=1.0)
+    # history: the update data the line and its ancestors were built on; suites: the ``train_path`` of
+    # the line's owned and inherited suites (the only rows a registered foundation has)
     sources: list[Literal["history", "suites"]] = ["history"]
+    # a run that asks for replay and finds no rows stops with an error unless this is false
+    required: bool = True
 
 
 class KLSettings(_Strict):
@@ -161,7 +165,11 @@ class CostPolicy(_Strict):
 
 class RollbackPolicy(_Strict):
     smoke_suite: str | None = None
-    min_smoke_score: float = 0.5
+    # the target is re-scored on the smoke suite from its reloaded weights; it must score what it scored
+    # when it shipped, within this tolerance (greedy decoding differs a little between batch shapes/CPUs)
+    smoke_tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    # an absolute floor, only when a team wants one: a weak line's good update must not be blocked by it
+    min_smoke_score: float | None = None
     blocking: bool = True
 
 

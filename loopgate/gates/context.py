@@ -11,13 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from loopgate.records import Evaluation, GateResult, Verdict
+from loopgate.records import Evaluation, GateResult, ServingCost, Verdict
 
 # baseline roles
 PRODUCTION = "production"  # the line's current production version (what the release would replace)
 PREVIOUS = "previous"  # the line's previous version (the one the candidate was built from)
 PARENT = "parent"  # the parent line's production version (what the candidate must keep up with)
 FOUNDATION = "foundation"  # the line's foundation ancestor: the plasticity reference (profiles only)
+
+# suites whose outputs are served text (multiple choice produces none): what cost is judged on
+COST_KINDS = ("generation", "safety")
 
 # at most this many example ids / prompts per list in the evidence; counts are always complete
 MAX_EVIDENCE_ITEMS = 100
@@ -31,7 +34,10 @@ class RollbackCheck(BaseModel):
     hashes_ok: bool = False
     loads: bool = False
     smoke_suite: str | None = None
+    # the target's score on the smoke suite re-measured now from its reloaded weights (no cache) …
     smoke_score: float | None = None
+    # … and the score recorded for it when it was evaluated for its own release
+    recorded_smoke_score: float | None = None
     error: str | None = None
 
 
@@ -63,6 +69,8 @@ class GateContext(BaseModel):
     candidate_profile: dict[str, float] = {}
     baseline_profiles: dict[str, dict[str, float]] = {}
     rollback: RollbackCheck | None = None
+    # the line's traffic served by candidate and replaced baseline back to back, per suite (cost gate)
+    serving: dict[str, ServingCost] = {}
     approvals: list[ApprovalRecord] = []
     price_per_hour: float | None = None
 
@@ -73,6 +81,13 @@ class GateContext(BaseModel):
             if version:
                 return role, version
         return None
+
+    def traffic_suites(self) -> list[str]:
+        """The suites that stand for the line's own traffic: its owned generation/safety suites, else (a line
+        that owns none) the inherited ones it serves — never both pooled, which dilutes the line's traffic."""
+        evals = self.candidate_evals
+        owned = [s for s in self.owned_suites if s in evals and evals[s].kind in COST_KINDS]
+        return owned or [s for s in self.inherited_suites if s in evals and evals[s].kind in COST_KINDS]
 
     def baseline_eval(self, role: str, suite: str) -> Evaluation | None:
         return self.baseline_evals.get(role, {}).get(suite)

@@ -1,80 +1,127 @@
-"""Cost gate: serving budgets, absolute and relative to the version the release replaces.
+"""Cost gate: serving budgets on the line's own traffic, absolute and relative to the version it replaces.
 
-Figures come from the candidate's profile (params, and whatever cost figures the loop put there) and,
-for anything the profile lacks, from :func:`loopgate.evaluate.metrics.cost_summary` over the candidate's
-generation and safety evaluations; the baseline (production, else previous) is built the same way.
+Judged per suite, on the suites that stand for the line's traffic (its owned generation and safety suites;
+a line that owns none is judged on the inherited suites it serves): pooling owned and inherited suites let
+an update that tripled the line's own answers pass on the strength of unchanged inherited ones. Every
+suite's figures and ratios are in the evidence.
 
-Each configured budget is one check, listed in the evidence as figure vs limit. A figure that was not
-measured (e.g. a line with multiple-choice suites only has no latency) is skipped and listed as such,
-and a ratio check without a baseline (first release) is skipped; the gate fails when any check fails,
-and is inconclusive only when budgets are set but not one of them could be checked.
+Where each figure comes from:
+- output length (``mean_output_tokens``): the stored evaluations — greedy outputs are deterministic, so a
+  cached figure is the real one;
+- latency, throughput and money: ``GateContext.serving``, measured by the loop in one process with the
+  candidate and the baseline served back to back (:mod:`loopgate.evaluate.serving`). A latency stored with
+  an evaluation was measured on another run, machine or load and is never compared; without a back-to-back
+  measurement those checks are skipped, and say so;
+- parameters and peak memory: the candidate's profile and evaluations (model-level, absolute).
+
+A check without its figure is skipped and listed; a ratio check without a baseline (first release) is
+skipped; the gate fails when any check fails, and is inconclusive only when budgets are set but not one of
+them could be checked.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from loopgate.evaluate.metrics import cost_summary
-from loopgate.gates.context import GateContext, combine, result
-from loopgate.records import Evaluation, GateResult, Verdict
+from loopgate.gates.context import COST_KINDS, GateContext, combine, result
+from loopgate.records import Evaluation, GateResult, ServingCost, Verdict
 from loopgate.spec import CostPolicy
 
 NAME = "cost"
 
-# (figure, absolute-limit field, is the limit a minimum, ratio-limit field)
-_BUDGETS: tuple[tuple[str, str | None, bool, str | None], ...] = (
+# per-suite budgets: (figure, absolute-limit field, is the limit a minimum, ratio-limit field)
+_SUITE_BUDGETS: tuple[tuple[str, str | None, bool, str | None], ...] = (
     ("latency_p95_ms", "max_latency_p95_ms", False, "max_latency_p95_ratio"),
     ("tokens_per_s", "min_tokens_per_s", True, None),
     ("mean_output_tokens", "max_mean_output_length", False, "max_mean_output_length_ratio"),
-    ("peak_memory_mb", "max_peak_memory_mb", False, None),
     ("cost_per_1k_requests", "max_cost_per_1k_requests", False, "max_cost_per_1k_ratio"),
 )
 
 
-def _figures(profile: dict[str, float], evals: dict[str, Evaluation], price: float | None) -> dict[str, float]:
-    """Profile figures, completed from the evaluations' engine figures (the profile wins)."""
-    return {**cost_summary(evals.values(), price_per_hour=price), **profile}
+def _mean_output_tokens(ev: Evaluation | None) -> float | None:
+    if ev is None:
+        return None
+    toks = [x.output_tokens for x in ev.examples if x.output_tokens is not None]
+    if toks:
+        return sum(toks) / len(toks)
+    return ev.metrics.get("mean_output_tokens")
+
+
+def _suite_figures(ev: Evaluation | None, served: dict[str, float] | None, price: float | None
+                   ) -> dict[str, float]:
+    """One suite's figures for one model: output length from its evaluation, the rest as served back to back."""
+    out: dict[str, float] = {}
+    length = _mean_output_tokens(ev)
+    if length is not None:
+        out["mean_output_tokens"] = length
+    if served:
+        for k in ("latency_p50_ms", "latency_p95_ms", "tokens_per_s", "seconds_per_request"):
+            if k in served:
+                out[k] = served[k]
+        if price is not None and "seconds_per_request" in served:
+            out["cost_per_1k_requests"] = 1000 * served["seconds_per_request"] * price / 3600
+    return out
+
+
+def _verdict(value: float, limit: float, minimum: bool) -> Verdict:
+    ok = value >= limit if minimum else value <= limit
+    return Verdict.passed if ok else Verdict.failed
 
 
 def cost(ctx: GateContext, policy: CostPolicy, price_per_hour: float | None = None) -> GateResult:
-    """Latency, throughput, output length, memory, parameter growth and money budgets."""
+    """Latency, throughput, output length and money budgets per traffic suite; memory and parameter growth."""
     price = price_per_hour if price_per_hour is not None else ctx.price_per_hour
-    cand = _figures(ctx.candidate_profile, ctx.candidate_evals, price)
-    base_role = ctx.replaced_baseline()
-    base: dict[str, float] | None = None
-    if base_role is not None:
-        role = base_role[0]
-        base = _figures(ctx.baseline_profiles.get(role, {}), ctx.baseline_evals.get(role, {}), price)
     limits = policy.model_dump(exclude={"blocking"})
+    base_role = ctx.replaced_baseline()
+    role = base_role[0] if base_role else None
     checks: list[dict[str, Any]] = []
+    suites: dict[str, dict[str, Any]] = {}
 
-    def check(figure: str, kind: str, limit: float, value: float | None, minimum: bool = False,
-              baseline: float | None = None) -> None:
+    def check(figure: str, kind: str, limit: float, value: float | None, *, minimum: bool = False,
+              suite: str | None = None, baseline: float | None = None, note: str = "not measured") -> None:
         row: dict[str, Any] = {"figure": figure, "kind": kind, "limit": limit, "value": value}
+        if suite is not None:
+            row["suite"] = suite
         if baseline is not None:
             row["baseline"] = baseline
         if value is None:
-            row["verdict"], row["note"] = "skipped", "not measured"
-        elif minimum:
-            row["verdict"] = Verdict.passed if value >= limit else Verdict.failed
+            row["verdict"], row["note"] = "skipped", note
         else:
-            row["verdict"] = Verdict.passed if value <= limit else Verdict.failed
+            row["verdict"] = _verdict(value, limit, minimum)
         checks.append(row)
 
-    for figure, abs_field, minimum, ratio_field in _BUDGETS:
-        value = cand.get(figure)
-        if abs_field and limits[abs_field] is not None:
-            check(figure, "absolute", limits[abs_field], value, minimum)
-        if ratio_field and limits[ratio_field] is not None:
-            ref = base.get(figure) if base else None
-            if value is None or ref is None or ref <= 0:
-                checks.append({"figure": figure, "kind": "ratio", "limit": limits[ratio_field], "value": None,
-                               "baseline": ref, "verdict": "skipped",
-                               "note": "no baseline" if base is None or ref is None else "not measured"})
-            else:
-                check(figure, "ratio", limits[ratio_field], value / ref, baseline=ref)
+    for name in ctx.traffic_suites():
+        serving: ServingCost | None = ctx.serving.get(name)
+        cand = _suite_figures(ctx.candidate_evals.get(name), serving.candidate if serving else None, price)
+        base_ev = ctx.baseline_eval(role, name) if role else None
+        base = (_suite_figures(base_ev, serving.baseline if serving else None, price)
+                if role and (base_ev is not None or (serving and serving.baseline)) else None)
+        suites[name] = {"candidate": cand, "baseline": base, "measured_back_to_back": serving is not None}
+        for figure, abs_field, minimum, ratio_field in _SUITE_BUDGETS:
+            value = cand.get(figure)
+            missing = "not measured" if figure == "mean_output_tokens" else "not measured back to back"
+            if abs_field and limits[abs_field] is not None:
+                check(figure, "absolute", limits[abs_field], value, minimum=minimum, suite=name, note=missing)
+            if ratio_field and limits[ratio_field] is not None:
+                ref = base.get(figure) if base else None
+                if base is None:
+                    check(figure, "ratio", limits[ratio_field], None, suite=name, note="no baseline")
+                elif value is None or ref is None or ref <= 0:
+                    check(figure, "ratio", limits[ratio_field], None, suite=name, baseline=ref, note=missing)
+                else:
+                    check(figure, "ratio", limits[ratio_field], value / ref, suite=name, baseline=ref)
+
+    # model-level figures: the same whatever the traffic
+    cand_evals = [e for e in ctx.candidate_evals.values() if e.kind in COST_KINDS]
+    peak = ctx.candidate_profile.get("peak_memory_mb")
+    if peak is None:
+        peaks = [e.metrics["peak_memory_mb"] for e in cand_evals if "peak_memory_mb" in e.metrics]
+        peak = max(peaks) if peaks else None
+    if limits["max_peak_memory_mb"] is not None:
+        check("peak_memory_mb", "absolute", limits["max_peak_memory_mb"], peak)
     if policy.max_param_growth is not None:
-        p, ref = cand.get("params"), base.get("params") if base else None
+        p = ctx.candidate_profile.get("params")
+        ref = ctx.baseline_profiles.get(role, {}).get("params") if role else None
         if p is None or not ref:
             checks.append({"figure": "params", "kind": "growth", "limit": policy.max_param_growth, "value": None,
                            "baseline": ref, "verdict": "skipped", "note": "no baseline" if p else "not measured"})
@@ -93,7 +140,8 @@ def cost(ctx: GateContext, policy: CostPolicy, price_per_hour: float | None = No
         verdict = combine([c["verdict"] for c in judged])
         failed = [c for c in judged if c["verdict"] is Verdict.failed]
         summary = (f"{len(judged)} budgets hold ({len(checks) - len(judged)} skipped)" if not failed else
-                   "over budget: " + "; ".join(f"{c['figure']} {c['kind']} {c['value']:.4g} vs limit {c['limit']}"
-                                               for c in failed))
-    return result(NAME, verdict, policy.blocking, summary, candidate=cand, baseline=base,
+                   "over budget: " + "; ".join(
+                       f"{c['figure']} {c['kind']} {c['value']:.4g} vs limit {c['limit']}"
+                       + (f" on {c['suite']}" if "suite" in c else "") for c in failed))
+    return result(NAME, verdict, policy.blocking, summary, suites=suites, traffic_suites=list(suites),
                   baseline_version=base_role[1] if base_role else None, checks=checks, thresholds=limits)

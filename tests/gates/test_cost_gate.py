@@ -1,55 +1,96 @@
-"""Cost gate: each budget, absolute and relative to the baseline, listed as figure vs limit."""
+"""Cost gate: each budget per traffic suite, absolute and relative to the baseline, listed as figure vs limit."""
 
 from __future__ import annotations
 
 from gate_helpers import context, ev
 
 from loopgate.gates import cost
-from loopgate.records import Verdict
+from loopgate.records import Evaluation, ServingCost, Verdict
 from loopgate.spec import CostPolicy
 
 
-def _metrics(out_tokens: float = 5.0, p95: float = 20.0, tps: float = 100.0) -> dict[str, float]:
-    return {"latency_p50_ms": p95 / 2, "latency_p95_ms": p95, "tokens_per_s": tps, "mean_output_tokens": out_tokens,
-            "peak_memory_mb": 100.0, "wall_s": 2.0}
+def _served(p95: float = 20.0, tps: float = 100.0, spr: float = 0.1) -> dict[str, float]:
+    return {"latency_p50_ms": p95 / 2, "latency_p95_ms": p95, "tokens_per_s": tps, "seconds_per_request": spr}
 
 
-def _ctx(cand: dict[str, float], base: dict[str, float] | None, cand_params: float = 1e6,
-         base_params: float = 1e6):  # type: ignore[no-untyped-def]
+def _ev(suite: str, out_tokens: int, version: str = "support@2") -> Evaluation:
+    e = ev(suite, [1] * 20, version, metrics={"peak_memory_mb": 100.0, "latency_p95_ms": 1.0})
+    return e.model_copy(update={"examples": [x.model_copy(update={"output_tokens": out_tokens})
+                                             for x in e.examples]})
+
+
+def _ctx(cand_tokens: dict[str, int], base_tokens: dict[str, int] | None, *, owned: list[str] | None = None,
+         served: dict[str, tuple[dict[str, float], dict[str, float] | None]] | None = None,
+         cand_params: float = 1e6, base_params: float = 1e6):  # type: ignore[no-untyped-def]
+    owned = owned if owned is not None else ["faq"]
     kw: dict[str, object] = {}
-    if base is not None:
+    if base_tokens is not None:
         kw = {"baselines": {"production": "support@2"},
-              "baseline_evals": {"production": {"faq": ev("faq", [1] * 20, metrics=base)}},
+              "baseline_evals": {"production": {s: _ev(s, t) for s, t in base_tokens.items()}},
               "baseline_profiles": {"production": {"params": base_params}}}
-    return context(candidate_evals={"faq": ev("faq", [1] * 20, "support@3", metrics=cand)},
-                   candidate_profile={"params": cand_params}, price_per_hour=1.0, **kw)
+    serving = {s: ServingCost(suite=s, rows=20, rounds=2, candidate=c, baseline=b)
+               for s, (c, b) in (served or {}).items()}
+    return context(candidate_evals={s: _ev(s, t, "support@3") for s, t in cand_tokens.items()},
+                   owned_suites=owned, inherited_suites=[s for s in cand_tokens if s not in owned],
+                   candidate_profile={"params": cand_params}, price_per_hour=1.0, serving=serving, **kw)
 
 
-def _check(r, figure: str, kind: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    return next(c for c in r.evidence["checks"] if c["figure"] == figure and c["kind"] == kind)
+def _check(r, figure: str, kind: str, suite: str | None = "faq") -> dict:  # type: ignore[no-untyped-def,type-arg]
+    return next(c for c in r.evidence["checks"] if c["figure"] == figure and c["kind"] == kind
+                and c.get("suite") == suite)
 
 
 def test_within_budgets_passes_and_lists_every_check() -> None:
-    r = cost(_ctx(_metrics(), _metrics()), CostPolicy())
+    r = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(), _served())}), CostPolicy())
     assert r.verdict is Verdict.passed, r.summary
     assert _check(r, "latency_p95_ms", "ratio") == {"figure": "latency_p95_ms", "kind": "ratio", "limit": 3.0,
-                                                    "value": 1.0, "baseline": 20.0, "verdict": Verdict.passed}
-    assert _check(r, "params", "growth")["value"] == 0.0
-    # money: 2 s wall / 20 requests = 0.1 s per request at 1 per hour → 1000 × 0.1 / 3600
-    assert r.evidence["candidate"]["cost_per_1k_requests"] == 100 / 3600
+                                                    "value": 1.0, "suite": "faq", "baseline": 20.0,
+                                                    "verdict": Verdict.passed}
+    assert _check(r, "params", "growth", None)["value"] == 0.0
+    # money: 0.1 s per request served at 1 per hour → 1000 × 0.1 / 3600
+    assert r.evidence["suites"]["faq"]["candidate"]["cost_per_1k_requests"] == 100 / 3600
 
 
 def test_tripled_output_length_fails() -> None:
-    r = cost(_ctx(_metrics(out_tokens=15.0), _metrics(out_tokens=5.0)), CostPolicy())
+    r = cost(_ctx({"faq": 15}, {"faq": 5}), CostPolicy())
     assert r.verdict is Verdict.failed
     check = _check(r, "mean_output_tokens", "ratio")
     assert check["value"] == 3.0 and check["limit"] == 2.0 and check["verdict"] is Verdict.failed
-    assert "mean_output_tokens ratio 3 vs limit 2.0" in r.summary
+    assert "mean_output_tokens ratio 3 vs limit 2.0 on faq" in r.summary
+
+
+def test_a_blow_up_on_the_lines_own_suite_is_not_diluted_by_inherited_suites() -> None:
+    """Tripled answers on the owned suite fail even though three unchanged inherited suites would pool to 1.5."""
+    cand = {"faq": 15, "a": 5, "b": 5, "c": 5}
+    base = {"faq": 5, "a": 5, "b": 5, "c": 5}
+    r = cost(_ctx(cand, base, owned=["faq"]), CostPolicy())
+    assert r.verdict is Verdict.failed and r.evidence["traffic_suites"] == ["faq"]
+    assert _check(r, "mean_output_tokens", "ratio")["value"] == 3.0
+
+
+def test_every_owned_suite_is_judged_and_listed() -> None:
+    r = cost(_ctx({"faq": 5, "refunds": 12}, {"faq": 5, "refunds": 4}, owned=["faq", "refunds"]), CostPolicy())
+    assert r.verdict is Verdict.failed and set(r.evidence["suites"]) == {"faq", "refunds"}
+    assert _check(r, "mean_output_tokens", "ratio", "faq")["verdict"] is Verdict.passed
+    assert _check(r, "mean_output_tokens", "ratio", "refunds")["value"] == 3.0
+
+
+def test_a_line_with_no_own_suites_is_judged_on_the_inherited_traffic_it_serves() -> None:
+    r = cost(_ctx({"a": 15}, {"a": 5}, owned=[]), CostPolicy())
+    assert r.verdict is Verdict.failed and r.evidence["traffic_suites"] == ["a"]
+
+
+def test_latency_is_compared_only_when_measured_back_to_back() -> None:
+    """Latencies stored with evaluations (other runs, other load) are never compared: the check is skipped."""
+    r = cost(_ctx({"faq": 5}, {"faq": 5}), CostPolicy())
+    assert _check(r, "latency_p95_ms", "ratio")["note"] == "not measured back to back"
+    slow = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(p95=100.0), _served(p95=20.0))}), CostPolicy())
+    assert slow.verdict is Verdict.failed and _check(slow, "latency_p95_ms", "ratio")["value"] == 5.0
 
 
 def test_absolute_budgets() -> None:
     policy = CostPolicy(max_latency_p95_ms=10.0, min_tokens_per_s=200.0, max_cost_per_1k_requests=0.01)
-    r = cost(_ctx(_metrics(), _metrics()), policy)
+    r = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(), _served())}), policy)
     assert r.verdict is Verdict.failed
     failed = {(c["figure"], c["kind"]) for c in r.evidence["checks"] if c["verdict"] is Verdict.failed}
     assert failed == {("latency_p95_ms", "absolute"), ("tokens_per_s", "absolute"),
@@ -57,25 +98,18 @@ def test_absolute_budgets() -> None:
 
 
 def test_parameter_growth_beyond_the_limit_fails() -> None:
-    r = cost(_ctx(_metrics(), _metrics(), cand_params=1.2e6), CostPolicy())
+    r = cost(_ctx({"faq": 5}, {"faq": 5}, cand_params=1.2e6), CostPolicy())
     assert r.verdict is Verdict.failed
-    assert _check(r, "params", "growth")["value"] == 0.2
+    assert _check(r, "params", "growth", None)["value"] == 0.2
 
 
 def test_first_release_skips_ratio_checks() -> None:
-    r = cost(_ctx(_metrics(out_tokens=50.0), None), CostPolicy(max_peak_memory_mb=500.0))
+    r = cost(_ctx({"faq": 50}, None), CostPolicy(max_peak_memory_mb=500.0))
     assert r.verdict is Verdict.passed
     assert _check(r, "mean_output_tokens", "ratio")["note"] == "no baseline"
-    assert _check(r, "peak_memory_mb", "absolute")["verdict"] is Verdict.passed
+    assert _check(r, "peak_memory_mb", "absolute", None)["verdict"] is Verdict.passed
 
 
 def test_budgets_but_nothing_measured_is_inconclusive() -> None:
-    r = cost(context(), CostPolicy())
+    r = cost(context(), CostPolicy(max_peak_memory_mb=500.0))
     assert r.verdict is Verdict.inconclusive
-
-
-def test_profile_figures_win_over_evaluation_figures() -> None:
-    ctx = _ctx(_metrics(), _metrics())
-    ctx = ctx.model_copy(update={"candidate_profile": {"params": 1e6, "latency_p95_ms": 100.0}})
-    r = cost(ctx, CostPolicy())
-    assert _check(r, "latency_p95_ms", "ratio")["value"] == 5.0 and r.verdict is Verdict.failed
