@@ -117,6 +117,9 @@ def _release_json(o: Any) -> dict[str, Any]:
 
 def _print_release(o: Any) -> None:
     d = o.decision
+    if o.note:
+        out.print(f"[bold]{o.version}[/]: {o.note}")
+        return
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[d.verdict.value]
     held = d.verdict.value == "pass" and not o.released
     state = "released to production" if o.released else (
@@ -171,14 +174,19 @@ def update(line: str,
            recipe: Annotated[str | None, typer.Option(help="A named recipe from loopgate.yaml.")] = None,
            seed: Annotated[int | None, typer.Option(help="Override the recipe's seed.")] = None,
            no_propagate: Annotated[bool, typer.Option("--no-propagate", help="Do not re-derive children.")] = False,
+           again: Annotated[bool, typer.Option("--again", help="Train even if the line's production history "
+                                               "already holds this data.")] = False,
            junit: JunitOpt = None, actor: ActorOpt = None, workspace: WorkspaceOpt = None,
            json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Train a candidate of LINE, gate it, release it if allowed, propagate downstream (exit 3 if blocked)."""
+    """Train a candidate of LINE, gate it, release it if allowed, propagate downstream (exit 3 if blocked).
+
+    Data already in the line's production history is not trained twice: the command names the version that
+    holds it and exits 0 (a CI retry), unless --again."""
     from loopgate.loop.release import update as run_update
 
     ws = _ws(workspace)
     o = run_update(ws, line, data, recipe_name=recipe, seed=seed, actor=actor,
-                   progress=_progress(json_out, quiet), propagate=not no_propagate)
+                   progress=_progress(json_out, quiet), propagate=not no_propagate, again=again)
     _finish(o, json_out, junit)
 
 
@@ -266,17 +274,20 @@ def rollback(line: str, to: Annotated[str | None, typer.Option("--to", help="Ver
 
 @app.command()
 def resume(workspace: WorkspaceOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Finish every update run that was started but did not finish (e.g. killed)."""
+    """Finish every update run that was started but did not finish (e.g. killed); report runs that failed on a
+    user error (they are not re-run: fix the input and run the update again)."""
     from loopgate.loop.release import resume as run_resume
 
     ws = _ws(workspace)
-    outs = run_resume(ws, progress=_progress(json_out, quiet))
+    res = run_resume(ws, progress=_progress(json_out, quiet))
     if json_out:
-        emit([_release_json(o) for o in outs])
+        emit(res.model_dump(mode="json"))
         return
-    if not outs:
+    for f in res.failed:
+        out.print(f"[yellow]skipped[/] a failed update of {f.line} ({', '.join(f.data)}): {f.error}")
+    if not res.finished:
         out.print("nothing to resume")
-    for o in outs:
+    for o in res.finished:
         _print_release(o)
 
 

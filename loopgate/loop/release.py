@@ -23,8 +23,8 @@ from loopgate.hashing import sha256_file, sha256_json
 from loopgate.loop.evaluation import evaluate_dir, evaluate_version, line_suites, load_suites, profile_version
 from loopgate.loop.versions import adapter_parts, model_dir, register_model
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Decision, Evaluation, Verdict
-from loopgate.spec import Recipe, Tier
+from loopgate.records import Decision, Evaluation, ServingCost, Verdict
+from loopgate.spec import CostPolicy, Recipe, Tier
 from loopgate.store import VersionInfo
 
 
@@ -60,6 +60,20 @@ class ReleaseOutcome(BaseModel):
     training: dict[str, Any] = {}
     channel_moves: list[dict[str, Any]] = []
     propagation: list[PropagationOutcome] = []
+    note: str = ""
+
+
+class FailedRun(BaseModel):
+    """A run that stopped on a user error: resume reports it and does not re-run it."""
+
+    line: str
+    data: list[str]
+    error: str
+
+
+class ResumeOutcome(BaseModel):
+    finished: list[ReleaseOutcome] = []
+    failed: list[FailedRun] = []
 
 
 # ------------------------------------------------------------------------------------------- update
@@ -90,11 +104,67 @@ def _history_data(ws: Workspace, line: str) -> list[str]:
     return shas
 
 
+def production_history(ws: Workspace, line: str) -> list[VersionInfo]:
+    """The line's production version and the versions it was built from, newest first."""
+    chain: list[VersionInfo] = []
+    vid = ws.store.channel(line, "production")
+    while vid and vid.startswith(f"{line}@") and vid not in {v.id for v in chain}:
+        v = ws.store.version(vid)
+        chain.append(v)
+        built_from = v.provenance.get("built_from") or v.provenance.get("transferred_from", {}).get("old_child")
+        vid = built_from if isinstance(built_from, str) else None
+    return chain
+
+
+def replay_files(ws: Workspace, line: str, recipe: Recipe, *, exclude: list[str] = ()) -> list[Path]:  # type: ignore[assignment]
+    """The files a run of ``recipe`` on ``line`` rehearses — the one place this is decided, for updates and
+    re-derivations alike. ``history``: the released update data of the line and every ancestor (what it
+    inherited); ``suites``: the ``train_path`` of its owned and inherited suites. Data with a sha256 in
+    ``exclude`` (the run's own data) is left out. A recipe that asks for replay and finds nothing stops with
+    an error naming what was searched, unless ``replay.required`` is false."""
+    if recipe.replay is None:
+        return []
+    searched: list[str] = []
+    shas: list[str] = []
+    files: list[Path] = []
+    if "history" in recipe.replay.sources:
+        for name in [line, *ws.eco.ancestors(line)]:
+            searched.append(f"the released update data of '{name}'")
+            shas += [s for s in _history_data(ws, name) if s not in exclude and s not in shas]
+        files += _data_paths(ws, shas)
+    if "suites" in recipe.replay.sources:
+        names = ws.eco.owned_suites(line) + ws.eco.inherited_suites(line)
+        searched.append("the train_path of suites " + (", ".join(names) if names else "(the line has none)"))
+        for sname in names:
+            tp = ws.eco.suites[sname].train_path
+            if tp:
+                files.append(ws.eco.resolve(tp))
+    if not files and recipe.replay.required:
+        raise LoopgateError(
+            f"the recipe of '{line}' asks for replay (sources: {', '.join(recipe.replay.sources)}) but found no "
+            f"rows; searched {'; '.join(searched)}. A registered foundation has no update data in Loopgate: "
+            "give its suites a train_path and add 'suites' to replay.sources, or set replay.required: false "
+            "to train without replay")
+    return files
+
+
+def update_start(ws: Workspace, line: str) -> str | None:
+    """Where an update of ``line`` starts: its production version, else its latest *registered* version,
+    else the parent's production — never a candidate the gates rejected."""
+    prod = ws.store.channel(line, "production")
+    if prod is not None:
+        return prod
+    registered = [v for v in ws.store.versions(line) if v.source == "register"]
+    if registered:
+        return registered[-1].id
+    parent = ws.eco.line(line).parent
+    return ws.store.channel(parent, "production") if parent else None
+
+
 def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None,
                     seed: int | None = None, actor: str | None = None, progress: bool = False) -> VersionInfo:
     """Train a candidate version of ``line`` on ``data`` with its recipe; idempotent for the same inputs."""
     from loopgate.train import run_update
-    from loopgate.train.data import load_rows, row_kind_for
 
     actor = actor or current_user()
     spec = ws.eco.line(line)
@@ -103,18 +173,14 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     recipe: Recipe = ws.eco.recipe_for(line, recipe_name)
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
-    for p in data:
-        if not Path(p).exists():
-            raise NotFoundError(f"--data {p}: no such file")
-        load_rows(Path(p), row_kind_for(recipe.method))  # a DataError names the file, line and field
+    check_data(data, recipe)
     data_shas = [ws.store.artifacts.put(p)[0] for p in data]
 
-    current = ws.store.channel(line, "production") or _latest_id(ws, line)
     parent_version = ws.store.channel(spec.parent, "production") if spec.parent else None
     if spec.parent and parent_version is None:
         raise LoopgateError(f"line '{line}' has a parent '{spec.parent}' with no production version; "
                             f"release a version of '{spec.parent}' first")
-    start = current or parent_version
+    start = update_start(ws, line)
     key = run_key("update", line, data_shas, recipe.model_dump(mode="json"), start)
     for v in ws.store.versions(line):  # resume: the version of this run may already exist
         if v.provenance.get("run_key") == key:
@@ -133,19 +199,7 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
         else:
             parent_dir = model_dir(ws, start)
             base_version = start  # used only if the update produces an adapter (lora, or dpo with lora)
-    replay: list[Path] = []
-    if recipe.replay is not None:
-        if "history" in recipe.replay.sources:
-            # the line's own released history and every ancestor's: what the line inherited must be rehearsed
-            history: list[str] = []
-            for name in [line, *ws.eco.ancestors(line)]:
-                history += [s for s in _history_data(ws, name) if s not in data_shas and s not in history]
-            replay += _data_paths(ws, history)
-        if "suites" in recipe.replay.sources:
-            for sname in ws.eco.owned_suites(line) + ws.eco.inherited_suites(line):
-                tp = ws.eco.suites[sname].train_path
-                if tp:
-                    replay.append(ws.eco.resolve(tp))
+    replay = replay_files(ws, line, recipe, exclude=data_shas)
     work = ws.store.home / "work" / key
     if work.exists():
         shutil.rmtree(work)  # a killed run left a partial folder: training is deterministic, so start over
@@ -164,21 +218,66 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     return v
 
 
-def _latest_id(ws: Workspace, line: str) -> str | None:
-    v = ws.store.latest_version(line)
-    return v.id if v else None
+def check_data(data: list[Path], recipe: Recipe) -> None:
+    """Every update data file exists and parses for the recipe's method (a DataError names file, line, field)."""
+    from loopgate.train.data import load_rows, row_kind_for
+
+    for p in data:
+        if not Path(p).is_file():
+            raise NotFoundError(f"--data {p}: no such file")
+        load_rows(Path(p), row_kind_for(recipe.method))
+
+
+def already_released(ws: Workspace, line: str, data: list[Path]) -> VersionInfo | None:
+    """The version in the line's production history that was built on exactly these data files, if any."""
+    shas = {sha256_file(p) for p in data}
+    for v in production_history(ws, line):
+        if shas and shas <= set(v.data_sha256):
+            return v
+    return None
 
 
 def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None, seed: int | None = None,
-           actor: str | None = None, progress: bool = False, propagate: bool = True) -> ReleaseOutcome:
-    """``loopgate update``: train a candidate, gate it, release it if allowed, propagate downstream."""
+           actor: str | None = None, progress: bool = False, propagate: bool = True, again: bool = False
+           ) -> ReleaseOutcome:
+    """``loopgate update``: train a candidate, gate it, release it if allowed, propagate downstream.
+
+    Data the line's production history already holds is not trained twice (a CI retry after a lost runner):
+    the outcome names the version that holds it, unless ``again``."""
     actor = actor or current_user()
-    run = run_key("run", line, [sha256_file(p) for p in data if Path(p).exists()], recipe_name, seed)
+    spec = ws.eco.line(line)
+    if spec.tier is Tier.app:
+        raise LoopgateError(f"'{line}' is an app: update its model line '{spec.parent}' instead")
+    # validate before anything is recorded: a run that fails on bad input must not look interrupted
+    check_data(data, ws.eco.recipe_for(line, recipe_name))
+    run = run_key("run", line, [sha256_file(p) for p in data], recipe_name, seed, again)
+    interrupted = (ws.store.step(f"run:{run}") or ("", None))[0] == "started"
+    if not again and not interrupted:  # an interrupted run of this command is finished, not skipped
+        held = already_released(ws, line, data)
+        decisions = [d for d in ws.store.decisions(held.id) if d.verdict is Verdict.passed] if held else []
+        if held is not None and decisions:
+            return ReleaseOutcome(version=held.id, decision=decisions[-1], released=True,
+                                  note=f"already released: {held.id} was built on this data; nothing trained "
+                                       "(--again trains on it once more)")
+    return _run_update(ws, run, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress,
+                       propagate=propagate, again=again)
+
+
+def _run_update(ws: Workspace, run: str, line: str, data: list[Path], *, recipe_name: str | None,
+                seed: int | None, actor: str, progress: bool, propagate: bool, again: bool) -> ReleaseOutcome:
+    """The recorded run of one update: started → train → release → done (or failed, on a user error)."""
     ws.store.set_step(f"run:{run}", "started", {"command": "update", "line": line, "data": [str(p) for p in data],
-                                                "recipe": recipe_name, "seed": seed, "actor": actor})
+                                                "recipe": recipe_name, "seed": seed, "actor": actor, "again": again,
+                                                "propagate": propagate})
     ws.store.record("update.start", line, {"data": [str(p) for p in data], "recipe": recipe_name}, actor=actor)
-    v = train_candidate(ws, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress)
-    out = release_candidate(ws, v.id, actor=actor, progress=progress, propagate=propagate)
+    try:
+        v = train_candidate(ws, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress)
+        out = release_candidate(ws, v.id, actor=actor, progress=progress, propagate=propagate)
+    except LoopgateError as e:
+        # a user error (bad recipe, missing replay rows, a corrupted artifact) will fail the same way on resume
+        ws.store.set_step(f"run:{run}", "failed", {"command": "update", "line": line,
+                                                   "data": [str(p) for p in data], "error": str(e)})
+        raise
     out.training = {k: v.provenance.get(k) for k in ("method", "final_loss", "tokens_seen", "train_flops", "wall_s",
                                                      "train_s", "params", "seed", "code_version")}
     out.training["tokens_per_s"] = (v.provenance.get("metrics") or {}).get("tokens_per_s")
@@ -204,9 +303,10 @@ def baselines_for(ws: Workspace, version_id: str) -> dict[str, str | None]:
             "previous": previous if previous != version_id else None, "parent": parent}
 
 
-def rollback_check(ws: Workspace, target: str | None, smoke: str | None, smoke_eval: Evaluation | None
-                   ) -> RollbackCheck:
-    """Facts for the rollback-readiness gate: the version a release would replace exists, verifies, loads."""
+def rollback_check(ws: Workspace, target: str | None, smoke: str | None) -> RollbackCheck:
+    """Facts for the rollback-readiness gate: the version a release would replace exists, verifies, loads,
+    and — re-scored on the smoke suite from its reloaded weights, bypassing every cache — still scores what
+    was recorded for it when it was evaluated for its own release."""
     if target is None:
         return RollbackCheck(target=None)
     try:
@@ -216,14 +316,22 @@ def rollback_check(ws: Workspace, target: str | None, smoke: str | None, smoke_e
     problems = ws.store.verify_version(target)
     if problems:
         return RollbackCheck(target=target, exists=True, hashes_ok=False, error=problems[0])
+    suites = load_suites(ws, [smoke]) if smoke else []
+    recorded = ws.store.evaluation(target, suites[0].sha256) if suites else None
     try:
-        from loopgate.models import load_model
+        from loopgate.evaluate.runner import evaluate_model
 
-        load_model(model_dir(ws, target))
-    except Exception as e:  # any failure to load means we cannot serve it again
+        path = model_dir(ws, target)
+        if not suites:
+            from loopgate.models import load_model
+
+            load_model(path)
+            return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True)
+        fresh = evaluate_model(path, suites, version=target, cache_dir=None)[0]  # no cache: really reloaded
+    except Exception as e:  # any failure to load or serve means we cannot serve it again
         return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=False, error=str(e))
     return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True, smoke_suite=smoke,
-                         smoke_score=smoke_eval.score if smoke_eval else None)
+                         smoke_score=fresh.score, recorded_smoke_score=recorded.score if recorded else None)
 
 
 def gate_context(ws: Workspace, version_id: str, *, requester: str, progress: bool = False,
@@ -258,18 +366,33 @@ def gate_context(ws: Workspace, version_id: str, *, requester: str, progress: bo
                 except ArtifactError:
                     pass  # a baseline whose weights are gone: the rollback gate reports it, plasticity skips it
     smoke = policy.rollback.smoke_suite or (suites[0] if suites else None)
-    target = baselines.get("production")
-    smoke_eval = base_evals.get("production", {}).get(smoke) if smoke else None
-    rb = rollback_check(ws, target, smoke, smoke_eval)
+    rb = rollback_check(ws, baselines.get("production"), smoke)
     approvals = [ApprovalRecord(approver=a.approver, reason=a.reason, overrides=a.overrides)
                  for a in ws.store.approvals(version_id)]
-    return GateContext(
+    ctx = GateContext(
         line=v.line, tier=ws.eco.line(v.line).tier.value, candidate=version_id, requester=requester,
         owned_suites=owned, inherited_suites=inherited, safety_suites=safety, candidate_evals=cand,
         baselines=baselines, baseline_evals=base_evals, candidate_profile=cand_profile,
         baseline_profiles=base_profiles, rollback=rb, approvals=approvals,
         price_per_hour=policy.release.price_per_hour,
     )
+    return ctx.model_copy(update={"serving": serving_measurements(ws, ctx, policy.cost)})
+
+
+def serving_measurements(ws: Workspace, ctx: GateContext, policy: CostPolicy) -> dict[str, ServingCost]:
+    """The line's traffic served by the candidate and the version it replaces, back to back in this process
+    (only when a latency, throughput or money budget asks for it)."""
+    wanted = (policy.max_latency_p95_ms, policy.max_latency_p95_ratio, policy.min_tokens_per_s,
+              policy.max_cost_per_1k_requests, policy.max_cost_per_1k_ratio)
+    traffic = ctx.traffic_suites()
+    if all(w is None for w in wanted) or not traffic:
+        return {}
+    from loopgate.evaluate.serving import serving_cost
+
+    replaced = ctx.replaced_baseline()
+    base_dir = model_dir(ws, replaced[1]) if replaced else None
+    measured = serving_cost(model_dir(ws, ctx.candidate), base_dir, load_suites(ws, traffic))
+    return {m.suite: m for m in measured}
 
 
 def _foundation_reference(ws: Workspace, line: str) -> str | None:
@@ -410,18 +533,6 @@ def _strategies(ws: Workspace, line: str, applicable: list[str]) -> list[str]:
     return applicable if allowed is None else list(allowed)
 
 
-def _line_data(ws: Workspace, line: str) -> list[Path]:
-    return _data_paths(ws, _history_data(ws, line))
-
-
-def _inherited_data(ws: Workspace, line: str) -> list[Path]:
-    """The released data of every ancestor line: what a re-derived child rehearses so it keeps its inheritance."""
-    shas: list[str] = []
-    for anc in ws.eco.ancestors(line):
-        shas += [s for s in _history_data(ws, anc) if s not in shas]
-    return _data_paths(ws, shas)
-
-
 def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: bool = False
                    ) -> list[PropagationOutcome]:
     """Re-derive each child line on the newly released ``parent_version``; children release in tier order.
@@ -495,10 +606,18 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
             work = ws.store.home / "work" / key
             shutil.rmtree(work, ignore_errors=True)
             # an adapter child is (its base, its adapter); a full child is its own weights
+            own_data = _history_data(ws, child)
+            try:
+                replay = replay_files(ws, child, recipe, exclude=own_data)
+            except LoopgateError as e:  # the child cannot be re-derived as its recipe asks: it stays pinned
+                outcomes.append(PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
+                                                   pinned=True, note=str(e)))
+                continue
             res = transfer(model_dir(ws, old_parent), model_dir(ws, parent_version),
                            old_child_dir if child_adapter is not None else model_dir(ws, prod),
-                           child_adapter=child_adapter, recipe=recipe, data=_line_data(ws, child), accept=accept,
-                           out_root=work, progress=progress, replay=_inherited_data(ws, child),
+                           child_adapter=child_adapter, recipe=recipe, data=_data_paths(ws, own_data),
+                           accept=accept, out_root=work, progress=progress,
+                           replay=replay,
                            strategies=list(spec.transfer) if spec.transfer is not None else None)
             attempts = [a.model_dump(mode="json") if hasattr(a, "model_dump") else dict(a) for a in res.attempts]
             if res.accepted is None:
@@ -518,7 +637,8 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
                 parent_version=parent_version, recipe=recipe.model_dump(mode="json"),
                 data_sha256=list(cv.data_sha256), seed=recipe.seed,
                 provenance={"run_key": key, "strategy": strategy, "attempts": attempts, "built_from": prod,
-                            "transferred_from": {"old_parent": old_parent, "old_child": prod}})
+                            "transferred_from": {"old_parent": old_parent, "old_child": prod},
+                            "replay_sha256": [sha256_file(p) for p in replay]})
             shutil.rmtree(work, ignore_errors=True)
         rel = release_candidate(ws, new_v.id, actor=actor, progress=progress, propagate=True)
         outcomes.append(PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
@@ -579,12 +699,19 @@ def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "
             "apps_following": apps, "moves": [m.model_dump(mode="json") for m in done]}
 
 
-def resume(ws: Workspace, *, progress: bool = False) -> list[ReleaseOutcome]:
-    """Finish every run that was recorded as started but never finished."""
-    outs = []
+def resume(ws: Workspace, *, progress: bool = False) -> ResumeOutcome:
+    """Finish every run that was recorded as started but never finished (killed); runs that failed on a user
+    error are reported, not re-run — they would fail the same way."""
+    out = ResumeOutcome()
+    for key, args in ws.store.open_steps("failed"):
+        if key.startswith("run:") and args and args.get("command") == "update":
+            out.failed.append(FailedRun(line=args["line"], data=args.get("data", []), error=args.get("error", "")))
     for key, args in ws.store.open_steps():
         if not key.startswith("run:") or not args or args.get("command") != "update":
             continue
-        outs.append(update(ws, args["line"], [Path(p) for p in args["data"]], recipe_name=args.get("recipe"),
-                           seed=args.get("seed"), actor=args.get("actor"), progress=progress))
-    return outs
+        out.finished.append(_run_update(ws, key.removeprefix("run:"), args["line"], [Path(p) for p in args["data"]],
+                                        recipe_name=args.get("recipe"), seed=args.get("seed"),
+                                        actor=args.get("actor") or current_user(), progress=progress,
+                                        propagate=bool(args.get("propagate", True)),
+                                        again=bool(args.get("again"))))
+    return out
