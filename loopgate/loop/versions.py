@@ -4,16 +4,17 @@ lineage across lines, and the ecosystem status."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from loopgate.errors import LoopgateError, NotFoundError, UnsafeModelError
-from loopgate.hashing import sha256_json
+from loopgate.hashing import sha256_file, sha256_json
 from loopgate.loop.workspace import Workspace
 from loopgate.models.io import check_model_dir, is_adapter_dir, model_files
 from loopgate.spec import Tier
-from loopgate.store import VersionInfo
+from loopgate.store import VersionInfo, copy_differences, copy_files, write_manifest
 
 
 def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | None = None, note: str = "",
@@ -55,14 +56,25 @@ def version_key(ws: Workspace, version_id: str) -> str:
     return sha256_json({"files": v.files, "base": base})
 
 
+def merged_dir(ws: Workspace, version_id: str) -> Path:
+    """Where an adapter version's merged weights are cached (named by the version and its content key)."""
+    return ws.store.home / "merged" / f"{version_id}-{version_key(ws, version_id)[:12]}"
+
+
 def model_dir(ws: Workspace, version_id: str) -> Path:
-    """A folder with full, loadable weights for the version (adapters merged onto their base, cached)."""
+    """A folder with full, loadable weights for the version (adapters merged onto their base, cached).
+
+    Both kinds are verified before they are returned: a checkout against the version's recorded hashes, a
+    merged copy against the manifest written when it was merged. One that differs is rebuilt.
+    """
     v = ws.store.version(version_id)
     if v.kind != "adapter":
         return ws.store.checkout(version_id)
-    merged = ws.store.home / "merged" / f"{version_id}-{version_key(ws, version_id)[:12]}"
+    merged = merged_dir(ws, version_id)
     if merged.exists():
-        return merged
+        if not copy_differences(merged):
+            return merged
+        shutil.rmtree(merged)  # edited, or made before merged copies had manifests: merge again
     from loopgate.models import load_model, save_model
 
     assert v.base_version is not None
@@ -73,7 +85,11 @@ def model_dir(ws: Workspace, version_id: str) -> Path:
     merged.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=merged.parent, prefix=".merge."))
     save_model(full, loaded.tokenizer, tmp)
-    os.replace(tmp, merged)
+    write_manifest(tmp, {rel: sha256_file(tmp / rel) for rel in copy_files(tmp)})
+    try:
+        os.replace(tmp, merged)
+    except OSError:  # another process finished the same merge first; its copy is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
     return merged
 
 

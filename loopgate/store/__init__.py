@@ -1,6 +1,29 @@
 """Registry, content-addressed artifact store and ledger, behind one interface (:class:`Store`)."""
 
-from loopgate.store.artifacts import ArtifactStore
-from loopgate.store.registry import CHANNELS, Approval, ChannelMove, Store, VersionInfo, parse_version_id
+from loopgate.store.artifacts import ArtifactStore, copy_differences, copy_files, read_manifest, write_manifest
+from loopgate.store.registry import (
+    CHANNELS,
+    Approval,
+    ArtifactHit,
+    ArtifactReport,
+    ChannelMove,
+    Store,
+    VersionInfo,
+    parse_version_id,
+)
 
-__all__ = ["CHANNELS", "Approval", "ArtifactStore", "ChannelMove", "Store", "VersionInfo", "parse_version_id"]
+__all__ = [
+    "CHANNELS",
+    "Approval",
+    "ArtifactHit",
+    "ArtifactReport",
+    "ArtifactStore",
+    "ChannelMove",
+    "Store",
+    "VersionInfo",
+    "copy_differences",
+    "copy_files",
+    "parse_version_id",
+    "read_manifest",
+    "write_manifest",
+]

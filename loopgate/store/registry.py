@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from loopgate.errors import ArtifactError, ImmutableError, LoopgateError, NotFoundError
+from loopgate.hashing import sha256_file
 from loopgate.records import Decision, Evaluation, LedgerEntry, utcnow
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.artifacts import ArtifactStore
+from loopgate.store.artifacts import MANIFEST, ArtifactStore, copy_differences
 from loopgate.store.db import (
     ApprovalRow,
     ArtifactRow,
@@ -85,6 +87,31 @@ class Approval(BaseModel):
     reason: str
     overrides: list[str]
     created_at: datetime
+
+
+class ArtifactHit(BaseModel):
+    """One way a version's stored files are not what was recorded."""
+
+    version: str
+    what: str  # blob (a stored file) | data (its update data) | checkout | merged (a loadable copy)
+    file: str
+    problem: str
+
+
+class ArtifactReport(BaseModel):
+    """A full re-hash of every stored file and every loadable copy (``loopgate audit verify --artifacts``)."""
+
+    ok: bool
+    versions: int
+    blobs: int
+    bytes: int
+    copies: int
+    collected: int  # blobs removed on purpose by garbage collection (their versions are no longer loadable)
+    hits: list[ArtifactHit]
+
+    @property
+    def versions_hit(self) -> list[str]:
+        return sorted({h.version for h in self.hits})
 
 
 def parse_version_id(version_id: str) -> tuple[str, int]:
@@ -276,6 +303,65 @@ class Store:
             except ArtifactError as err:
                 problems.append(str(err))
         return problems
+
+    def verify_artifacts(self, workers: int | None = None) -> ArtifactReport:
+        """Re-hash every blob a version points at (each once, however many versions share it), every
+        checkout and every merged copy; name each version whose files are missing, corrupted or differ."""
+        with self._read() as s:
+            files = [(f.version_id, f.path, f.sha256) for f in s.execute(select(VersionFileRow)).scalars()]
+            data = [(vid, list(shas)) for vid, shas in s.execute(select(VersionRow.id, VersionRow.data_sha256))]
+            collected = {sha for row in s.execute(select(LedgerRow).where(LedgerRow.kind == "gc")).scalars()
+                         for sha in ledger_mod.to_entry(row).payload.get("blobs", [])}
+        wanted = sorted({sha for _, _, sha in files} | {sha for _, shas in data for sha in shas})
+
+        def status(sha: str) -> tuple[str, int]:
+            p = self.artifacts.path_for(sha)
+            if not p.exists():
+                return "missing", 0
+            actual = sha256_file(p)  # hashlib releases the GIL: threads hash blobs in parallel
+            return ("" if actual == sha else f"corrupted: its content hashes to {actual[:12]}"), p.stat().st_size
+
+        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+            found = dict(zip(wanted, pool.map(status, wanted), strict=True))
+        hits: list[ArtifactHit] = []
+        gone = 0
+        for vid, rel, sha in files:
+            problem, _ = found[sha]
+            if problem == "missing" and sha in collected:
+                gone += 1
+                continue
+            if problem:
+                hits.append(ArtifactHit(version=vid, what="blob", file=rel,
+                                        problem=f"artifact {sha[:12]} is {problem}"))
+        for vid, shas in data:
+            for sha in shas:
+                if found[sha][0]:
+                    hits.append(ArtifactHit(version=vid, what="data", file=sha[:12],
+                                            problem=f"update data {sha[:12]} is {found[sha][0]}"))
+        by_version: dict[str, dict[str, str]] = {}
+        for vid, rel, sha in files:
+            by_version.setdefault(vid, {})[rel] = sha
+        copies = 0
+        for what, root in (("checkout", self.home / "checkouts"), ("merged", self.home / "merged")):
+            for folder in sorted(root.iterdir()) if root.is_dir() else []:
+                if folder.name.startswith(".") or not folder.is_dir():
+                    continue  # a copy being built
+                if what == "checkout":
+                    vid, expected = folder.name, by_version.get(folder.name)
+                    if expected is None:
+                        continue  # not a version's folder: nothing ever loads it
+                else:
+                    vid, expected = folder.name.rpartition("-")[0], None  # checked against its own manifest
+                    if vid not in by_version or not (folder / MANIFEST).exists():
+                        continue  # made before merged copies had manifests: merged again before any use
+                copies += 1
+                for problem in copy_differences(folder, expected, full=True):
+                    hits.append(ArtifactHit(version=vid, what=what, file=folder.name, problem=(
+                        f"{folder}: {problem}; it is rebuilt from the store on its next use")))
+        hits.sort(key=lambda h: (h.version, h.what, h.file))
+        return ArtifactReport(ok=not hits, versions=len({vid for vid, _ in data}), blobs=len(wanted),
+                              bytes=sum(size for _, size in found.values()), copies=copies, collected=gone,
+                              hits=hits)
 
     # ------------------------------------------------------------------ evaluations
 

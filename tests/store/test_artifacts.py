@@ -1,8 +1,11 @@
-"""Content-addressed artifacts: atomic writes, hash verification on read, self-healing checkouts."""
+"""Content-addressed artifacts: atomic writes, hash verification on read, self-healing checkouts that are
+verified (cheaply, by their manifest) every time they are reused."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +13,8 @@ import pytest
 
 from loopgate.errors import ArtifactError
 from loopgate.hashing import sha256_file
-from loopgate.store import ArtifactStore, Store
+from loopgate.store import ArtifactStore, Store, copy_files
+from loopgate.store import artifacts as artifacts_mod
 
 MakeFiles = Callable[[str], dict[str, Path]]
 
@@ -90,10 +94,90 @@ def test_checkout_restores_exact_files_and_rebuilds_a_hand_edited_one(store: Sto
     src = make_files("a")
     store.add_version("base", src)
     out = store.checkout("base@1")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == {k: p.read_bytes() for k, p in src.items()}
+    assert contents(out) == {k: p.read_bytes() for k, p in src.items()}
     (out / "config.json").write_text('{"tag": "edited by hand"}')
     (out / "model.safetensors").unlink()
     again = store.checkout("base@1")
     assert again == out
-    assert {p.name: p.read_bytes() for p in again.iterdir()} == {k: p.read_bytes() for k, p in src.items()}
+    assert contents(again) == {k: p.read_bytes() for k, p in src.items()}
     assert leftover_temp_dirs(store) == []
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {rel: (folder / rel).read_bytes() for rel in copy_files(folder)}
+
+
+def flip_byte_keeping_size_and_mtime(path: Path, offset: int = 10) -> None:
+    """The edit a size + mtime check cannot see: same length, timestamps put back."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("settle", [False, True], ids=["right-after-checkout", "after-a-clean-reuse"])
+def test_checkout_edited_on_disk_is_never_reused(store: Store, make_files: MakeFiles, settle: bool) -> None:
+    src = make_files("a")
+    store.add_version("base", src)
+    out = store.checkout("base@1")
+    if settle:  # the manifest has been refreshed once, so the next reuse trusts stat signatures
+        time.sleep(0.05)
+        store.checkout("base@1")
+    flip_byte_keeping_size_and_mtime(out / "model.safetensors")
+    assert store.checkout("base@1") == out
+    assert contents(out) == {k: p.read_bytes() for k, p in src.items()}  # rebuilt from the blobs
+
+
+def test_file_dropped_into_a_checkout_is_not_loaded(store: Store, make_files: MakeFiles) -> None:
+    src = make_files("a")
+    store.add_version("base", src)
+    out = store.checkout("base@1")
+    (out / "chat_template.jinja").write_text("{{ 'injected' }}")  # transformers would pick this up
+    store.checkout("base@1")
+    assert sorted(copy_files(out)) == sorted(src)
+
+
+def test_a_clean_checkout_is_reused_without_reading_it(store: Store, make_files: MakeFiles,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add_version("base", make_files("a"))
+    out = store.checkout("base@1")
+    time.sleep(0.05)
+    store.checkout("base@1")  # first reuse: written in the manifest's clock tick, so hashed once
+    hashed: list[Path] = []
+    real = artifacts_mod.sha256_file
+    monkeypatch.setattr(artifacts_mod, "sha256_file", lambda p: hashed.append(Path(p)) or real(p))
+    assert store.checkout("base@1") == out
+    assert hashed == []
+    (out / "config.json").touch()  # a new signature: re-hashed, found equal, kept
+    assert store.checkout("base@1") == out
+    assert hashed == [out / "config.json"]
+
+
+def test_checkout_without_a_manifest_is_hashed_and_kept(store: Store, make_files: MakeFiles) -> None:
+    """Checkouts made before manifests existed are verified by content, then get one."""
+    src = make_files("a")
+    store.add_version("base", src)
+    out = store.checkout("base@1")
+    (out / artifacts_mod.MANIFEST).unlink()
+    inode = (out / "model.safetensors").stat().st_ino
+    assert store.checkout("base@1") == out
+    assert (out / "model.safetensors").stat().st_ino == inode  # reused, not rebuilt
+    assert (out / artifacts_mod.MANIFEST).exists()
+
+
+def test_copy_differences_names_each_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / "a.safetensors").write_bytes(b"aaaa")
+    (folder / "b.json").write_text("{}")
+    artifacts_mod.write_manifest(folder, {"a.safetensors": sha256_file(folder / "a.safetensors"),
+                                          "b.json": sha256_file(folder / "b.json")})
+    assert artifacts_mod.copy_differences(folder) == []
+    (folder / "a.safetensors").write_bytes(b"aaab")
+    (folder / "b.json").unlink()
+    (folder / "c.txt").write_text("new")
+    problems = artifacts_mod.copy_differences(folder, full=True)
+    assert [p.split(" ")[:2] for p in problems] == [["b.json", "is"], ["c.txt", "does"], ["a.safetensors", "was"]]
+    assert "was changed" in problems[2]
