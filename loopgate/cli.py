@@ -19,10 +19,11 @@ from rich.tree import Tree
 
 from loopgate.errors import LoopgateError
 from loopgate.loop.workspace import Workspace, default_workspace
+from loopgate.store import ArtifactReport
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Loopgate: train, evaluate, gate, release, propagate and roll back continually updated LMs.")
-audit_app = typer.Typer(no_args_is_help=True, help="Check the tamper-evident ledger.")
+audit_app = typer.Typer(no_args_is_help=True, help="Check the tamper-evident ledger and the stored files.")
 app.add_typer(audit_app, name="audit")
 
 out = Console(highlight=False)
@@ -158,18 +159,44 @@ def channels(line: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = Fals
 
 
 @audit_app.command("verify")
-def audit_verify(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Walk the hash chain; exit 0 when intact, 1 naming the first bad entry otherwise."""
+def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Also re-hash every stored file, "
+                                                         "checkout and merged copy, naming each version hit.")] = False,
+                 workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Walk the hash chain (and with --artifacts re-hash the stored files); exit 0 when all is intact, 1 naming
+    the first bad ledger entry and every version whose files are missing, corrupted or differ otherwise."""
     ws = _ws(workspace)
     rep = ws.store.verify_ledger()
+    files = ws.store.verify_artifacts() if artifacts else None
+    ok = rep.ok and (files is None or files.ok)
     if json_out:
-        emit(rep.model_dump())
-    elif rep.ok:
-        out.print(f"ledger intact: {rep.entries} entries, head {rep.head_hash[:12]}")
+        data: dict[str, Any] = rep.model_dump()
+        if files is not None:
+            data.update(ok=ok, ledger_ok=rep.ok, artifacts={**files.model_dump(), "versions_hit": files.versions_hit})
+        emit(data)
     else:
-        err.print(f"[red]ledger tampered[/]: {rep.problem} (first bad entry: {rep.first_bad_seq})", soft_wrap=True)
-    if not rep.ok:
+        if rep.ok:
+            out.print(f"ledger intact: {rep.entries} entries, head {rep.head_hash[:12]}")
+        else:
+            err.print(f"[red]ledger tampered[/]: {rep.problem} (first bad entry: {rep.first_bad_seq})", soft_wrap=True)
+        if files is not None:
+            _print_artifact_report(files)
+    if not ok:
         raise typer.Exit(1)
+
+
+def _print_artifact_report(files: ArtifactReport) -> None:
+    gone = f"; {files.collected} collected by gc" if files.collected else ""
+    summary = (f"{files.blobs} blobs ({files.bytes / 1e6:.1f} MB) of {files.versions} versions and "
+               f"{files.copies} loadable copies re-hashed{gone}")
+    if files.ok:
+        out.print(f"artifacts intact: {summary}")
+        return
+    err.print(f"[red]artifacts damaged[/]: {len(files.versions_hit)} versions hit "
+              f"({', '.join(files.versions_hit)}); {summary}", soft_wrap=True)
+    for h in files.hits:
+        err.print(f"  {h.version} {h.what} {h.file}: {h.problem}", soft_wrap=True, markup=False)
+    err.print("Restore damaged blobs from a backup (or re-register those versions); checkouts and merged copies "
+              "are rebuilt from the blobs on their next use.", soft_wrap=True)
 
 
 @audit_app.command("log")
