@@ -2,9 +2,11 @@
 
 from loopgate.models.io import (
     LoadedModel,
+    check_model_dir,
     load_model,
     load_tokenizer,
     model_files,
+    safetensors_shapes,
     save_model,
     set_threads,
 )
@@ -15,9 +17,11 @@ __all__ = [
     "TinyConfig",
     "build_tiny_model",
     "char_tokenizer",
+    "check_model_dir",
     "load_model",
     "load_tokenizer",
     "model_files",
+    "safetensors_shapes",
     "save_model",
     "set_threads",
 ]
