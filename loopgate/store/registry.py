@@ -559,9 +559,10 @@ class Store:
             else:
                 row.status, row.result, row.updated_at = status, result, utcnow()
 
-    def open_steps(self) -> list[tuple[str, dict[str, Any] | None]]:
+    def open_steps(self, status: str = "started") -> list[tuple[str, dict[str, Any] | None]]:
+        """Steps in ``status``: ``started`` ones were interrupted (or are running); ``failed`` ones hit a user error."""
         with self._read() as s:
-            return [(r.key, r.result) for r in s.execute(select(StepRow).where(StepRow.status == "started")).scalars()]
+            return [(r.key, r.result) for r in s.execute(select(StepRow).where(StepRow.status == status)).scalars()]
 
     # ------------------------------------------------------------------ ledger
 
