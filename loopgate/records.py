@@ -62,14 +62,14 @@ class Evaluation(BaseModel):
 
 
 class ServingCost(BaseModel):
-    """Serving figures of a candidate and the version it would replace on one suite (the line's traffic),
-    measured in one process, back to back, alternating, best of ``rounds`` — never replayed from an
-    evaluation made on another run, machine, batch size or load."""
+    """Serving speed of a candidate and the version it would replace on one suite's prompts (the line's
+    traffic), measured in one process with identical work, back to back, alternating, best of ``rounds`` —
+    never replayed from an evaluation made on another run, machine, batch size or load."""
 
     suite: str
     rows: int
     rounds: int
-    # latency_p50_ms, latency_p95_ms, tokens_per_s, seconds_per_request, mean_output_tokens
+    # ms_per_token: wall time per generated token per request
     candidate: dict[str, float]
     baseline: dict[str, float] | None = None
 

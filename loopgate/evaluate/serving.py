@@ -1,69 +1,64 @@
-"""Serving cost of a candidate against the version it would replace, measured back to back.
+"""Serving speed of a candidate against the version it would replace, measured back to back.
 
-Latency is only comparable between runs made on the same machine, under the same load, with the same
-batch shape; a cached evaluation's latency was measured under none of those guarantees. So the cost gate's
-latency and throughput figures come from here: both models are loaded in one process and the same rows of
-each suite are served alternately (candidate, baseline, candidate, baseline, …), keeping each model's best
-round — the run least disturbed by whatever else the machine was doing.
+Latency is only comparable between runs made on the same machine, under the same load, with the same work;
+a cached evaluation's latency was measured under none of those guarantees. And a batch's wall time mixes
+two things: how *long* the answers are (a property of the outputs, already known exactly from the
+evaluations, since decoding is greedy) and how *fast* the model produces tokens. Measured together, one row
+that fails to stop drags a whole static batch and the figure swings with batch composition.
+
+So this measures only the speed, with identical work for both models: the suite's prompts (the first
+``max_rows``) are decoded for exactly ``tokens`` new tokens (no early stop), in one process, alternating
+candidate and baseline for ``rounds`` rounds, keeping each model's best (least disturbed) round. The cost
+gate turns that per-token time into per-request latency with each answer's real length.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
+import time
 from typing import Any
 
-from loopgate.evaluate.engine import EngineConfig, evaluate_suite
+import torch
+
 from loopgate.evaluate.suites import Suite
-from loopgate.models import load_model
-from loopgate.records import Evaluation, ServingCost
-
-# figures kept from an engine run; latency-like figures keep the minimum over rounds, throughput the maximum
-_LOWER_IS_BETTER = ("latency_p50_ms", "latency_p95_ms", "seconds_per_request")
-_HIGHER_IS_BETTER = ("tokens_per_s",)
+from loopgate.models import load_model, set_threads
+from loopgate.records import ServingCost
 
 
-def _figures(ev: Evaluation) -> dict[str, float]:
-    m = ev.metrics
-    keys = ("latency_p50_ms", "latency_p95_ms", "tokens_per_s", "mean_output_tokens")
-    out: dict[str, float] = {k: float(m[k]) for k in keys if k in m}
-    if ev.n and "wall_s" in m:
-        out["seconds_per_request"] = float(m["wall_s"]) / ev.n
-    return out
+def _ms_per_token(model: Any, batches: list[dict[str, torch.Tensor]], tokens: int, pad: int) -> float:
+    """Wall time per generated token per row: every row decodes exactly ``tokens`` tokens."""
+    rows = sum(int(b["input_ids"].shape[0]) for b in batches)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for b in batches:
+            model.generate(**b, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, num_beams=1,
+                           pad_token_id=pad, temperature=None, top_p=None, top_k=None)
+    return (time.perf_counter() - start) * 1000 / (rows * tokens)
 
 
-def _best(rounds: list[dict[str, float]]) -> dict[str, float]:
-    best = dict(rounds[0])
-    for r in rounds[1:]:
-        for k, v in r.items():
-            if k in _LOWER_IS_BETTER:
-                best[k] = min(best.get(k, v), v)
-            elif k in _HIGHER_IS_BETTER:
-                best[k] = max(best.get(k, v), v)
-    return best
-
-
-def serving_cost(candidate_dir: str | Path, baseline_dir: str | Path | None, suites: list[Suite], *,
-                 rounds: int = 2, max_rows: int = 64, config: EngineConfig | None = None) -> list[ServingCost]:
-    """Per suite: the candidate's (and the baseline's) latency, throughput and output length, served in one
-    process, alternating models, best of ``rounds``; at most ``max_rows`` rows of each suite (its first)."""
-    cfg = config or EngineConfig()
-    models: list[Any] = [load_model(candidate_dir)]
-    if baseline_dir is not None:
-        models.append(load_model(baseline_dir))
+def serving_cost(candidate_dir: Any, baseline_dir: Any, suites: list[Suite], *, rounds: int = 3,
+                 max_rows: int = 64, tokens: int = 16, batch_size: int = 32, threads: int | None = None
+                 ) -> list[ServingCost]:
+    """Per suite: ``ms_per_token`` of the candidate (and of the baseline), same prompts, same work, best of
+    ``rounds`` alternating rounds."""
+    set_threads(threads)
+    models = [load_model(candidate_dir)] + ([load_model(baseline_dir)] if baseline_dir is not None else [])
     out: list[ServingCost] = []
     for suite in suites:
-        sample = replace(suite, rows=suite.rows[:max_rows])
-        # one warm-up pass each, so neither model pays first-call allocation inside a measured round
+        prompts = [r.prompt for r in suite.rows[:max_rows]]
+        per_model: list[list[float]] = [[] for _ in models]
+        prepared = []
         for m in models:
-            evaluate_suite(m.model, m.tokenizer, replace(sample, rows=sample.rows[:4]),
-                           version="warmup", config=cfg)
-        measured: list[list[dict[str, float]]] = [[] for _ in models]
+            tok = m.tokenizer
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            batches = [dict(tok(prompts[i:i + batch_size], return_tensors="pt", padding=True))
+                       for i in range(0, len(prompts), batch_size)]
+            _ms_per_token(m.model, batches[:1], 2, pad)  # warm-up: first-call allocations are not the model's
+            prepared.append((batches, pad))
         for _ in range(rounds):
             for i, m in enumerate(models):
-                measured[i].append(_figures(evaluate_suite(m.model, m.tokenizer, sample, version="serving",
-                                                           config=cfg)))
-        out.append(ServingCost(suite=suite.name, rows=len(sample.rows), rounds=rounds,
-                               candidate=_best(measured[0]),
-                               baseline=_best(measured[1]) if baseline_dir is not None else None))
+                batches, pad = prepared[i]
+                per_model[i].append(_ms_per_token(m.model, batches, tokens, pad))
+        out.append(ServingCost(suite=suite.name, rows=len(prompts), rounds=rounds,
+                               candidate={"ms_per_token": min(per_model[0])},
+                               baseline={"ms_per_token": min(per_model[1])} if baseline_dir is not None else None))
     return out

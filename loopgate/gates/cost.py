@@ -8,9 +8,10 @@ suite's figures and ratios are in the evidence.
 Where each figure comes from:
 - output length (``mean_output_tokens``): the stored evaluations — greedy outputs are deterministic, so a
   cached figure is the real one;
-- latency, throughput and money: ``GateContext.serving``, measured by the loop in one process with the
-  candidate and the baseline served back to back (:mod:`loopgate.evaluate.serving`). A latency stored with
-  an evaluation was measured on another run, machine or load and is never compared; without a back-to-back
+- latency, throughput and money: each request's latency is its answer's length (from the evaluation) times
+  the model's time per token, measured by the loop in one process with candidate and baseline doing the same
+  work back to back (``GateContext.serving``, :mod:`loopgate.evaluate.serving`). A latency stored with an
+  evaluation was measured on another run, machine or load and is never compared; without a back-to-back
   measurement those checks are skipped, and say so;
 - parameters and peak memory: the candidate's profile and evaluations (model-level, absolute).
 
@@ -22,6 +23,8 @@ them could be checked.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from loopgate.gates.context import COST_KINDS, GateContext, combine, result
 from loopgate.records import Evaluation, GateResult, ServingCost, Verdict
@@ -49,17 +52,23 @@ def _mean_output_tokens(ev: Evaluation | None) -> float | None:
 
 def _suite_figures(ev: Evaluation | None, served: dict[str, float] | None, price: float | None
                    ) -> dict[str, float]:
-    """One suite's figures for one model: output length from its evaluation, the rest as served back to back."""
+    """One suite's figures for one model: output length from its evaluation; latency = each answer's tokens
+    (an empty answer still costs one step) × the time per token measured back to back."""
     out: dict[str, float] = {}
     length = _mean_output_tokens(ev)
     if length is not None:
         out["mean_output_tokens"] = length
-    if served:
-        for k in ("latency_p50_ms", "latency_p95_ms", "tokens_per_s", "seconds_per_request"):
-            if k in served:
-                out[k] = served[k]
-        if price is not None and "seconds_per_request" in served:
-            out["cost_per_1k_requests"] = 1000 * served["seconds_per_request"] * price / 3600
+    ms = served.get("ms_per_token") if served else None
+    if ms is not None and ev is not None and ms > 0:
+        tokens = [max(x.output_tokens or 0, 1) for x in ev.examples] or [max(round(length or 0), 1)]
+        latencies = np.asarray(tokens, dtype=float) * ms
+        out["ms_per_token"] = ms
+        out["latency_p50_ms"] = float(np.percentile(latencies, 50))
+        out["latency_p95_ms"] = float(np.percentile(latencies, 95))
+        out["tokens_per_s"] = 1000.0 / ms
+        out["seconds_per_request"] = float(latencies.mean()) / 1000
+        if price is not None:
+            out["cost_per_1k_requests"] = 1000 * out["seconds_per_request"] * price / 3600
     return out
 
 

@@ -391,6 +391,9 @@ def serving_measurements(ws: Workspace, ctx: GateContext, policy: CostPolicy) ->
 
     replaced = ctx.replaced_baseline()
     base_dir = model_dir(ws, replaced[1]) if replaced else None
+    absolute = (policy.max_latency_p95_ms, policy.min_tokens_per_s, policy.max_cost_per_1k_requests)
+    if base_dir is None and all(w is None for w in absolute):
+        return {}  # only ratio budgets, and nothing to be relative to (a first release)
     measured = serving_cost(model_dir(ws, ctx.candidate), base_dir, load_suites(ws, traffic))
     return {m.suite: m for m in measured}
 

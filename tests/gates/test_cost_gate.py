@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from gate_helpers import context, ev
 
 from loopgate.gates import cost
@@ -9,8 +10,8 @@ from loopgate.records import Evaluation, ServingCost, Verdict
 from loopgate.spec import CostPolicy
 
 
-def _served(p95: float = 20.0, tps: float = 100.0, spr: float = 0.1) -> dict[str, float]:
-    return {"latency_p50_ms": p95 / 2, "latency_p95_ms": p95, "tokens_per_s": tps, "seconds_per_request": spr}
+def _served(ms_per_token: float = 2.0) -> dict[str, float]:
+    return {"ms_per_token": ms_per_token}
 
 
 def _ev(suite: str, out_tokens: int, version: str = "support@2") -> Evaluation:
@@ -43,12 +44,14 @@ def _check(r, figure: str, kind: str, suite: str | None = "faq") -> dict:  # typ
 def test_within_budgets_passes_and_lists_every_check() -> None:
     r = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(), _served())}), CostPolicy())
     assert r.verdict is Verdict.passed, r.summary
+    # latency: 5 tokens × 2 ms per token
     assert _check(r, "latency_p95_ms", "ratio") == {"figure": "latency_p95_ms", "kind": "ratio", "limit": 3.0,
-                                                    "value": 1.0, "suite": "faq", "baseline": 20.0,
+                                                    "value": 1.0, "suite": "faq", "baseline": 10.0,
                                                     "verdict": Verdict.passed}
     assert _check(r, "params", "growth", None)["value"] == 0.0
-    # money: 0.1 s per request served at 1 per hour → 1000 × 0.1 / 3600
-    assert r.evidence["suites"]["faq"]["candidate"]["cost_per_1k_requests"] == 100 / 3600
+    # money: 0.01 s per request served at 1 per hour → 1000 × 0.01 / 3600
+    assert r.evidence["suites"]["faq"]["candidate"]["cost_per_1k_requests"] == pytest.approx(10 / 3600)
+    assert r.evidence["suites"]["faq"]["candidate"]["tokens_per_s"] == 500.0
 
 
 def test_tripled_output_length_fails() -> None:
@@ -84,12 +87,19 @@ def test_latency_is_compared_only_when_measured_back_to_back() -> None:
     """Latencies stored with evaluations (other runs, other load) are never compared: the check is skipped."""
     r = cost(_ctx({"faq": 5}, {"faq": 5}), CostPolicy())
     assert _check(r, "latency_p95_ms", "ratio")["note"] == "not measured back to back"
-    slow = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(p95=100.0), _served(p95=20.0))}), CostPolicy())
+    slow = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(10.0), _served(2.0))}), CostPolicy())
     assert slow.verdict is Verdict.failed and _check(slow, "latency_p95_ms", "ratio")["value"] == 5.0
 
 
+def test_latency_follows_each_answers_length_at_the_measured_speed() -> None:
+    """Same speed, answers twice as long: latency doubles (within the 3× limit), the length check says 2×."""
+    r = cost(_ctx({"faq": 10}, {"faq": 5}, served={"faq": (_served(), _served())}), CostPolicy())
+    assert _check(r, "latency_p95_ms", "ratio")["value"] == 2.0
+    assert _check(r, "mean_output_tokens", "ratio")["value"] == 2.0 and r.verdict is Verdict.passed
+
+
 def test_absolute_budgets() -> None:
-    policy = CostPolicy(max_latency_p95_ms=10.0, min_tokens_per_s=200.0, max_cost_per_1k_requests=0.01)
+    policy = CostPolicy(max_latency_p95_ms=5.0, min_tokens_per_s=1000.0, max_cost_per_1k_requests=0.001)
     r = cost(_ctx({"faq": 5}, {"faq": 5}, served={"faq": (_served(), _served())}), policy)
     assert r.verdict is Verdict.failed
     failed = {(c["figure"], c["kind"]) for c in r.evidence["checks"] if c["verdict"] is Verdict.failed}

@@ -94,7 +94,8 @@ def test_foundation_upgrade_one_child_by_diff_vector_one_pinned(ws_copy: Workspa
     plan = {w["line"]: w for w in loop.plan(ws, "base@1")}
     assert plan["returns"]["strategies"] == ["reattach"]
     assert plan["support"]["strategies"][0] == "diff_vector"
-    out = loop.update(ws, "base", [ws.root / "data/base_v2.jsonl"], recipe_name="tiny-upgrade", actor="ci")
+    out = loop.update(ws, "base", [ws.root / "data/base_v2.jsonl"], recipe_name="tiny-upgrade", actor="ci",
+                      again=True)  # base@2 of the demo shipped this data: a second, smaller upgrade on it
     assert out.released, out.decision.gates
     prop = {p.line: p for p in out.propagation}
     assert prop["support"].strategy == "diff_vector" and prop["support"].released, prop["support"]
