@@ -15,8 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loopgate.errors import SpecError
+from loopgate.errors import DataError, SpecError
 from loopgate.hashing import sha256_json
+from loopgate.jsonl import read_text
 
 SPEC_FILE = "loopgate.yaml"
 
@@ -460,7 +461,9 @@ def load_ecosystem(path: str | Path) -> Ecosystem:
     if not p.exists():
         raise SpecError(f"no {SPEC_FILE} at {p.parent}; run 'loopgate init {p.parent}' or pass --workspace")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(p, SPEC_FILE))
     except yaml.YAMLError as err:
         raise SpecError(f"{p}: not valid YAML: {err}") from None
+    except DataError as err:  # not UTF-8 text: the message names the file and the first bad byte
+        raise SpecError(str(err)) from None
     return parse_ecosystem(data, root=p.parent, source=str(p.name))

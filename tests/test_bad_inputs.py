@@ -168,3 +168,22 @@ def make_adapter(base: Path, out: Path) -> Path:
     model = get_peft_model(load_model(base).model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     model.save_pretrained(str(out))
     return out
+
+
+# ------------------------------------------------------------------------------------------ other files read
+
+
+def test_loopgate_yaml_that_is_not_utf8_text_exits_2_naming_it(workspace: Any, cli: Cli) -> None:
+    (workspace.root / "loopgate.yaml").write_bytes(NOT_UTF8["binary"])
+    refused(cli("status", workspace=workspace.root), "loopgate.yaml", "not UTF-8")
+
+
+def test_lmeval_samples_that_are_not_utf8_text_are_a_data_error(tmp_path: Path) -> None:
+    from loopgate.errors import DataError
+    from loopgate.evaluate.lmeval_import import import_lmeval
+
+    results = tmp_path / "results_2026.json"
+    results.write_text(json.dumps({"results": {"t": {"acc,none": 0.5}}, "configs": {"t": {}}}))
+    (tmp_path / "samples_t_2026.jsonl").write_bytes(NOT_UTF8["latin-1"])
+    with pytest.raises(DataError, match="samples_t_2026.jsonl.*not UTF-8"):
+        import_lmeval(results, version="v1")

@@ -17,7 +17,7 @@ from typing import Any
 from loopgate.errors import DataError
 from loopgate.evaluate.metrics import wilson_interval
 from loopgate.hashing import sha256_json
-from loopgate.jsonl import json_objects
+from loopgate.jsonl import read_jsonl
 from loopgate.records import Evaluation, ExampleResult
 
 _KIND = {"multiple_choice": "choice", "loglikelihood": "choice", "generate_until": "generation"}
@@ -84,7 +84,7 @@ def _samples_file(folder: Path, task: str, date_id: str) -> Path:
 
 def _read_samples(path: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for lineno, row in json_objects(path.read_text(encoding="utf-8"), path):
+    for lineno, row in read_jsonl(path, "lm-eval samples file"):
         if "doc_id" not in row:
             raise DataError(f"{path}:{lineno}: missing field 'doc_id'")
         row["_line"] = lineno

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from loopgate.errors import ArtifactError, LoopgateError, NotFoundError
+from loopgate.errors import ArtifactError, DataError, LoopgateError, NotFoundError
 from loopgate.gates.context import ApprovalRecord, GateContext, RollbackCheck
 from loopgate.gates.policy import decide
 from loopgate.hashing import sha256_file, sha256_json
@@ -223,6 +223,8 @@ def check_data(data: list[Path], recipe: Recipe) -> None:
     from loopgate.train.data import load_rows, row_kind_for
 
     for p in data:
+        if Path(p).is_dir():
+            raise DataError(f"--data {p} is a folder; pass the JSONL file(s) in it, one --data each")
         if not Path(p).is_file():
             raise NotFoundError(f"--data {p}: no such file")
         load_rows(Path(p), row_kind_for(recipe.method))
