@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from seed import SEED
 
 from loopgate.evaluate.plasticity import (
     dormant_ratio,
@@ -17,7 +18,7 @@ from loopgate.evaluate.plasticity import (
 )
 from loopgate.models import TinyConfig, build_tiny_model, set_threads
 
-SMALL = TinyConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256)
+SMALL = TinyConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256, seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_effective_rank_of_hand_made_matrices() -> None:
 def test_dead_mlp_units_raise_the_dormant_ratio(tiny) -> None:  # type: ignore[no-untyped-def]
     model, tok = tiny
     fresh = dormant_ratio(model, tok)
-    assert fresh < 0.05
+    assert fresh < 0.05  # seeds 0-5 measured: 0.0
     killed = build_tiny_model(SMALL)[0]
     with torch.no_grad():
         for layer in killed.model.layers:
@@ -53,26 +54,28 @@ def test_profile_is_deterministic_and_leaves_the_model_untouched(tiny) -> None: 
     model, tok = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    p1 = plasticity_profile(model, tok, probe_steps=5)
-    p2 = plasticity_profile(model, tok, probe_steps=5)
+    p1 = plasticity_profile(model, tok, probe_steps=5, seed=SEED)
+    p2 = plasticity_profile(model, tok, probe_steps=5, seed=SEED)
     assert p1 == p2
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert set(p1) >= {"dormant_ratio", "effective_rank", "weight_norm", "probe_loss_start", "probe_loss_end",
                        "probe_improvement"}
-    assert p1["probe_loss_end"] < p1["probe_loss_start"]
+    # seeds 0-5 measured: 5 probe steps take the held-out loss from ≈4.6 down by 0.56-0.58
+    assert p1["probe_loss_end"] < p1["probe_loss_start"] - 0.25
     assert p1["weight_norm"] == pytest.approx(weight_norm(model))
     assert 1.0 < p1["effective_rank"] <= SMALL.hidden_size
 
 
 def test_headroom_is_relative_to_the_reference(tiny) -> None:  # type: ignore[no-untyped-def]
     model, tok = tiny
-    profile = plasticity_profile(model, tok)
+    profile = plasticity_profile(model, tok, seed=SEED)
     assert plasticity_headroom(profile, profile) == pytest.approx(1.0)
     # a model whose weights were scaled down learns the probe more slowly than its reference
     slow = build_tiny_model(SMALL)[0]
     with torch.no_grad():
         for p in slow.parameters():
             p.mul_(0.05)
-    assert plasticity_headroom(plasticity_profile(slow, tok), profile) < 1.0
+    # seeds 0-5 measured: 0.042-0.044
+    assert plasticity_headroom(plasticity_profile(slow, tok, seed=SEED), profile) < 0.5
     assert math.isnan(plasticity_headroom(profile, {**profile, "probe_improvement": 0.0}))
