@@ -1,11 +1,10 @@
 """Shared, disk-cached tiny models for the train tests.
 
-Every model is built through ``run_update`` and cached under ``tests/.cache/<name>-<sha>``. The key holds the
-fixture's config, the test seed (``LOOPGATE_TEST_SEED``, see ``tests/seed.py``), the installed versions of the
-libraries that train, and the source of every Loopgate module training imports (computed from the imports of
-``loopgate/train``, so a change to ``loopgate/models`` or ``loopgate/spec.py`` retrains) — a rerun with none of
-those changed is fast. The model is deliberately small (hidden 64, 2 layers, ≈0.14 M parameters): it learns the
-string tasks in a few hundred steps and keeps the whole folder within a minute or two on 2 shared cores.
+Every model is built through ``run_update`` and cached by ``model_cache.cached`` under ``tests/.cache/<name>-<sha>``,
+keyed on its config, the test seed (``LOOPGATE_TEST_SEED``), the training libraries' versions and the source of
+every Loopgate module training imports — a code change retrains, a rerun without one is fast. The model is
+deliberately small (hidden 64, 2 layers, ≈0.14 M parameters): it learns the string tasks in a few hundred steps
+and keeps the whole folder within a minute or two on 2 shared cores.
 
 Lineage used by the tests (A = reverse, B = sort letters, D = upper-case):
 
@@ -18,79 +17,19 @@ Lineage used by the tests (A = reverse, B = sort letters, D = upper-case):
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.metadata
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from model_cache import cached
 from seed import SEED
 from train_tasks import LORA_B, SFT_A, SFT_B, SFT_B_REPLAY, TRAIN, UPGRADE, sft_rows, text_rows, write_jsonl
 
-from loopgate.hashing import sha256_file, sha256_json
+from loopgate.hashing import sha256_file
 from loopgate.models import TinyConfig, build_tiny_model, save_model, set_threads
 from loopgate.spec import Recipe
 from loopgate.train import run_update
 
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / "tests" / ".cache"
 SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 256, "max_positions": 64}
-LIBRARIES = ("torch", "transformers", "peft", "trl", "tokenizers", "safetensors", "accelerate", "datasets")
-
-
-def loopgate_sources(start: list[Path]) -> list[Path]:
-    """``start`` plus every ``loopgate`` module it imports, transitively (packages' ``__init__.py`` included)."""
-    seen: set[Path] = set()
-    todo = list(start)
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # ``from loopgate.models import io`` may name a submodule as well as a symbol
-                modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            else:
-                continue
-            for module in modules:
-                parts = module.split(".")
-                if parts[0] != "loopgate":
-                    continue
-                for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-                    base = ROOT.joinpath(*parts[:i])
-                    todo += [p for p in (base / "__init__.py", base.with_suffix(".py")) if p.is_file()]
-    return sorted(seen)
-
-
-@functools.cache
-def _code_key() -> str:
-    here = Path(__file__).parent
-    files = loopgate_sources(sorted((ROOT / "loopgate" / "train").glob("*.py")) + [here / "train_tasks.py"])
-    libraries = {name: importlib.metadata.version(name) for name in LIBRARIES}
-    return sha256_json({"files": {str(f.relative_to(ROOT)): sha256_file(f) for f in files},
-                        "libraries": libraries})
-
-
-def cached(name: str, config: object, build: Callable[[Path], None]) -> Path:
-    """Build into ``tests/.cache/<name>-<sha>`` once; later sessions reuse the folder."""
-    key = sha256_json({"config": config, "seed": SEED, "code": _code_key()})[:16]
-    out = CACHE / f"{name}-{key}"
-    if (out / "DONE").exists():
-        return out
-    CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / ".gitignore").write_text("*\n")  # a cache, never committed
-    tmp = CACHE / f"{name}-{key}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    build(tmp)
-    (tmp / "DONE").write_text("")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
 
 
 @pytest.fixture(scope="session", autouse=True)
