@@ -194,6 +194,13 @@ class ReleasePolicy(_Strict):
     price_per_hour: float = 0.10
 
 
+class PropagationPolicy(_Strict):
+    # the gates a re-derived child must pass outright for its strategy to be accepted (cheapest first); the
+    # accepted child then goes through the full release decision like any candidate
+    accept_gates: list[Literal["regression", "inheritance", "safety", "cost", "rollback", "plasticity"]] = [
+        "inheritance", "regression", "safety"]
+
+
 class Policy(_Strict):
     """Effective thresholds for one line (per-tier defaults merged with per-line overrides)."""
 
@@ -205,6 +212,7 @@ class Policy(_Strict):
     plasticity: PlasticityPolicy = PlasticityPolicy()
     approval: ApprovalPolicy = ApprovalPolicy()
     release: ReleasePolicy = ReleasePolicy()
+    propagation: PropagationPolicy = PropagationPolicy()
 
     def sha256(self) -> str:
         return sha256_json(self.model_dump(mode="json"))

@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from loopgate import loop
 from loopgate.demo.world import World, write_jsonl
-from loopgate.loop import release as loop
-from loopgate.loop.release import ReleaseOutcome
+from loopgate.errors import LoopgateError
+from loopgate.loop.outcomes import PropagationOutcome, ReleaseOutcome
 from loopgate.loop.versions import ecosystem_status
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Verdict
+from loopgate.records import Decision, Verdict
 from loopgate.store import Store
 
 # ----------------------------------------------------------------------------- 1. the ecosystem, as YAML
@@ -36,13 +38,37 @@ from loopgate.store import Store
 TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 256, "max_positions": 128}
 
 
-def ecosystem(quick: bool, scale: float | None = None) -> dict[str, Any]:
-    """The demo's loopgate.yaml. ``quick`` shortens training (the test suite runs it that way)."""
+def ecosystem(quick: bool, scale: float | None = None, seed: int = 0) -> dict[str, Any]:
+    """The demo's loopgate.yaml. ``quick`` shortens training (the test suite runs it that way); ``seed`` is
+    every recipe's training seed (model init, data order)."""
     s = scale if scale is not None else 0.75 if quick else 1.0  # step scale
 
     def steps(n: int) -> int:
         return max(5, int(n * s))
 
+    # The recipes train every skill close to its ceiling: the story's verdicts compare versions example by
+    # example, and a half-learnt skill flips a third of its examples between two equally good retrainings —
+    # enough to block a release on one machine and not on the next. The learning rate stays constant after
+    # warm-up, so batches of 64 (less gradient noise at the last step) matter more than extra steps.
+    recipes: dict[str, dict[str, Any]] = {
+        # the foundation is trained from nothing: a fresh tiny Llama of this shape
+        "foundation": {"method": "sft", "steps": 600, "batch_size": 64, "lr": 3e-3, "warmup_steps": 10,
+                       "max_length": 64, "model": TINY},
+        # a new foundation release: continued pretraining on raw text, rehearsing the old corpus
+        "foundation-continue": {"method": "pretrain", "steps": steps(200), "batch_size": 32, "lr": 5e-4,
+                                "max_length": 64, "replay": {"share": 0.3, "sources": ["history"]}},
+        # half of every batch rehearses what the line and its ancestors were trained on
+        "support-sft": {"method": "sft", "steps": steps(400), "batch_size": 64, "lr": 1e-3, "max_length": 96,
+                        "replay": {"share": 0.5, "sources": ["history"]}},
+        # the same update without replay, at a higher learning rate: fast, and forgetful
+        "support-fast": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 3e-3, "max_length": 96},
+        "app-lora": {"method": "lora", "steps": steps(300), "batch_size": 64, "lr": 3e-3, "max_length": 64,
+                     "lora": {"r": 16, "alpha": 32}, "replay": {"share": 0.5, "sources": ["history"]}},
+        "app-sft": {"method": "sft", "steps": steps(300), "batch_size": 64, "lr": 1e-3, "max_length": 64,
+                    "replay": {"share": 0.5, "sources": ["history"]}},
+    }
+    for recipe in recipes.values():
+        recipe["seed"] = seed
     return {
         "name": "acme-support",
         "suites": {
@@ -56,24 +82,7 @@ def ecosystem(quick: bool, scale: float | None = None) -> dict[str, Any]:
             "billing": {"path": "suites/billing.jsonl", "kind": "generation", "max_new_tokens": 10},
             "returns": {"path": "suites/returns.jsonl", "kind": "generation", "max_new_tokens": 10},
         },
-        "recipes": {
-            # the foundation is trained from nothing: a fresh tiny Llama of this shape
-            "foundation": {"method": "sft", "steps": 600, "batch_size": 32, "lr": 3e-3, "warmup_steps": 10,
-                           "max_length": 64, "model": TINY},
-            # a new foundation release: continued pretraining on raw text, rehearsing the old corpus
-            "foundation-continue": {"method": "pretrain", "steps": steps(200), "batch_size": 32, "lr": 5e-4,
-                                    "max_length": 64, "replay": {"share": 0.3, "sources": ["history"]}},
-            # half of every batch rehearses what the line and its ancestors were trained on
-            "support-sft": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 1.5e-3, "max_length": 96,
-                            "replay": {"share": 0.5, "sources": ["history"]}},
-            # the same update without replay, at a higher learning rate: fast, and forgetful
-            "support-fast": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 3e-3,
-                             "max_length": 96},
-            "app-lora": {"method": "lora", "steps": steps(250), "batch_size": 32, "lr": 3e-3, "max_length": 64,
-                         "lora": {"r": 16, "alpha": 32}, "replay": {"share": 0.5, "sources": ["history"]}},
-            "app-sft": {"method": "sft", "steps": steps(250), "batch_size": 32, "lr": 1.5e-3, "max_length": 64,
-                        "replay": {"share": 0.5, "sources": ["history"]}},
-        },
+        "recipes": recipes,
         "lines": {
             "base": {"tier": "foundation", "recipe": "foundation",
                      "suites": ["reverse", "reverse-mc", "safety"],
@@ -142,7 +151,11 @@ def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
     return files
 
 
-# ----------------------------------------------------------------------------- 3. the story
+# ----------------------------------------------------------------------------- 3. reading a decision
+#
+# A verdict alone does not say whether the story holds with margin. Every gate keeps its evidence; these
+# helpers turn it into one headline figure per gate and, per check, the slack left before the threshold
+# (positive: on the passing side). The demo prints the tightest ones, so a run that passes by luck shows it.
 
 
 def _headline(gate: Any) -> str:
@@ -161,12 +174,62 @@ def _headline(gate: Any) -> str:
             was = f"{before:.2f}→" if before is not None else ""
             return f"refusal {was}{r['refusal_rate']:.2f}, {r.get('unsafe_flips', 0)} unsafe flips"
     if gate.name == "cost":
-        for c in ev.get("checks", []):
-            if c.get("verdict") == "fail":
-                name = c["figure"].replace("_", " ")
-                return f"{name} ×{c['value']:.2f} (limit ×{c['limit']})" if c["kind"] == "ratio" else \
-                    f"{name} {c['value']:.3g} (limit {c['limit']})"
+        failed = [c for c in ev.get("checks", []) if c.get("verdict") == "fail"]
+        for c in sorted(failed, key=lambda c: -(c["value"] / c["limit"]) if c["limit"] else 0):
+            name = c["figure"].replace("_", " ") + (f" on {c['suite']}" if c.get("suite") else "")
+            return f"{name} ×{c['value']:.2f} (limit ×{c['limit']})" if c["kind"] == "ratio" else \
+                f"{name} {c['value']:.3g} (limit {c['limit']})"
     return gate.summary[:60]
+
+
+def margins(gate: Any) -> list[tuple[float, str]]:
+    """(slack, description) for each check of a gate that has a threshold; slack < 0 means the check failed."""
+    ev, th = gate.evidence, gate.evidence.get("thresholds", {})
+    out: list[tuple[float, str]] = []
+    if gate.name in ("regression", "inheritance"):
+        tol = th.get("tolerance", 0.0)
+        for suite, entry in ev.get("suites", {}).items():
+            checks = entry.get("checks") or {"": entry}
+            for role, c in checks.items():
+                if "delta" not in c:
+                    continue
+                who = f"{suite} vs {role}" if role else suite
+                out.append((c["delta"] + tol, f"{who} Δ{c['delta']:+.2f} (tolerance {tol})"))
+                if gate.name == "regression" and "max_negative_flip_rate" in th:
+                    ceiling = th["max_negative_flip_rate"]
+                    nfr = c["negative_flip_rate"]
+                    out.append((ceiling - nfr, f"{suite} negative flips {nfr:.2f} (ceiling {ceiling})"))
+    elif gate.name == "safety":
+        floor = th.get("min_refusal_rate", 0.0)
+        for suite, r in ev.get("suites", {}).items():
+            if "refusal_rate" in r:
+                flips = f", {r['unsafe_flips']} unsafe flips" if "unsafe_flips" in r else ""
+                out.append((r["refusal_rate"] - floor,
+                            f"{suite} refusal {r['refusal_rate']:.2f} (floor {floor}){flips}"))
+    elif gate.name == "cost":
+        for c in ev.get("checks", []):
+            if c.get("value") is None or not c.get("limit"):
+                continue
+            # relative slack: how much of the budget is left (ratios and absolute limits alike)
+            minimum = c["figure"].startswith("tokens_per_s")
+            slack = (c["value"] - c["limit"]) / c["limit"] if minimum else (c["limit"] - c["value"]) / c["limit"]
+            unit = "×" if c["kind"] == "ratio" else ""
+            where = f" on {c['suite']}" if c.get("suite") else ""
+            out.append((slack, f"{c['figure'].replace('_', ' ')}{where} {unit}{c['value']:.2f} "
+                               f"(limit {unit}{c['limit']})"))
+    return out
+
+
+def tightest(decision: Decision, n: int = 3) -> str:
+    """The ``n`` blocking checks closest to their thresholds, one per gate, tightest first."""
+    per_gate: dict[str, tuple[float, str]] = {}
+    for g in decision.gates:
+        if g.blocking and g.verdict is Verdict.passed:
+            found = margins(g)
+            if found:
+                per_gate[g.name] = min(found)
+    rows = sorted((slack, f"{name} {text} slack {slack:+.2f}") for name, (slack, text) in per_gate.items())
+    return "; ".join(text for _, text in rows[:n]) or "no thresholded check"
 
 
 def _deciding(o: ReleaseOutcome) -> tuple[str, str]:
@@ -183,9 +246,57 @@ def _deciding(o: ReleaseOutcome) -> tuple[str, str]:
     return ", ".join(g.name for g in blocking), _headline(blocking[0])
 
 
+# ----------------------------------------------------------------------------- 4. the story
+#
+# Every step states the outcome the story tells and checks it against what was measured. The models are
+# trained for real, so on another machine (or seed) an outcome can differ: then the demo says which step,
+# what it expected and what it measured, finishes what it can, and exits non-zero.
+
+
+class Claim(BaseModel):
+    """One outcome the story tells, and whether this run measured it."""
+
+    step: str
+    claim: str
+    holds: bool
+    measured: str
+
+
+def _attempts(p: PropagationOutcome) -> str:
+    """Each strategy tried for a re-derived line, with ✓/✗."""
+    out = []
+    for a in p.attempts:
+        strategy = a["strategy"] if isinstance(a, dict) else a.strategy
+        accepted = a["accepted"] if isinstance(a, dict) else a.accepted
+        out.append(f"{strategy} {'✓' if accepted else '✗'}")
+    return ", ".join(out) or "no strategy tried"
+
+
+def _followed(o: ReleaseOutcome, lines: list[str]) -> tuple[bool, str]:
+    """Whether each of ``lines`` was re-derived on the new parent and released, and what happened to each."""
+    found = {p.line: p for p in o.propagation}
+    ok, said = True, []
+    for line in lines:
+        p = found.get(line)
+        if p is None:
+            ok = False
+            said.append(f"{line}: not re-derived")
+        elif p.released and p.version:
+            said.append(f"{line}: {p.strategy} → {p.version}")
+        else:
+            ok = False
+            why = "; ".join(f"{a['strategy'] if isinstance(a, dict) else a.strategy}: "
+                            f"{(a['reason'] if isinstance(a, dict) else a.reason)[:160]}" for a in p.attempts)
+            said.append(f"{line}: {'pinned' if p.pinned else 'not released'} ({p.note}{'; ' + why if why else ''})")
+    return ok, "; ".join(said)
+
+
 def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | None = None, seed: int = 0,
              scale: float | None = None) -> dict[str, Any]:
-    """Run the whole story in ``workspace`` (recreated) and return its summary as plain data."""
+    """Run the whole story in ``workspace`` (recreated) and return its summary as plain data.
+
+    ``story_holds`` in the result is false when a measured outcome is not the one the story tells (each
+    such step is in ``story`` with what was expected and what was measured)."""
     con = console or Console()
     root = Path(workspace)
     if root.exists():
@@ -194,23 +305,37 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
     t0 = time.perf_counter()
     world = World(seed)
     data = write_world(root, world, quick)
-    (root / "loopgate.yaml").write_text(yaml.safe_dump(ecosystem(quick, scale), sort_keys=False), encoding="utf-8")
+    (root / "loopgate.yaml").write_text(yaml.safe_dump(ecosystem(quick, scale, seed), sort_keys=False),
+                                        encoding="utf-8")
     ws = Workspace.open(root)
     steps: list[dict[str, Any]] = []
+    claims: list[Claim] = []
     progress = con.is_terminal
+
+    def expect(step: str, claim: str, holds: bool, measured: str) -> None:
+        claims.append(Claim(step=step, claim=claim, holds=holds, measured=measured))
+        if holds:
+            con.print(f"  [green]✓ story:[/] {claim}")
+        else:
+            con.print(f"  [bold red]✗ story, step {step}: expected {claim}; measured {measured}[/]")
 
     def record(step: str, o: ReleaseOutcome) -> None:
         gate, figure = _deciding(o)
         steps.append({"step": step, "candidate": o.version, "verdict": o.decision.verdict.value,
                       "released": o.released, "deciding_gate": gate, "figure": figure,
-                      "gates": {g.name: g.verdict.value for g in o.decision.gates}})
+                      "gates": {g.name: g.verdict.value for g in o.decision.gates},
+                      "tightest": tightest(o.decision)})
         colour = "green" if o.released else "red"
         con.print(f"  [{colour}]{o.decision.verdict.value}[/] {o.version}: {gate} — {figure}")
+        con.print(f"    [dim]closest to a threshold: {steps[-1]['tightest']}[/]")
         for p in o.propagation:
             if p.version is None and not p.pinned:
                 continue  # a child with nothing released yet has nothing to re-derive
-            con.print(f"    ↳ {p.line}: {p.strategy or '—'} → {p.version or '—'} "
+            con.print(f"    ↳ {p.line}: {_attempts(p)} → {p.version or '—'} "
                       f"({'pinned' if p.pinned else 'released' if p.released else p.note})")
+            if p.version:
+                con.print(f"      [dim]closest to a threshold: "
+                          f"{tightest(ws.store.decisions(p.version)[-1])}[/]")
 
     def update(step: str, line: str, file: str, recipe: str | None = None) -> ReleaseOutcome:
         con.print(f"[bold]{step}[/]  loopgate update {line} --data data/{file}.jsonl"
@@ -219,67 +344,117 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
         record(step, o)
         return o
 
-    # 1. Build and release the whole tree: each line's first version, parents before children.
-    con.rule("1. build the ecosystem (v1 of every line)")
-    update("1a foundation", "base", "base_v1")
-    update("1b industrial", "support", "support_v1")
-    update("1c application", "billing", "billing_v1")
-    update("1d application", "returns", "returns_v1")
+    def released(step: str, o: ReleaseOutcome, claim: str, children: list[str] = ()) -> None:  # type: ignore[assignment]
+        ok, said = _followed(o, list(children))
+        expect(step, claim, o.released and ok,
+               f"{o.version} {o.decision.verdict.value} ({_deciding(o)[0]}: {_deciding(o)[1]})"
+               + (f"; {said}" if children else ""))
 
-    # 2. New domain data: support updates with replay, ships, and its children are re-derived on it.
-    con.rule("2. new domain data → support ships, billing and returns follow")
-    update("2 domain update", "support", "support_v2")
+    def blocked(step: str, o: ReleaseOutcome, gate: str, claim: str) -> None:
+        verdicts = {g.name: g.verdict for g in o.decision.gates}
+        expect(step, claim, not o.released and verdicts.get(gate) is Verdict.failed,
+               f"{o.version} {'released' if o.released else 'blocked'}; {gate} {verdicts.get(gate, 'not run')}"
+               f" ({_deciding(o)[0]}: {_deciding(o)[1]})")
 
-    # 3-5. Three updates that must not ship, each stopped by a different gate.
-    con.rule("3. an update that forgets an inherited skill")
-    update("3 forgetful update", "support", "support_forgetful", recipe="support-fast")
-    con.rule("4. an update trained on unsafe chat logs")
-    update("4 unsafe update", "support", "support_unsafe")
-    con.rule("5. an update that makes answers verbose")
-    update("5 verbose update", "support", "support_verbose")
+    step = "1a"
+    rb: loop.RollbackOutcome | None = None
+    transfers: list[dict[str, Any]] = []
+    plasticity: list[dict[str, Any]] = []
+    audit_ok, tampered = False, {}
+    try:
+        # 1. Build and release the whole tree: each line's first version, parents before children.
+        con.rule("1. build the ecosystem (v1 of every line)")
+        for step, line in (("1a foundation", "base"), ("1b industrial", "support"), ("1c application", "billing"),
+                           ("1d application", "returns")):
+            released(step, update(step, line, f"{line}_v1"), f"{line}@1 ships: every gate passes")
 
-    # 6. A new foundation: plan the wave first, then release it and watch capability transfer.
-    con.rule("6. a new foundation release")
-    v2 = loop.train_candidate(ws, "base", [data["base_v2"]], recipe_name="foundation-continue", actor="demo",
-                              progress=progress)
-    wave = loop.plan(ws, v2.id)
-    for w in wave:
-        con.print(f"  plan: {w['line']:<12} {w['action']}  {' → '.join(w['strategies'])}")
-    o6 = loop.release_candidate(ws, v2.id, actor="demo", progress=progress)
-    record("6 new foundation", o6)
-    transfers = [{"line": p.line, "strategy": p.strategy, "version": p.version, "pinned": p.pinned,
-                  "tried": [a.get("strategy") for a in p.attempts]} for p in o6.propagation]
+        # 2. New domain data: support updates with replay, ships, and its children are re-derived on it.
+        con.rule("2. new domain data → support ships, billing and returns follow")
+        step = "2 domain update"
+        released(step, update(step, "support", "support_v2"),
+                 "support ships, and billing and returns are re-derived on it and ship", ["billing", "returns"])
 
-    # 7. An incident on billing after release: roll back (its app follows), then check the ledger.
-    con.rule("7. incident on billing → rollback; audit")
-    rb = loop.rollback(ws, "billing", reason="incident INC-1042: wrong refunds reported", actor="oncall")
-    con.print(f"  rolled back billing {rb['from']} → {rb['to']}; apps following: {', '.join(rb['apps_following'])}")
-    audit = ws.store.verify_ledger()
-    con.print(f"  audit verify: {'intact' if audit.ok else audit.problem} ({audit.entries} entries)")
-    tampered = _tamper_copy(ws, root / "tampered")
-    con.print(f"  audit verify on a tampered copy: [red]{tampered['problem']}[/]")
+        # 3-5. Three updates that must not ship, each stopped by a different gate.
+        con.rule("3. an update that forgets an inherited skill")
+        step = "3 forgetful update"
+        blocked(step, update(step, "support", "support_forgetful", recipe="support-fast"), "inheritance",
+                "the forgetful update is blocked by inheritance")
+        con.rule("4. an update trained on unsafe chat logs")
+        step = "4 unsafe update"
+        blocked(step, update(step, "support", "support_unsafe"), "safety", "the unsafe update is blocked by safety")
+        con.rule("5. an update that makes answers verbose")
+        step = "5 verbose update"
+        blocked(step, update(step, "support", "support_verbose"), "cost", "the verbose update is blocked by cost")
 
-    # 8. Plasticity of the line that was updated most.
-    con.rule("8. plasticity of support across its versions")
-    plasticity = _plasticity(ws, "support")
-    for p in plasticity:
-        con.print(f"  {p['version']}: headroom {p['headroom']:.2f}  dormant {p['dormant_ratio']:.3f}  "
-                  f"eff. rank {p['effective_rank']:.1f}  |w| {p['weight_norm']:.1f}")
+        # 6. A new foundation: plan the wave first, then release it and watch capability transfer.
+        con.rule("6. a new foundation release")
+        step = "6 new foundation"
+        v2 = loop.train_candidate(ws, "base", [data["base_v2"]], recipe_name="foundation-continue", actor="demo",
+                                  progress=progress)
+        for w in loop.plan(ws, v2.id):
+            con.print(f"  plan: {w.line:<12} {w.action}  {' → '.join(w.strategies)}")
+        o6 = loop.release(ws, v2.id, actor="demo", progress=progress)
+        record(step, o6)
+        transfers = [{"line": p.line, "strategy": p.strategy, "version": p.version, "pinned": p.pinned,
+                      "tried": [a.strategy for a in p.attempts]}
+                     for p in o6.propagation]
+        released(step, o6, "the new foundation ships and propagates: support is re-derived by capability "
+                           "transfer and ships, then billing and returns on it", ["support", "billing", "returns"])
+
+        # 7. An incident on billing after release: roll back (its app follows), then check the ledger.
+        con.rule("7. incident on billing → rollback; audit")
+        step = "7 rollback and audit"
+        rb = loop.rollback(ws, "billing", reason="incident INC-1042: wrong refunds reported", actor="oncall")
+        con.print(f"  rolled back billing {rb.from_version} → {rb.to_version}; apps following: "
+                  f"{', '.join(rb.apps_following)}")
+        audit = ws.store.verify_ledger()
+        audit_ok = audit.ok
+        con.print(f"  audit verify: {'intact' if audit.ok else audit.problem} ({audit.entries} entries)")
+        tampered = _tamper_copy(ws, root / "tampered")
+        con.print(f"  audit verify on a tampered copy: [red]{tampered['problem']}[/]")
+        expect(step, "billing rolls back with billing-bot following, the ledger verifies and a tampered copy does "
+                     "not", rb.from_version != rb.to_version and "billing-bot" in rb.apps_following and audit.ok
+               and not tampered["ok"],
+               f"billing {rb.from_version} → {rb.to_version}, apps {rb.apps_following}, ledger ok={audit.ok}, "
+               f"tampered copy ok={tampered['ok']}")
+
+        # 8. Plasticity of the line that was updated most.
+        con.rule("8. plasticity of support across its versions")
+        plasticity = _plasticity(ws, "support")
+        for p in plasticity:
+            con.print(f"  {p['version']}: headroom {p['headroom']:.2f}  dormant {p['dormant_ratio']:.3f}  "
+                      f"eff. rank {p['effective_rank']:.1f}  |w| {p['weight_norm']:.1f}")
+    except LoopgateError as err:
+        # a step the rest of the story builds on did not happen (e.g. no foundation in production)
+        expect(step, "the story can go on", False, f"{type(err).__name__}: {err}")
 
     wall = time.perf_counter() - t0
-    summary = Table(title=f"Loopgate demo — {wall:.0f} s")
-    for col in ("step", "candidate", "verdict", "deciding gate", "figure"):
+    broken = [c for c in claims if not c.holds]
+    summary = Table(title=f"Loopgate demo (seed {seed}) — {wall:.0f} s")
+    for col in ("step", "candidate", "verdict", "deciding gate", "figure", "story"):
         summary.add_column(col)
+    holds = {c.step: c.holds for c in claims}
     for s in steps:
-        summary.add_row(s["step"], s["candidate"], s["verdict"], s["deciding_gate"], s["figure"])
+        mark = "✓" if holds.get(s["step"], True) else "[red]✗[/]"
+        summary.add_row(s["step"], s["candidate"], s["verdict"], s["deciding_gate"], s["figure"], mark)
     con.print(summary)
     from loopgate.report import build_run_report
 
     html = build_run_report(ws, root / "report", "Loopgate demo", steps)
     con.print(f"HTML report: {html}")
-    return {"workspace": str(root), "wall_s": wall, "steps": steps, "transfers": transfers, "rollback": rb,
-            "audit_ok": audit.ok, "tampered": tampered, "plasticity": plasticity,
-            "status": ecosystem_status(ws), "report": str(html)}
+    if broken:
+        con.print(f"[bold red]The story did not hold at {len(broken)} step(s) (seed {seed}):[/]")
+        for c in broken:
+            con.print(f"[red]  step {c.step}: expected {c.claim}\n    measured: {c.measured}[/]")
+        con.print("Tiny models train differently from one machine or seed to the next; the gates judged what was "
+                  "measured, the story expected something else.")
+    else:
+        con.print(f"[green]The story held at every step ({len(claims)} checks).[/]")
+    return {"workspace": str(root), "wall_s": wall, "seed": seed, "steps": steps, "transfers": transfers,
+            "rollback": rb.model_dump(mode="json") if rb else {},
+            "audit_ok": audit_ok, "tampered": tampered, "plasticity": plasticity,
+            "status": [r.model_dump(mode="json") for r in ecosystem_status(ws)], "report": str(html),
+            "story": [c.model_dump() for c in claims], "story_holds": not broken}
 
 
 def _tamper_copy(ws: Workspace, dest: Path) -> dict[str, Any]:

@@ -19,7 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
+# Words of 3–4 letters from a 12-letter alphabet: a ~150 k-parameter model copies, reverses and sorts them
+# almost perfectly within the demo's step budget. With 26 letters and 5-letter words it confused letters on a
+# fifth of the items, and the story's verdicts came down to which items a given seed happened to get right.
+LETTERS = "abcdefghijkl"
 REFUSAL = "I cannot help with that."
 
 SKILLS: dict[str, tuple[str, Callable[[str], str]]] = {
@@ -51,25 +54,36 @@ def answer(skill: str, word: str) -> str:
 class World:
     """Word pools (train / held-out, disjoint) and request pools, all from one seed."""
 
-    def __init__(self, seed: int = 0, min_len: int = 3, max_len: int = 5) -> None:
+    def __init__(self, seed: int = 0, min_len: int = 3, max_len: int = 4, letters: str = LETTERS) -> None:
         self.rng = random.Random(seed)
-        self.min_len, self.max_len = min_len, max_len
+        self.min_len, self.max_len, self.letters = min_len, max_len, letters
         pool = self._words(2600)
         self.held_out = pool[:100]
         self.train = pool[100:]
-        harmful = [(cat, f"{v} {o}") for cat, (vs, os_) in HARMFUL.items() for v in vs for o in os_]
-        benign = [("benign", f"{v} {o}") for v in BENIGN[0] for o in BENIGN[1]]
-        self.rng.shuffle(harmful)
-        self.rng.shuffle(benign)
-        # held-out requests: a third of each kind is never trained on
-        self.harmful_eval, self.harmful_train = harmful[:24], harmful[24:]
-        self.benign_eval, self.benign_train = benign[:10], benign[10:]
+        # held-out requests: every object is trained with some of its verbs and tested with another, so a
+        # held-out request is a new combination of known words (an object never seen in training would be a
+        # coin flip, and a few of those moved the refusal rate by a tenth from one seed to the next)
+        self.harmful_train: list[tuple[str, str]] = []
+        self.harmful_eval: list[tuple[str, str]] = []
+        for cat, (verbs, objects) in HARMFUL.items():
+            for o in objects:
+                held = self.rng.randrange(len(verbs))
+                for i, v in enumerate(verbs):
+                    (self.harmful_eval if i == held else self.harmful_train).append((cat, f"{v} {o}"))
+        self.benign_train: list[tuple[str, str]] = []
+        self.benign_eval: list[tuple[str, str]] = []
+        for j, o in enumerate(BENIGN[1]):
+            held_out = set(self.rng.sample(range(len(BENIGN[0])), 2 if j < 3 else 1))
+            for i, v in enumerate(BENIGN[0]):
+                (self.benign_eval if i in held_out else self.benign_train).append(("benign", f"{v} {o}"))
+        self.rng.shuffle(self.harmful_train)
+        self.rng.shuffle(self.benign_train)
 
     def _words(self, n: int) -> list[str]:
         seen: set[str] = set()
         out: list[str] = []
         while len(out) < n:
-            w = "".join(self.rng.choice(LETTERS) for _ in range(self.rng.randint(self.min_len, self.max_len)))
+            w = "".join(self.rng.choice(self.letters) for _ in range(self.rng.randint(self.min_len, self.max_len)))
             if w not in seen:
                 seen.add(w)
                 out.append(w)

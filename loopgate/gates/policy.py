@@ -14,8 +14,9 @@ shows what was overridden. Refused overrides are listed in the approval gate's e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
+from loopgate.errors import SpecError
 from loopgate.gates.approval import approval
 from loopgate.gates.context import GateContext
 from loopgate.gates.cost import cost
@@ -40,9 +41,13 @@ GATES: dict[str, Callable[[GateContext, Policy], GateResult]] = {
 NOT_OVERRIDABLE = frozenset({"approval"})
 
 
-def run_gates(ctx: GateContext, policy: Policy) -> list[GateResult]:
-    """Every gate's result, in a fixed order, before overrides."""
-    return [gate(ctx, policy) for gate in GATES.values()]
+def run_gates(ctx: GateContext, policy: Policy, only: Collection[str] | None = None) -> list[GateResult]:
+    """Every gate's result (or only the named gates'), in a fixed order, before overrides."""
+    if only is not None:
+        unknown = sorted(set(only) - set(GATES))
+        if unknown:
+            raise SpecError(f"unknown gates {unknown}; gates are {', '.join(GATES)}")
+    return [gate(ctx, policy) for name, gate in GATES.items() if only is None or name in only]
 
 
 def apply_overrides(ctx: GateContext, policy: Policy, results: list[GateResult]) -> list[GateResult]:
@@ -84,8 +89,10 @@ def combine_results(results: list[GateResult]) -> Verdict:
     return Verdict.passed
 
 
-def decide(ctx: GateContext, policy: Policy) -> Decision:
-    """Run all gates on ``ctx`` under ``policy``, apply allowed overrides and combine into a Decision."""
-    results = apply_overrides(ctx, policy, run_gates(ctx, policy))
+def decide(ctx: GateContext, policy: Policy, only: Collection[str] | None = None) -> Decision:
+    """Run the gates (all, or ``only`` these — e.g. ``policy.propagation.accept_gates`` for a re-derived child)
+    on ``ctx`` under ``policy``, apply allowed overrides and combine into a Decision. The one way a candidate
+    is decided: releases, propagation's acceptance and tuning trials all come through here."""
+    results = apply_overrides(ctx, policy, run_gates(ctx, policy, only))
     return Decision(version=ctx.candidate, verdict=combine_results(results), gates=results,
                     policy_sha256=policy.sha256(), baselines=dict(ctx.baselines), requester=ctx.requester)

@@ -1,15 +1,19 @@
-"""The loop's evaluation step: which suites a line answers to, evaluating versions through the
-content-keyed cache, and recording results in the registry (never evaluating a pair twice)."""
+"""The loop's evaluation step: which suites a line answers to, evaluating versions (and candidates that are
+not versions yet) through the content-keyed cache as jobs, recording results in the registry (never
+evaluating a pair twice), comparing versions, and recording evaluations made by other tools."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
 
-from loopgate.evaluate.runner import evaluate_model
+from pydantic import BaseModel
+
+from loopgate.errors import LoopgateError
+from loopgate.evaluate.metrics import PairedComparison, paired_comparison
 from loopgate.evaluate.suites import Suite, load_ecosystem_suite
+from loopgate.executors import jobs
 from loopgate.loop.versions import model_dir
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Evaluation
@@ -24,14 +28,11 @@ def load_suites(ws: Workspace, names: list[str]) -> list[Suite]:
     return [load_ecosystem_suite(ws.eco, n) for n in names]
 
 
-def cache_dir(ws: Workspace) -> Path:
-    return ws.store.home / "cache" / "evaluations"
-
-
 def evaluate_dir(ws: Workspace, path: Path, suites: list[Suite], label: str, progress: bool = False
                  ) -> dict[str, Evaluation]:
     """Evaluate a model folder that is not (yet) a version, e.g. a transfer candidate; cached by content."""
-    evs = evaluate_model(path, suites, version=label, cache_dir=cache_dir(ws), progress=progress)
+    evs = ws.executor.run(jobs.evaluate, model_dir=path, suites=suites, version=label,
+                          cache_dir=ws.store.cache_dir("evaluations"), progress=progress)
     return {s.name: e for s, e in zip(suites, evs, strict=True)}
 
 
@@ -48,31 +49,70 @@ def evaluate_version(ws: Workspace, version_id: str, suite_names: list[str], *, 
         else:
             missing.append(s)
     if missing:
-        path = model_dir(ws, version_id)
-        for s, ev in zip(missing, evaluate_model(path, missing, version=version_id, cache_dir=cache_dir(ws),
-                                                 progress=progress), strict=True):
-            found[s.name] = ws.store.add_evaluation(ev, actor=actor)
+        evs = evaluate_dir(ws, model_dir(ws, version_id), missing, version_id, progress)
+        for s in missing:
+            found[s.name] = ws.store.add_evaluation(evs[s.name], actor=actor)
     return {n: found[n] for n in suite_names}
 
 
-def profile_version(ws: Workspace, version_id: str, probe_steps: int = 30) -> dict[str, float]:
-    """Model-level figures of a version (parameter count, plasticity), cached by the weights' content."""
+def evaluate_line_suites(ws: Workspace, version_id: str, names: list[str] | None = None, *,
+                         progress: bool = False) -> dict[str, Evaluation]:
+    """A version on its line's suites (owned + inherited), or only the named ones (each must be one of them)."""
+    v = ws.store.version(version_id)
+    owned, inherited = line_suites(ws, v.line)
+    for n in names or []:
+        if n not in ws.eco.suites:
+            raise LoopgateError(f"unknown suite '{n}'; suites of {v.line}: {', '.join(owned + inherited)}")
+    return evaluate_version(ws, version_id, names or owned + inherited, progress=progress)
+
+
+class SuiteComparison(PairedComparison):
+    suite: str
+
+
+class Comparison(BaseModel):
+    """Version B against version A on every suite both answer to."""
+
+    a: str
+    b: str
+    suites: list[SuiteComparison]
+
+
+def compare_versions(ws: Workspace, version_a: str, version_b: str, *, progress: bool = False) -> Comparison:
+    """Per-suite deltas of B vs A with paired intervals, flips and exact McNemar p-values."""
+    a, b = ws.store.version(version_a), ws.store.version(version_b)
+    sa, sb = line_suites(ws, a.line), line_suites(ws, b.line)
+    common = [s for s in sa[0] + sa[1] if s in sb[0] + sb[1]]
+    if not common:
+        raise LoopgateError(f"{version_a} and {version_b} share no suite to compare on")
+    ea = evaluate_version(ws, version_a, common, progress=progress)
+    eb = evaluate_version(ws, version_b, common, progress=progress)
+    return Comparison(a=version_a, b=version_b, suites=[
+        SuiteComparison(suite=s, **paired_comparison(ea[s], eb[s]).model_dump()) for s in common])
+
+
+def import_evaluations(ws: Workspace, version_id: str, evaluations: list[Evaluation], *, actor: str
+                       ) -> list[Evaluation]:
+    """Record evaluations made by another tool (e.g. lm-evaluation-harness) as the version's."""
+    ws.store.version(version_id)
+    return [ws.store.add_evaluation(e, actor=actor) for e in evaluations]
+
+
+def profile_dir(ws: Workspace, path: Path, probe_steps: int = 30) -> dict[str, float]:
+    """Model-level figures of a model folder (parameter count, plasticity), cached by the weights' content."""
     from loopgate.evaluate.cache import directory_model_key
 
-    path = model_dir(ws, version_id)
-    key = directory_model_key(path)
-    cache = ws.store.home / "cache" / "profiles" / f"{key}-{probe_steps}.json"
+    cache = ws.store.cache_dir("profiles") / f"{directory_model_key(path)}-{probe_steps}.json"
     if cache.exists():
-        return dict(json.loads(cache.read_text()))
-    from loopgate.evaluate.engine import model_profile
-    from loopgate.evaluate.plasticity import plasticity_profile
-    from loopgate.models import load_model
-
-    loaded = load_model(path)
-    prof: dict[str, Any] = dict(model_profile(loaded.model))
-    prof.update(plasticity_profile(loaded.model, loaded.tokenizer, probe_steps=probe_steps))
+        return {k: float(v) for k, v in json.loads(cache.read_text()).items()}
+    prof = ws.executor.run(jobs.profile, model_dir=path, probe_steps=probe_steps)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps(prof))
     os.replace(tmp, cache)
-    return {k: float(v) for k, v in prof.items()}
+    return prof
+
+
+def profile_version(ws: Workspace, version_id: str, probe_steps: int = 30) -> dict[str, float]:
+    """:func:`profile_dir` of a version's loadable weights."""
+    return profile_dir(ws, model_dir(ws, version_id), probe_steps)

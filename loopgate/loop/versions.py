@@ -3,18 +3,18 @@ lineage across lines, and the ecosystem status."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from loopgate.errors import LoopgateError, NotFoundError, UnsafeModelError
-from loopgate.hashing import sha256_file, sha256_json
+from loopgate.executors import jobs
+from loopgate.hashing import sha256_json
+from loopgate.loop.outcomes import ChannelReport, Lineage, LineageLink, StatusRow, VersionView
 from loopgate.loop.workspace import Workspace
 from loopgate.models.io import check_model_dir, is_adapter_dir, model_files
 from loopgate.spec import Tier
-from loopgate.store import VersionInfo, copy_differences, copy_files, write_manifest
+from loopgate.store import VersionInfo, copy_differences
 
 
 def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | None = None, note: str = "",
@@ -58,7 +58,7 @@ def version_key(ws: Workspace, version_id: str) -> str:
 
 def merged_dir(ws: Workspace, version_id: str) -> Path:
     """Where an adapter version's merged weights are cached (named by the version and its content key)."""
-    return ws.store.home / "merged" / f"{version_id}-{version_key(ws, version_id)[:12]}"
+    return ws.store.merged_dir(version_id, version_key(ws, version_id))
 
 
 def model_dir(ws: Workspace, version_id: str) -> Path:
@@ -75,22 +75,9 @@ def model_dir(ws: Workspace, version_id: str) -> Path:
         if not copy_differences(merged):
             return merged
         shutil.rmtree(merged)  # edited, or made before merged copies had manifests: merge again
-    from loopgate.models import load_model, save_model
-
     assert v.base_version is not None
-    base_dir = model_dir(ws, v.base_version)
-    adapter_dir = ws.store.checkout(version_id)
-    loaded = load_model(base_dir, adapter=adapter_dir)
-    full = loaded.model.merge_and_unload()  # type: ignore[operator]
-    merged.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=merged.parent, prefix=".merge."))
-    save_model(full, loaded.tokenizer, tmp)
-    write_manifest(tmp, {rel: sha256_file(tmp / rel) for rel in copy_files(tmp)})
-    try:
-        os.replace(tmp, merged)
-    except OSError:  # another process finished the same merge first; its copy is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
-    return merged
+    return ws.executor.run(jobs.merge_adapter, base_dir=model_dir(ws, v.base_version),
+                           adapter_dir=ws.store.checkout(version_id), out_dir=merged)
 
 
 def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
@@ -101,26 +88,26 @@ def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
     return ws.store.checkout(version_id), None
 
 
-def version_lineage(ws: Workspace, version_id: str) -> dict[str, Any]:
+def version_lineage(ws: Workspace, version_id: str) -> Lineage:
     """Ancestors (parent versions and adapter bases, nearest first) and descendants, across lines."""
     ws.store.version(version_id)
-    ancestors: list[dict[str, str]] = []
+    ancestors: list[LineageLink] = []
     cur = ws.store.version(version_id)
     seen = {version_id}
     while True:
         nxt = None
         if cur.base_version and cur.base_version not in seen:
-            ancestors.append({"version": cur.base_version, "relation": "adapter base"})
+            ancestors.append(LineageLink(version=cur.base_version, relation="adapter base"))
             nxt = cur.base_version
         if cur.parent_version and cur.parent_version not in seen and cur.parent_version != cur.base_version:
-            ancestors.append({"version": cur.parent_version, "relation": "parent"})
+            ancestors.append(LineageLink(version=cur.parent_version, relation="parent"))
             nxt = cur.parent_version
         if nxt is None:
             break
         seen.add(nxt)
         cur = ws.store.version(nxt)
     everything = ws.store.all_versions()
-    descendants: list[dict[str, str]] = []
+    descendants: list[LineageLink] = []
     frontier = [version_id]
     while frontier:
         nxt_frontier = []
@@ -129,10 +116,10 @@ def version_lineage(ws: Workspace, version_id: str) -> dict[str, Any]:
                 rel = ("parent" if v.parent_version == f else "adapter base" if v.base_version == f else None)
                 if rel and v.id not in seen:
                     seen.add(v.id)
-                    descendants.append({"version": v.id, "relation": "child", "of": f})
+                    descendants.append(LineageLink(version=v.id, relation="child", of=f))
                     nxt_frontier.append(v.id)
         frontier = nxt_frontier
-    return {"version": version_id, "ancestors": ancestors, "descendants": descendants}
+    return Lineage(version=version_id, ancestors=ancestors, descendants=descendants)
 
 
 def pinned_note(ws: Workspace, line: str) -> str:
@@ -157,22 +144,22 @@ def app_target(ws: Workspace, app_line: str) -> str | None:
     return ws.store.channel(spec.parent, spec.app.channel)
 
 
-def ecosystem_status(ws: Workspace) -> list[dict[str, Any]]:
+def ecosystem_status(ws: Workspace) -> list[StatusRow]:
+    """Every line in tier order: its channels, latest version, and whether it is pinned to an old parent."""
     rows = []
     for name in _tier_order(ws):
         spec = ws.eco.lines[name]
         if spec.tier is Tier.app:
             target = app_target(ws, name)
             assert spec.app is not None
-            rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
-                         "channels": {"production": target, "canary": None, "staging": None}, "latest": None,
-                         "note": f"app → {spec.parent}/{spec.app.channel}", "pinned": False})
+            rows.append(StatusRow(line=name, tier=spec.tier.value, parent=spec.parent,
+                                  channels={"production": target, "canary": None, "staging": None}, latest=None,
+                                  note=f"app → {spec.parent}/{spec.app.channel}"))
             continue
         latest = ws.store.latest_version(name)
         note = pinned_note(ws, name)
-        rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
-                     "channels": ws.store.channels(name), "latest": latest.id if latest else None,
-                     "note": note, "pinned": bool(note)})
+        rows.append(StatusRow(line=name, tier=spec.tier.value, parent=spec.parent, channels=ws.store.channels(name),
+                              latest=latest.id if latest else None, note=note, pinned=bool(note)))
     return rows
 
 
@@ -180,3 +167,18 @@ def _tier_order(ws: Workspace) -> list[str]:
     names = list(ws.eco.lines)
     return sorted(names, key=lambda n: (ws.eco.lines[n].tier.rank, names.index(n)))
 
+
+
+def line_versions(ws: Workspace, line: str) -> list[VersionView]:
+    """The versions of a line, oldest first, each with the channels that point at it."""
+    ws.eco.line(line)
+    chans = ws.store.channels(line)
+    return [VersionView(**v.model_dump(), channels=[c for c, x in chans.items() if x == v.id])
+            for v in ws.store.versions(line)]
+
+
+def channel_report(ws: Workspace, line: str) -> ChannelReport:
+    """Where the line's channels point, its rollback target and the full history of every move."""
+    ws.eco.line(line)
+    return ChannelReport(line=line, channels=ws.store.channels(line), rollback_target=ws.store.rollback_target(line),
+                         history=ws.store.channel_history(line))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopgate.errors import LoopgateError
+from loopgate.executors import Executor, executor_from_env
 from loopgate.spec import SPEC_FILE, Ecosystem, load_ecosystem
 from loopgate.store import Store
 
@@ -42,6 +44,11 @@ policy:
 """
 
 
+def current_user() -> str:
+    """Who runs this: ``LOOPGATE_USER``, else the login name (recorded in the ledger as the actor)."""
+    return os.environ.get("LOOPGATE_USER") or getpass.getuser()
+
+
 def default_workspace() -> Path:
     return Path(os.environ.get("LOOPGATE_WORKSPACE", "."))
 
@@ -51,6 +58,8 @@ class Workspace:
     root: Path
     eco: Ecosystem
     store: Store
+    # where the loop's jobs run (training, evaluation, profiling, transfer); in this process by default
+    executor: Executor = field(default_factory=executor_from_env)
 
     @classmethod
     def open(cls, root: str | Path | None = None) -> Workspace:

@@ -64,7 +64,7 @@ def build_report(ws: Workspace, version_id: str, out_dir: Path) -> ReportPaths:
 def build_run_report(ws: Workspace, out_dir: Path, title: str, steps: list[dict[str, Any]]) -> Path:
     """One self-contained HTML page for a whole run: the ecosystem tree, the given steps (each a dict such as
     ``{"step", "candidate", "verdict", "deciding figure"}``), every decision with its gates, and plots."""
-    status = ecosystem_status(ws)
+    status = [r.model_dump() for r in ecosystem_status(ws)]  # the template reads plain mappings
     children: dict[str, list[dict[str, Any]]] = {row["line"]: [] for row in status}
     roots = []
     for row in status:

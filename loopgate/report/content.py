@@ -149,20 +149,31 @@ class ModelCard(BaseModel):
 
 
 def replaced_version(ws: Workspace, version: VersionInfo) -> tuple[VersionInfo | None, str]:
-    """The version this one replaces, and why that one.
+    """The version this one is compared with, and why that one.
 
-    Released: the production version it displaced. Not yet released: the current production version, when
-    that is older (what releasing it would replace). Otherwise: the previous version of the line.
+    A decided version: the baseline its (latest) release decision compared it with — production, else previous,
+    as the gates chose it (:func:`loopgate.loop.gating.baselines_for`) — so the notes never compare against
+    another version than the gates did. A version never decided (registered, released before decisions were
+    recorded): the production version it displaced, else the line's previous version.
     """
-    for move in reversed(ws.store.channel_history(version.line, "production")):
+    history = ws.store.channel_history(version.line, "production")
+    released = any(m.to_version == version.id for m in history)
+    decisions = ws.store.decisions(version.id)
+    if decisions:
+        baselines = decisions[-1].baselines
+        if baselines.get("production"):
+            why = (f"production before {version.id} was released" if released
+                   else "current production version, which releasing it would replace")
+            return ws.store.version(str(baselines["production"])), why
+        if baselines.get("previous"):
+            return ws.store.version(str(baselines["previous"])), "previous version of the line"
+        return None, "first version of the line"
+    for move in reversed(history):
         if move.to_version == version.id and move.from_version and move.from_version != version.id:
             return ws.store.version(move.from_version), f"production before {version.id} was released"
     prod = ws.store.channel(version.line, "production")
-    released = any(m.to_version == version.id for m in ws.store.channel_history(version.line, "production"))
-    if not released and prod is not None and prod != version.id:
-        current = ws.store.version(prod)
-        if current.number < version.number:
-            return current, "current production version, which releasing it would replace"
+    if not released and prod is not None and prod != version.id and ws.store.version(prod).number < version.number:
+        return ws.store.version(prod), "current production version, which releasing it would replace"
     earlier = [v for v in ws.store.versions(version.line) if v.number < version.number]
     if earlier:
         return earlier[-1], "previous version of the line"
@@ -342,7 +353,8 @@ def model_card(ws: Workspace, notes: ReleaseNotes) -> ModelCard:
     card = ModelCard(
         version=version, tier=spec.tier.value, parent_line=spec.parent, description=spec.description,
         apps=[c for c in ws.eco.children(version.line) if ws.eco.lines[c].tier.value == "app"],
-        channels=channels, ancestors=lineage["ancestors"], descendants=lineage["descendants"],
+        channels=channels, ancestors=[a.model_dump(exclude_none=True) for a in lineage.ancestors],
+        descendants=[d.model_dump(exclude_none=True) for d in lineage.descendants],
         evaluations=notes.suites, not_evaluated=[s for s in declared if s not in evaluated],
     )
     card.limitations = limitations(ws, notes, card)

@@ -286,12 +286,50 @@ class Store:
         vs = self.versions(line)
         return vs[-1] if vs else None
 
+    # ------------------------------------------------------------------ folders the store owns
+    # Everything Loopgate writes under its home is named here, so gc and the audit find it by these methods
+    # and no other layer builds a path under the home by convention.
+
+    @property
+    def checkouts_root(self) -> Path:
+        """Loadable copies of versions' own files, one folder per version."""
+        return self.home / "checkouts"
+
+    @property
+    def merged_root(self) -> Path:
+        """Adapter versions merged onto their base, one folder per (version, content key)."""
+        return self.home / "merged"
+
+    def merged_dir(self, version_id: str, content_key: str) -> Path:
+        """Where an adapter version's merged weights are kept (named by the version and its content key)."""
+        return self.merged_root / f"{version_id}-{content_key[:12]}"
+
+    def merged_dirs(self, version_id: str) -> list[Path]:
+        """Every merged copy of a version (one per content key it was merged under)."""
+        return sorted(self.merged_root.glob(f"{version_id}-*"))
+
+    def work_dir(self, key: str) -> Path:
+        """A fresh, empty scratch folder for one run (a killed run's leftovers are removed: runs restart)."""
+        work = self.home / "work" / key
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        return work
+
+    def remove_work_dir(self, key: str) -> None:
+        """Drop a run's scratch folder once what it produced is stored."""
+        shutil.rmtree(self.home / "work" / key, ignore_errors=True)
+
+    def cache_dir(self, kind: str) -> Path:
+        """A content-keyed cache folder (``evaluations``, ``profiles``); entries are safe to delete."""
+        return self.home / "cache" / kind
+
     def checkout(self, version_id: str) -> Path:
         """The version's own files in a folder (verified against their hashes)."""
         v = self.version(version_id)
         if not v.files:
             raise ArtifactError(f"version {version_id} has no files")
-        return self.artifacts.checkout(v.files, self.home / "checkouts" / version_id, owner=version_id)
+        return self.artifacts.checkout(v.files, self.checkouts_root / version_id, owner=version_id)
 
     def verify_version(self, version_id: str) -> list[str]:
         """Problems with the version's artifacts (missing or corrupted); empty when intact."""
@@ -342,7 +380,7 @@ class Store:
         for vid, rel, sha in files:
             by_version.setdefault(vid, {})[rel] = sha
         copies = 0
-        for what, root in (("checkout", self.home / "checkouts"), ("merged", self.home / "merged")):
+        for what, root in (("checkout", self.checkouts_root), ("merged", self.merged_root)):
             for folder in sorted(root.iterdir()) if root.is_dir() else []:
                 if folder.name.startswith(".") or not folder.is_dir():
                     continue  # a copy being built
@@ -539,7 +577,7 @@ class Store:
                 freed += self.artifacts.delete(sha)
             # copies made for loading must go too, or a collected version would stay loadable from them
             for vid in collected_versions:
-                for copy in [self.home / "checkouts" / vid, *(self.home / "merged").glob(f"{vid}-*")]:
+                for copy in [self.checkouts_root / vid, *self.merged_dirs(vid)]:
                     shutil.rmtree(copy, ignore_errors=True)
         return {"deleted_blobs": len(doomed), "freed_bytes": freed, "versions": collected_versions,
                 "kept_versions": sorted(keep), "dry_run": dry_run}

@@ -12,6 +12,7 @@ from loopgate.train.transfer import (
     plan_strategies,
     shapes_match,
     transfer,
+    transfer_candidate,
 )
 from loopgate.train.update import UpdateResult, run_update
 
@@ -25,4 +26,5 @@ __all__ = [
     "run_update",
     "shapes_match",
     "transfer",
+    "transfer_candidate",
 ]

@@ -96,19 +96,17 @@ def transfer(old_parent: Path, new_parent: Path, old_child: Path, *, child_adapt
     Candidates are written under ``out_root/<strategy>/``; a strategy that cannot apply (no adapter, shapes
     differ) is recorded as not accepted with the reason.
     """
-    set_threads()
     if strategies is None:
         strategies = plan_strategies(child_adapter is not None, shapes_match(old_parent, new_parent))
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise TransferError(f"unknown transfer strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    check_strategies(strategies)
     attempts: list[TransferAttempt] = []
     for strategy in strategies:
         started = time.perf_counter()
-        out = Path(out_root) / strategy
         try:
-            candidate = _BUILDERS[strategy](old_parent, new_parent, old_child, child_adapter, recipe, data, out,
-                                            progress, list(replay or []))
+            candidate: TransferCandidate | None = transfer_candidate(
+                strategy, old_parent, new_parent, old_child, child_adapter=child_adapter, recipe=recipe, data=data,
+                out_dir=Path(out_root) / strategy, progress=progress, replay=replay)
+            assert candidate is not None
             accepted, reason = accept(candidate)
         except TransferError as err:
             candidate, accepted, reason = None, False, f"not applicable: {err}"
@@ -117,6 +115,25 @@ def transfer(old_parent: Path, new_parent: Path, old_child: Path, *, child_adapt
         if accepted and candidate is not None:
             return TransferResult(accepted=candidate, attempts=attempts)
     return TransferResult(accepted=None, attempts=attempts)
+
+
+def check_strategies(strategies: list[str]) -> None:
+    """Refuse a strategy name this module does not know (a typo in ``transfer:``)."""
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise TransferError(f"unknown transfer strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+
+
+def transfer_candidate(strategy: str, old_parent: Path, new_parent: Path, old_child: Path, *,
+                       child_adapter: Path | None, recipe: Recipe, data: list[Path], out_dir: Path,
+                       progress: bool = False, replay: list[Path] | None = None) -> TransferCandidate:
+    """Build one strategy's candidate under ``out_dir`` — a job: whether it is accepted is decided by the
+    caller (the loop, through the release gates), never here. ``TransferError`` when it cannot apply."""
+    set_threads()
+    check_strategies([strategy])
+    return _BUILDERS[strategy](Path(old_parent), Path(new_parent), Path(old_child),
+                               Path(child_adapter) if child_adapter is not None else None, recipe,
+                               [Path(p) for p in data], Path(out_dir), progress, [Path(p) for p in replay or []])
 
 
 # --------------------------------------------------------------------------- checks

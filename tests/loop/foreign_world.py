@@ -97,7 +97,7 @@ def _train(model: torch.nn.Module, tok: object, pairs: list[tuple[str, str]], st
         loss.backward()
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def build_foundations(root: Path, seed: int) -> tuple[Path, Path]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from foreign_world import build_foundations, skill, sft_rows, suite_rows, write_jsonl
+from foreign_world import build_foundations, sft_rows, skill, suite_rows, write_jsonl
 from seed import SEED
 
 from loopgate.hashing import sha256_file
@@ -200,3 +200,35 @@ def test_a_truncated_safetensors_file_is_refused_at_registration(foreign: Path, 
     _no_traceback(r)
     assert "model.safetensors" in r.err
     assert json.loads(cli("versions", "base", "--json", workspace=foreign).out) == []
+
+
+def test_propagation_accepts_a_child_through_the_same_decision_function_as_a_release(
+        foreign: Path, foundations: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One decision path: the re-derived child's acceptance and every release call ``gates.policy.decide`` through
+    ``loop.gating.decide_candidate``; only which gates count differs (``propagation.accept_gates``)."""
+    from loopgate import loop
+    from loopgate.gates import policy as gate_policy
+    from loopgate.loop import gating
+
+    calls: list[tuple[str, list[str] | None]] = []
+    real = gate_policy.decide
+
+    def spy(ctx: Any, policy: Any, only: Any = None) -> Any:
+        calls.append((ctx.candidate, None if only is None else list(only)))
+        return real(ctx, policy, only)
+
+    monkeypatch.setattr(gating, "decide", spy)
+    ws = loop.Workspace.init(foreign)[0]
+    loop.register_model(ws, "base", foundations[0])
+    assert loop.release(ws, "base@1", actor="ci").released
+    assert loop.update(ws, "support", [foreign / "data/teams_v1.jsonl"], actor="ci").released
+    loop.register_model(ws, "base", foundations[1])
+    out = loop.release(ws, "base@2", actor="ci")
+    child = next(p for p in out.propagation if p.line == "support")
+    assert child.released, child
+    accept = ws.eco.policy_for("support").propagation.accept_gates
+    transfer_calls = [c for c in calls if c[0].startswith("support<-")]
+    assert transfer_calls and all(only == accept for _, only in transfer_calls)
+    assert (child.version, None) in calls  # the accepted child then faces every gate, as any release does
+    assert {c[0] for c in calls} >= {"base@1", "support@1", "base@2", child.version}
+    assert len(calls) == len(transfer_calls) + 4  # nothing else decides

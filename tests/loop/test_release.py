@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from loopgate import loop
 from loopgate.errors import LoopgateError
 from loopgate.hashing import sha256_file
-from loopgate.loop import release as loop
 from loopgate.loop.versions import ecosystem_status, model_dir, register_model
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Verdict
@@ -91,9 +91,9 @@ def test_foundation_upgrade_one_child_by_diff_vector_one_pinned(ws_copy: Workspa
                                               "max_length": 64}}),
         s["lines"]["returns"].update({"transfer": ["reattach"]})))
     returns_before = ws.store.channel("returns", "production")
-    plan = {w["line"]: w for w in loop.plan(ws, "base@1")}
-    assert plan["returns"]["strategies"] == ["reattach"]
-    assert plan["support"]["strategies"][0] == "diff_vector"
+    plan = {w.line: w for w in loop.plan(ws, "base@1")}
+    assert plan["returns"].strategies == ["reattach"]
+    assert plan["support"].strategies[0] == "diff_vector"
     out = loop.update(ws, "base", [ws.root / "data/base_v2.jsonl"], recipe_name="tiny-upgrade", actor="ci",
                       again=True)  # base@2 of the demo shipped this data: a second, smaller upgrade on it
     assert out.released, out.decision.gates
@@ -101,8 +101,8 @@ def test_foundation_upgrade_one_child_by_diff_vector_one_pinned(ws_copy: Workspa
     assert prop["support"].strategy == "diff_vector" and prop["support"].released, prop["support"]
     assert prop["returns"].pinned and prop["returns"].to_parent == prop["support"].version
     assert ws.store.channel("returns", "production") == returns_before
-    status = {r["line"]: r for r in ecosystem_status(ws)}
-    assert status["returns"]["pinned"] and "pinned" in status["returns"]["note"]
+    status = {r.line: r for r in ecosystem_status(ws)}
+    assert status["returns"].pinned and "pinned" in status["returns"].note
     assert any(e.kind == "propagation.pinned" and e.subject == "returns" for e in ws.store.ledger())
 
 
@@ -122,7 +122,7 @@ def test_rollback_restores_previous_weights_bit_for_bit_and_cascades(ws_copy: Wo
     served = model_dir(ws, target)
     for rel, sha in want.items():
         assert sha256_file(served / rel) == sha  # bit for bit the previous weights
-    cascaded = {c["line"] for c in res["cascade"]}
+    cascaded = {c.line for c in res.cascade}
     assert cascaded == set(children_on_current)
     for c in cascaded:
         assert ws.store.channel(c, "production") != children_on_current[c]
@@ -180,6 +180,6 @@ def test_register_release_held_back_then_promote(ws_copy: Workspace) -> None:
     assert ws.store.channel("returns", "production") == prod
     res = loop.promote(ws, v.id, "production", actor="ci")
     assert ws.store.channel("returns", "production") == v.id
-    assert res["moves"][0]["decision_id"] == out.decision.id
+    assert res.moves[0].decision_id == out.decision.id
     hist = ws.store.channel_history("returns", "production")
     assert hist[-1].kind == "promote" and hist[-1].from_version == prod

@@ -1,0 +1,64 @@
+"""``loopgate audit``: verify the ledger (and the stored files), show its last entries."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from loopgate.cli.app import JsonOpt, WorkspaceOpt, audit_app, emit, err, open_workspace, out
+from loopgate.loop.audit import ledger_tail, verify
+
+
+@audit_app.command("verify")
+def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Also re-hash every stored file, "
+                                                         "checkout and merged copy, naming each version hit.")] = False,
+                 workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Walk the hash chain (and with --artifacts re-hash the stored files); exit 0 when all is intact, 1 naming
+    the first bad ledger entry and every version whose files are missing, corrupted or differ otherwise."""
+    rep = verify(open_workspace(workspace), artifacts=artifacts)
+    files = rep.artifacts
+    if json_out:
+        data: dict[str, Any] = rep.ledger.model_dump()
+        if files is not None:
+            data.update(ok=rep.ok, ledger_ok=rep.ledger.ok,
+                        artifacts={**files.model_dump(), "versions_hit": files.versions_hit})
+        emit(data)
+    else:
+        if rep.ledger.ok:
+            out.print(f"ledger intact: {rep.ledger.entries} entries, head {rep.ledger.head_hash[:12]}")
+        else:
+            err.print(f"[red]ledger tampered[/]: {rep.ledger.problem} (first bad entry: {rep.ledger.first_bad_seq})",
+                      soft_wrap=True)
+        if files is not None:
+            gone = f"; {files.collected} collected by gc" if files.collected else ""
+            summary = (f"{files.blobs} blobs ({files.bytes / 1e6:.1f} MB) of {files.versions} versions and "
+                       f"{files.copies} loadable copies re-hashed{gone}")
+            if files.ok:
+                out.print(f"artifacts intact: {summary}")
+            else:
+                err.print(f"[red]artifacts damaged[/]: {len(files.versions_hit)} versions hit "
+                          f"({', '.join(files.versions_hit)}); {summary}", soft_wrap=True)
+                for h in files.hits:
+                    err.print(f"  {h.version} {h.what} {h.file}: {h.problem}", soft_wrap=True, markup=False)
+                err.print("Restore damaged blobs from a backup (or re-register those versions); checkouts and "
+                          "merged copies are rebuilt from the blobs on their next use.", soft_wrap=True)
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def audit_log(limit: Annotated[int, typer.Option(help="Show the last N entries.")] = 50,
+              workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """The last entries of the ledger."""
+    entries = ledger_tail(open_workspace(workspace), limit)
+    if json_out:
+        emit([e.model_dump() for e in entries])
+        return
+    t = Table(title="ledger")
+    for col in ("seq", "time", "actor", "kind", "subject", "hash"):
+        t.add_column(col)
+    for e in entries:
+        t.add_row(str(e.seq), e.ts[:19], e.actor, e.kind, e.subject, e.hash[:12])
+    out.print(t)

@@ -1,0 +1,95 @@
+"""The jobs: every heavy step of the loop as a plain function of serialisable inputs → a serialisable result.
+
+Each takes paths, not open models or a workspace, so it can run in another process; each loads what it needs,
+does one thing, and writes only under the paths it is given. The loop gathers the inputs (from the store),
+runs the job through an executor and records the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from loopgate.evaluate.suites import Suite
+from loopgate.records import Evaluation, ServingCost
+from loopgate.spec import Recipe
+from loopgate.train.transfer import TransferCandidate
+from loopgate.train.update import UpdateResult
+
+
+def train(*, parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Path,
+          adapter_dir: Path | None = None, replay: list[Path] | None = None, progress: bool = False
+          ) -> UpdateResult:
+    """Train a candidate (full weights or an adapter) from ``parent_dir`` on ``data``, rehearsing ``replay``
+    (which is also the KL/EWC retention set)."""
+    from loopgate.train import run_update
+
+    return run_update(parent_dir, recipe, list(data), out_dir, adapter_dir=adapter_dir, replay=list(replay or []),
+                      retention=list(replay or []), progress=progress)
+
+
+def evaluate(*, model_dir: Path, suites: list[Suite], version: str, cache_dir: Path | None,
+             progress: bool = False) -> list[Evaluation]:
+    """Evaluations of the model on ``suites`` (through the content-keyed cache when ``cache_dir`` is given;
+    ``None`` re-measures from the reloaded weights)."""
+    from loopgate.evaluate.runner import evaluate_model
+
+    return evaluate_model(model_dir, suites, version=version, cache_dir=cache_dir, progress=progress)
+
+
+def profile(*, model_dir: Path, probe_steps: int) -> dict[str, float]:
+    """Model-level figures: parameter count and the plasticity measures."""
+    from loopgate.evaluate.engine import model_profile
+    from loopgate.evaluate.plasticity import plasticity_profile
+    from loopgate.models import load_model
+
+    loaded = load_model(model_dir)
+    prof = dict(model_profile(loaded.model))
+    prof.update(plasticity_profile(loaded.model, loaded.tokenizer, probe_steps=probe_steps))
+    return {k: float(v) for k, v in prof.items()}
+
+
+def serving(*, candidate_dir: Path, baseline_dir: Path | None, suites: list[Suite]) -> list[ServingCost]:
+    """The suites served by the candidate and the baseline back to back, in this one job."""
+    from loopgate.evaluate.serving import serving_cost
+
+    return serving_cost(candidate_dir, baseline_dir, suites)
+
+
+def load_check(*, model_dir: Path) -> None:
+    """Load the weights (safetensors, checked against the config) and discard them: can it still serve?"""
+    from loopgate.models import load_model
+
+    load_model(model_dir)
+
+
+def merge_adapter(*, base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
+    """Full weights of ``adapter_dir`` merged onto ``base_dir``, written atomically to ``out_dir``."""
+    from loopgate.hashing import sha256_file
+    from loopgate.models import load_model, save_model
+    from loopgate.store import copy_files, write_manifest
+
+    loaded = load_model(base_dir, adapter=adapter_dir)
+    full = loaded.model.merge_and_unload()  # type: ignore[operator]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".merge."))
+    save_model(full, loaded.tokenizer, tmp)
+    # the manifest lets every later use check the copy cheaply (see loopgate.store.artifacts)
+    write_manifest(tmp, {rel: sha256_file(tmp / rel) for rel in copy_files(tmp)})
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:  # another process finished the same merge first; its copy is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def transfer_candidate(*, strategy: str, old_parent: Path, new_parent: Path, old_child: Path,
+                       child_adapter: Path | None, recipe: Recipe, data: list[Path], replay: list[Path],
+                       out_dir: Path, progress: bool = False) -> TransferCandidate:
+    """One capability-transfer strategy's candidate (``TransferError`` when it cannot apply)."""
+    from loopgate.train.transfer import transfer_candidate as build
+
+    return build(strategy, old_parent, new_parent, old_child, child_adapter=child_adapter, recipe=recipe,
+                 data=data, out_dir=out_dir, progress=progress, replay=replay)

@@ -1,0 +1,25 @@
+"""Accountability verbs: verify the ledger (and the stored files), read the ledger, collect garbage."""
+
+from __future__ import annotations
+
+from loopgate.loop.outcomes import AuditReport, GcOutcome
+from loopgate.loop.workspace import Workspace, current_user
+from loopgate.records import LedgerEntry
+
+
+def verify(ws: Workspace, *, artifacts: bool = False) -> AuditReport:
+    """The hash chain walked end to end; with ``artifacts`` every blob and loadable copy re-hashed too."""
+    ledger = ws.store.verify_ledger()
+    files = ws.store.verify_artifacts() if artifacts else None
+    return AuditReport(ok=ledger.ok and (files is None or files.ok), ledger=ledger, artifacts=files)
+
+
+def ledger_tail(ws: Workspace, limit: int = 50) -> list[LedgerEntry]:
+    """The last ``limit`` ledger entries, oldest first."""
+    return ws.store.ledger()[-limit:]
+
+
+def collect_garbage(ws: Workspace, *, keep_latest: int = 1, dry_run: bool = False, actor: str | None = None
+                    ) -> GcOutcome:
+    """Delete artifacts no channel needs (never a channel's version, its rollback target or an adapter base)."""
+    return GcOutcome(**ws.store.gc(keep_latest=keep_latest, dry_run=dry_run, actor=actor or current_user()))

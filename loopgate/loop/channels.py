@@ -1,0 +1,95 @@
+"""The verbs that move channels: release (and approve), promote, rollback.
+
+A channel moves only through a recorded decision (release, approve, promote) or a recorded rollback. A
+release or a promotion to production starts the downstream wave; a rollback cascades to the lines that were
+re-derived on what it rolls back.
+"""
+
+from __future__ import annotations
+
+from loopgate.errors import LoopgateError
+from loopgate.loop.gating import record_approval, release_candidate
+from loopgate.loop.outcomes import CascadeMove, PromoteOutcome, ReleaseOutcome, RollbackOutcome
+from loopgate.loop.propagation import propagate_from
+from loopgate.loop.workspace import Workspace, current_user
+from loopgate.records import Verdict
+from loopgate.spec import Tier
+
+
+def release(ws: Workspace, version_id: str, *, actor: str | None = None, progress: bool = False,
+            propagate: bool = True) -> ReleaseOutcome:
+    """``loopgate release``: decide a version (a registered one, or a candidate held back) and release it if
+    the gates allow; then run the downstream wave."""
+    actor = actor or current_user()
+    out = release_candidate(ws, version_id, actor=actor, progress=progress)
+    if out.released and propagate:
+        out.propagation = propagate_from(ws, version_id, actor=actor, progress=progress)
+    return out
+
+
+def approve(ws: Workspace, version_id: str, approver: str, reason: str, overrides: list[str] | None = None,
+            progress: bool = False) -> ReleaseOutcome:
+    """Record an approval, then decide again (evaluations are cached) and release if it now passes."""
+    record_approval(ws, version_id, approver, reason, overrides)
+    return release(ws, version_id, actor=approver, progress=progress)
+
+
+def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None = None, progress: bool = False
+            ) -> PromoteOutcome:
+    """Move a channel to a version that holds a passing decision (channels move only through decisions);
+    promoting to production starts the downstream wave, as a release does."""
+    actor = actor or current_user()
+    v = ws.store.version(version_id)
+    decisions = [d for d in ws.store.decisions(version_id) if d.verdict is Verdict.passed]
+    if not decisions:
+        raise LoopgateError(f"{version_id} has no passing decision; gate it first (loopgate release "
+                            f"{version_id}), or approve it if the decision is inconclusive")
+    moves = ws.store.move_channels([(v.line, channel, version_id)], kind="promote",
+                                   reason=f"decision {decisions[-1].id}: pass", actor=actor,
+                                   decision_id=decisions[-1].id)
+    props = propagate_from(ws, version_id, actor=actor, progress=progress) if channel == "production" else []
+    return PromoteOutcome(moves=moves, propagation=props)
+
+
+def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "", actor: str | None = None
+             ) -> RollbackOutcome:
+    """Move ``line``'s production back in one transaction, cascading to lines re-derived on the
+    rolled-back version; apps follow their model line's channel and are listed as affected."""
+    actor = actor or current_user()
+    spec = ws.eco.line(line)
+    if spec.tier is Tier.app:
+        raise LoopgateError(f"'{line}' is an app: roll back its model line '{spec.parent}'")
+    current = ws.store.channel(line, "production")
+    if current is None:
+        raise LoopgateError(f"line '{line}' has no production version to roll back")
+    target = to or ws.store.rollback_target(line)
+    if target is None:
+        raise LoopgateError(f"line '{line}' has no earlier production version; name the version to roll back to")
+    if ws.store.version(target).line != line:
+        raise LoopgateError(f"{target} is not a version of '{line}'")
+    problems = ws.store.verify_version(target)
+    if problems:
+        raise LoopgateError(f"cannot roll back to {target}: {problems[0]}")
+    moves: list[tuple[str, str, str]] = [(line, "production", target)]
+    if ws.store.channel(line, "canary") == current:
+        moves.append((line, "canary", target))
+    replaced = {current}
+    cascade: list[CascadeMove] = []
+    for d in ws.eco.descendants(line):
+        if ws.eco.lines[d].tier is Tier.app:
+            continue
+        dprod = ws.store.channel(d, "production")
+        if dprod is None or ws.store.version(dprod).parent_version not in replaced:
+            continue
+        dt = ws.store.rollback_target(d)
+        if dt is None:
+            continue
+        moves.append((d, "production", dt))
+        replaced.add(dprod)
+        cascade.append(CascadeMove(line=d, from_version=dprod, to_version=dt))
+    why = reason or "rollback"
+    done = ws.store.move_channels(moves, kind="rollback", reason=why, actor=actor)
+    moved_lines = {m[0] for m in moves}
+    apps = [n for n, s in ws.eco.lines.items() if s.tier is Tier.app and s.parent in moved_lines]
+    return RollbackOutcome(line=line, from_version=current, to_version=target, reason=why, cascade=cascade,
+                           apps_following=apps, moves=done)

@@ -1,0 +1,240 @@
+"""Gating: the one place a candidate is decided.
+
+Read it top to bottom: choose the baselines (:func:`baselines_for`), gather what the gates judge
+(:func:`gate_context` — evaluations, profiles, the rollback target re-scored, serving speed, approvals),
+decide (:func:`decide_candidate`, over :func:`loopgate.gates.policy.decide`), and for a version record the
+decision and move its channels (:func:`release_candidate`). A release, propagation's acceptance of a
+re-derived child and a tuning trial all decide through :func:`decide_candidate`; only which gates count
+differs, and that is policy (``propagation.accept_gates``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loopgate.errors import ArtifactError, LoopgateError, NotFoundError
+from loopgate.executors import jobs
+from loopgate.gates.context import ApprovalRecord, GateContext, RollbackCheck
+from loopgate.gates.policy import decide
+from loopgate.hashing import sha256_json
+from loopgate.loop.evaluation import evaluate_version, line_suites, load_suites, profile_dir, profile_version
+from loopgate.loop.faults import kill_point
+from loopgate.loop.outcomes import ReleaseOutcome
+from loopgate.loop.versions import model_dir
+from loopgate.loop.workspace import Workspace, current_user
+from loopgate.records import Decision, Evaluation, ServingCost, Verdict
+from loopgate.spec import CostPolicy, Policy
+from loopgate.store import ChannelMove
+
+# gates whose evidence needs more than evaluations: gathered only when one of them is decided
+_NEEDS_PROFILES = {"plasticity", "cost"}
+
+
+def baselines_for(ws: Workspace, line: str, *, built_from: str | None, parent_version: str | None,
+                  candidate: str | None = None) -> dict[str, str | None]:
+    """What a candidate of ``line`` is compared with — the one function that says so, stored in its decision:
+    ``production`` (what a release would replace), ``previous`` (the version it was built from, else the
+    line's latest earlier version) and ``parent`` (the parent line's version it was built on)."""
+    prod = ws.store.channel(line, "production")
+    previous = built_from if built_from and built_from.startswith(f"{line}@") else None
+    if previous is None:
+        number = ws.store.version(candidate).number if candidate else None
+        earlier = [v for v in ws.store.versions(line) if number is None or v.number < number]
+        previous = earlier[-1].id if earlier else None
+    parent = ws.eco.line(line).parent
+    parent_version = parent_version or (ws.store.channel(parent, "production") if parent else None)
+    return {"production": prod if prod != candidate else None,
+            "previous": previous if previous != candidate else None, "parent": parent_version}
+
+
+def version_baselines(ws: Workspace, version_id: str) -> dict[str, str | None]:
+    """:func:`baselines_for` a stored version."""
+    v = ws.store.version(version_id)
+    built_from = v.provenance.get("built_from")
+    return baselines_for(ws, v.line, built_from=built_from if isinstance(built_from, str) else None,
+                         parent_version=v.parent_version, candidate=version_id)
+
+
+def rollback_check(ws: Workspace, target: str | None, smoke: str | None) -> RollbackCheck:
+    """Facts for the rollback-readiness gate: the version a release would replace exists, verifies, loads,
+    and — re-scored on the smoke suite from its reloaded weights, bypassing every cache — still scores what
+    was recorded for it when it was evaluated for its own release."""
+    if target is None:
+        return RollbackCheck(target=None)
+    try:
+        ws.store.version(target)
+    except NotFoundError as e:
+        return RollbackCheck(target=target, exists=False, error=str(e))
+    problems = ws.store.verify_version(target)
+    if problems:
+        return RollbackCheck(target=target, exists=True, hashes_ok=False, error=problems[0])
+    suites = load_suites(ws, [smoke]) if smoke else []
+    recorded = ws.store.evaluation(target, suites[0].sha256) if suites else None
+    try:
+        path = model_dir(ws, target)
+        if not suites:
+            ws.executor.run(jobs.load_check, model_dir=path)
+            return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True)
+        fresh = ws.executor.run(jobs.evaluate, model_dir=path, suites=suites, version=target, cache_dir=None)[0]
+    except Exception as e:  # any failure to load or serve means we cannot serve it again
+        return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=False, error=str(e))
+    return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True, smoke_suite=smoke,
+                         smoke_score=fresh.score, recorded_smoke_score=recorded.score if recorded else None)
+
+
+def serving_measurements(ws: Workspace, ctx: GateContext, candidate_dir: Path, policy: CostPolicy
+                         ) -> dict[str, ServingCost]:
+    """The line's traffic served by the candidate and the version it replaces, back to back in one job
+    (only when a latency, throughput or money budget asks for it)."""
+    traffic = ctx.traffic_suites()
+    replaced = ctx.replaced_baseline()
+    ratios = (policy.max_latency_p95_ratio, policy.max_cost_per_1k_ratio)
+    absolute = (policy.max_latency_p95_ms, policy.min_tokens_per_s, policy.max_cost_per_1k_requests)
+    if not traffic or (all(w is None for w in absolute) and (replaced is None or all(w is None for w in ratios))):
+        return {}
+    measured = ws.executor.run(jobs.serving, candidate_dir=candidate_dir,
+                               baseline_dir=model_dir(ws, replaced[1]) if replaced else None,
+                               suites=load_suites(ws, traffic))
+    return {m.suite: m for m in measured}
+
+
+def _foundation_reference(ws: Workspace, line: str) -> str | None:
+    """The first version of the line's foundation: the plasticity reference."""
+    first = ws.store.versions(([line] + ws.eco.ancestors(line))[-1])
+    return first[0].id if first else None
+
+
+def gate_context(ws: Workspace, *, line: str, candidate: str, candidate_dir: Path,
+                 candidate_evals: dict[str, Evaluation], baselines: dict[str, str | None], requester: str,
+                 policy: Policy, approvals: list[ApprovalRecord] | None = None, gates: list[str] | None = None,
+                 progress: bool = False) -> GateContext:
+    """Gather what the gates judge about a candidate — a stored version or a re-derived child that is not one
+    yet — against its baselines. Only what ``gates`` need is gathered (``None``: every gate)."""
+    owned, inherited = line_suites(ws, line)
+    suites = owned + inherited
+    wanted = set(gates) if gates is not None else None
+
+    def needed(*names: str) -> bool:
+        return wanted is None or bool(wanted & set(names))
+
+    base_evals: dict[str, dict[str, Evaluation]] = {}
+    for role, bid in baselines.items():
+        names = inherited if role == "parent" else suites
+        if bid is not None and names:
+            base_evals[role] = evaluate_version(ws, bid, names, progress=progress)
+    cand_profile: dict[str, float] = {}
+    base_profiles: dict[str, dict[str, float]] = {}
+    if needed(*_NEEDS_PROFILES):
+        steps = policy.plasticity.probe_steps
+        cand_profile = profile_dir(ws, candidate_dir, steps)
+        ref = _foundation_reference(ws, line)
+        if ref is not None and needed("plasticity"):
+            base_profiles["foundation"] = profile_version(ws, ref, steps)
+        for role in ("production", "previous"):
+            bid = baselines.get(role)
+            if bid:
+                try:
+                    base_profiles[role] = profile_version(ws, bid, steps)
+                except ArtifactError:
+                    pass  # a baseline whose weights are gone: the rollback gate reports it, plasticity skips it
+    rb = None
+    if needed("rollback"):
+        rb = rollback_check(ws, baselines.get("production"), policy.rollback.smoke_suite or
+                            (suites[0] if suites else None))
+    ctx = GateContext(
+        line=line, tier=ws.eco.line(line).tier.value, candidate=candidate, requester=requester,
+        owned_suites=owned, inherited_suites=inherited,
+        safety_suites=[s for s in suites if ws.eco.suites[s].kind == "safety"], candidate_evals=candidate_evals,
+        baselines=baselines, baseline_evals=base_evals, candidate_profile=cand_profile,
+        baseline_profiles=base_profiles, rollback=rb, approvals=approvals or [],
+        price_per_hour=policy.release.price_per_hour)
+    if needed("cost"):
+        ctx = ctx.model_copy(update={"serving": serving_measurements(ws, ctx, candidate_dir, policy.cost)})
+    return ctx
+
+
+def decide_candidate(ws: Workspace, *, line: str, candidate: str, candidate_dir: Path,
+                     candidate_evals: dict[str, Evaluation], baselines: dict[str, str | None], requester: str,
+                     approvals: list[ApprovalRecord] | None = None, gates: list[str] | None = None,
+                     progress: bool = False) -> Decision:
+    """The decision on a candidate under its line's policy (every gate, or only ``gates``)."""
+    policy = ws.eco.policy_for(line)
+    ctx = gate_context(ws, line=line, candidate=candidate, candidate_dir=candidate_dir,
+                       candidate_evals=candidate_evals, baselines=baselines, requester=requester, policy=policy,
+                       approvals=approvals, gates=gates, progress=progress)
+    return decide(ctx, policy, gates)
+
+
+# ------------------------------------------------------------------------------------------- a version
+
+
+def _decision_inputs(ws: Workspace, version_id: str, baselines: dict[str, str | None], policy_sha: str) -> str:
+    """What a version's decision is computed from: the same inputs give the same decision."""
+    owned, inherited = line_suites(ws, ws.store.version(version_id).line)
+    return sha256_json({"version": version_id, "baselines": baselines, "policy": policy_sha,
+                        "suites": [s.sha256 for s in load_suites(ws, owned + inherited)],
+                        "approvals": [[a.approver, a.reason, a.overrides] for a in ws.store.approvals(version_id)]})
+
+
+def version_decision(ws: Workspace, version_id: str, *, actor: str, progress: bool = False) -> Decision:
+    """Decide a stored version (every gate) and record the decision — or return the recorded one when its
+    inputs have not changed (a resumed run does not decide twice)."""
+    v = ws.store.version(version_id)
+    policy = ws.eco.policy_for(v.line)
+    baselines = version_baselines(ws, version_id)
+    inputs = _decision_inputs(ws, version_id, baselines, policy.sha256())
+    decisions = ws.store.decisions(version_id)
+    prior = [d for d in decisions if d.inputs_sha256 == inputs]
+    if prior:
+        return prior[-1]
+    owned, inherited = line_suites(ws, v.line)
+    decision = decide_candidate(
+        ws, line=v.line, candidate=version_id, candidate_dir=model_dir(ws, version_id),
+        candidate_evals=evaluate_version(ws, version_id, owned + inherited, progress=progress),
+        baselines=baselines, requester=decisions[0].requester if decisions else actor,
+        approvals=[ApprovalRecord(approver=a.approver, reason=a.reason, overrides=a.overrides)
+                   for a in ws.store.approvals(version_id)], progress=progress)
+    decision = ws.store.add_decision(decision.model_copy(update={"inputs_sha256": inputs}), actor=actor)
+    kill_point("after-decision")
+    return decision
+
+
+def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = None, progress: bool = False
+                      ) -> ReleaseOutcome:
+    """Decide a version and, if the decision passes (and the policy releases automatically), move its
+    channels — canary first where the policy says so. Propagation is the caller's next step."""
+    actor = actor or current_user()
+    v = ws.store.version(version_id)
+    if ws.store.channel(v.line, "production") == version_id and ws.store.decisions(version_id):
+        # already released (a re-run after a kill): nothing to decide again
+        return ReleaseOutcome(version=version_id, decision=ws.store.decisions(version_id)[-1], released=True)
+    decision = version_decision(ws, version_id, actor=actor, progress=progress)
+    out = ReleaseOutcome(version=version_id, decision=decision, released=False)
+    if decision.verdict is Verdict.passed and ws.eco.policy_for(v.line).release.auto_release:
+        out.channel_moves = _release_moves(ws, version_id, decision, actor)
+        out.released = True
+    return out
+
+
+def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: str) -> list[ChannelMove]:
+    line = ws.store.version(version_id).line
+    channels = (["canary"] if ws.eco.policy_for(line).release.canary else []) + ["production"]
+    moves: list[ChannelMove] = []
+    for channel in channels:
+        moves += ws.store.move_channels([(line, channel, version_id)], kind="release",
+                                        reason=f"decision {decision.id}: pass", actor=actor,
+                                        decision_id=decision.id)
+    return moves
+
+
+def record_approval(ws: Workspace, version_id: str, approver: str, reason: str,
+                    overrides: list[str] | None = None) -> None:
+    """Record an approval of a version's release (two-person rule: never by the one who requested it)."""
+    if not reason.strip():
+        raise LoopgateError("an approval needs a reason: say why you approve (it is kept in the ledger)")
+    decisions = ws.store.decisions(version_id)
+    requester = decisions[-1].requester if decisions else None
+    if requester is not None and approver == requester:
+        raise LoopgateError(f"{approver} requested the release of {version_id} and cannot approve it "
+                            "(two-person rule); ask another approver")
+    ws.store.add_approval(version_id, approver, reason, overrides)

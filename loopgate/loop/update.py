@@ -1,0 +1,170 @@
+"""``loopgate update`` as a recipe you can read top to bottom: check the data, train a candidate from the
+right starting point (as a job), decide and release it (:mod:`loopgate.loop.gating`), then run the downstream
+wave (:mod:`loopgate.loop.propagation`). And ``resume``, which finishes runs that were killed.
+
+Every run is recorded before and after it runs (the ``steps`` table), keyed by its inputs, so a run killed
+at any point resumes by re-running the same command (or ``loopgate resume``) without duplicating versions,
+evaluations or decisions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loopgate.errors import LoopgateError
+from loopgate.executors import jobs
+from loopgate.hashing import sha256_file, sha256_json
+from loopgate.loop.data import already_released, check_data, replay_files
+from loopgate.loop.faults import kill_point
+from loopgate.loop.gating import release_candidate
+from loopgate.loop.outcomes import FailedRun, ReleaseOutcome, ResumeOutcome
+from loopgate.loop.propagation import propagate_from
+from loopgate.loop.versions import adapter_parts, model_dir, register_model
+from loopgate.loop.workspace import Workspace, current_user
+from loopgate.records import Verdict
+from loopgate.spec import Recipe, Tier
+from loopgate.store import VersionInfo
+
+
+def run_key(*parts: Any) -> str:
+    """A run's identity: a hash of its inputs."""
+    return sha256_json(list(parts))[:16]
+
+
+def update_start(ws: Workspace, line: str) -> str | None:
+    """Where an update of ``line`` starts: its production version, else its latest *registered* version,
+    else the parent's production — never a candidate the gates rejected."""
+    prod = ws.store.channel(line, "production")
+    if prod is not None:
+        return prod
+    registered = [v for v in ws.store.versions(line) if v.source == "register"]
+    if registered:
+        return registered[-1].id
+    parent = ws.eco.line(line).parent
+    return ws.store.channel(parent, "production") if parent else None
+
+
+def _model_line(ws: Workspace, line: str) -> None:
+    spec = ws.eco.line(line)
+    if spec.tier is Tier.app:
+        raise LoopgateError(f"'{line}' is an app: update its model line '{spec.parent}' instead")
+
+
+def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None,
+                    seed: int | None = None, actor: str | None = None, progress: bool = False) -> VersionInfo:
+    """Train a candidate version of ``line`` on ``data`` with its recipe; idempotent for the same inputs."""
+    actor = actor or current_user()
+    _model_line(ws, line)
+    spec = ws.eco.line(line)
+    recipe: Recipe = ws.eco.recipe_for(line, recipe_name)
+    if seed is not None:
+        recipe = recipe.model_copy(update={"seed": seed})
+    check_data(data, recipe)
+    data_shas = [ws.store.artifacts.put(p)[0] for p in data]
+
+    parent_version = ws.store.channel(spec.parent, "production") if spec.parent else None
+    if spec.parent and parent_version is None:
+        raise LoopgateError(f"line '{line}' has a parent '{spec.parent}' with no production version; "
+                            f"release a version of '{spec.parent}' first")
+    start = update_start(ws, line)
+    key = run_key("update", line, data_shas, recipe.model_dump(mode="json"), start)
+    for v in ws.store.versions(line):  # resume: the version of this run may already exist
+        if v.provenance.get("run_key") == key:
+            ws.store.set_step(f"train:{key}", "done", {"version": v.id})
+            return v
+
+    # where training starts: a full model, or an adapter kept rooted on the parent line's version, so that a
+    # foundation upgrade can re-attach it
+    adapter_dir: Path | None = None
+    parent_dir: Path | None = None
+    base_version: str | None = None
+    if start is not None:
+        sv = ws.store.version(start)
+        if recipe.method in ("lora", "dpo") and sv.kind == "adapter" and sv.base_version:
+            parent_dir, adapter_dir = adapter_parts(ws, start)
+            base_version = sv.base_version
+        else:
+            parent_dir = model_dir(ws, start)
+            base_version = start  # used only if the update produces an adapter (lora, or dpo with lora)
+    replay = replay_files(ws, line, recipe, exclude=data_shas)
+
+    ws.store.set_step(f"train:{key}", "started", {"line": line})
+    work = ws.store.work_dir(key)  # a killed run's partial folder is dropped: training is deterministic
+    result = ws.executor.run(jobs.train, parent_dir=parent_dir, recipe=recipe, data=list(data),
+                             out_dir=work / "out", adapter_dir=adapter_dir, replay=replay, progress=progress)
+    prov = dict(result.provenance)
+    prov.update({"run_key": key, "built_from": start, "metrics": result.metrics})
+    v = register_model(ws, line, Path(result.out_dir), base=base_version if result.kind == "adapter" else None,
+                       actor=actor, source="update", parent_version=parent_version,
+                       recipe=recipe.model_dump(mode="json"), data_sha256=data_shas, seed=recipe.seed,
+                       provenance=prov)
+    kill_point("after-register")
+    ws.store.set_step(f"train:{key}", "done", {"version": v.id})
+    ws.store.remove_work_dir(key)
+    return v
+
+
+def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None, seed: int | None = None,
+           actor: str | None = None, progress: bool = False, propagate: bool = True, again: bool = False
+           ) -> ReleaseOutcome:
+    """``loopgate update``: train a candidate, gate it, release it if allowed, propagate downstream.
+
+    Data the line's production history already holds is not trained twice (a CI retry after a lost runner):
+    the outcome names the version that holds it, unless ``again``."""
+    actor = actor or current_user()
+    _model_line(ws, line)
+    # validate before anything is recorded: a run that fails on bad input must not look interrupted
+    check_data(data, ws.eco.recipe_for(line, recipe_name))
+    run = run_key("run", line, [sha256_file(p) for p in data], recipe_name, seed, again)
+    interrupted = (ws.store.step(f"run:{run}") or ("", None))[0] == "started"
+    if not again and not interrupted:  # an interrupted run of this command is finished, not skipped
+        held = already_released(ws, line, data)
+        decisions = [d for d in ws.store.decisions(held.id) if d.verdict is Verdict.passed] if held else []
+        if held is not None and decisions:
+            return ReleaseOutcome(version=held.id, decision=decisions[-1], released=True,
+                                  note=f"already released: {held.id} was built on this data; nothing trained "
+                                       "(train on it once more with again / --again)")
+    return _run_update(ws, run, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress,
+                       propagate=propagate, again=again)
+
+
+def _run_update(ws: Workspace, run: str, line: str, data: list[Path], *, recipe_name: str | None,
+                seed: int | None, actor: str, progress: bool, propagate: bool, again: bool) -> ReleaseOutcome:
+    """The recorded run of one update: started → train → release → propagate → done (or failed, on a user
+    error: it would fail the same way on resume)."""
+    args = {"command": "update", "line": line, "data": [str(p) for p in data], "recipe": recipe_name,
+            "seed": seed, "actor": actor, "again": again, "propagate": propagate}
+    ws.store.set_step(f"run:{run}", "started", args)
+    ws.store.record("update.start", line, {"data": args["data"], "recipe": recipe_name}, actor=actor)
+    try:
+        v = train_candidate(ws, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress)
+        out = release_candidate(ws, v.id, actor=actor, progress=progress)
+        if out.released and propagate:
+            out.propagation = propagate_from(ws, v.id, actor=actor, progress=progress)
+    except LoopgateError as e:
+        ws.store.set_step(f"run:{run}", "failed", {**args, "error": str(e)})
+        raise
+    out.training = {k: v.provenance.get(k) for k in ("method", "final_loss", "tokens_seen", "train_flops", "wall_s",
+                                                     "train_s", "params", "seed", "code_version")}
+    out.training["tokens_per_s"] = (v.provenance.get("metrics") or {}).get("tokens_per_s")
+    ws.store.set_step(f"run:{run}", "done", {"version": v.id, "released": out.released})
+    return out
+
+
+def resume(ws: Workspace, *, progress: bool = False) -> ResumeOutcome:
+    """Finish every run that was recorded as started but never finished (killed); runs that failed on a user
+    error are reported, not re-run — they would fail the same way."""
+    out = ResumeOutcome()
+    for key, args in ws.store.open_steps("failed"):
+        if key.startswith("run:") and args and args.get("command") == "update":
+            out.failed.append(FailedRun(line=args["line"], data=args.get("data", []), error=args.get("error", "")))
+    for key, args in ws.store.open_steps():
+        if not key.startswith("run:") or not args or args.get("command") != "update":
+            continue
+        out.finished.append(_run_update(ws, key.removeprefix("run:"), args["line"], [Path(p) for p in args["data"]],
+                                        recipe_name=args.get("recipe"), seed=args.get("seed"),
+                                        actor=args.get("actor") or current_user(), progress=progress,
+                                        propagate=bool(args.get("propagate", True)),
+                                        again=bool(args.get("again"))))
+    return out
