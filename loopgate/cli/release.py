@@ -35,7 +35,8 @@ def _print_wave(props: list[PropagationOutcome]) -> None:
 def _print_release(o: ReleaseOutcome) -> None:
     d = o.decision
     if o.note:
-        out.print(f"[bold]{o.version}[/]: {o.note}")
+        again = " (--again trains on it once more)" if o.note.startswith("already released") else ""
+        out.print(f"[bold]{o.version}[/]: {o.note}{again}")
         return
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[d.verdict.value]
     held = d.verdict.value == "pass" and not o.released

@@ -123,8 +123,7 @@ def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | Non
         decisions = [d for d in ws.store.decisions(held.id) if d.verdict is Verdict.passed] if held else []
         if held is not None and decisions:
             return ReleaseOutcome(version=held.id, decision=decisions[-1], released=True,
-                                  note=f"already released: {held.id} was built on this data; nothing trained "
-                                       "(train on it once more with again / --again)")
+                                  note=f"already released: {held.id} was built on this data; nothing trained")
     return _run_update(ws, run, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress,
                        propagate=propagate, again=again)
 

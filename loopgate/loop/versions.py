@@ -27,12 +27,12 @@ def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | Non
         raise LoopgateError(f"'{line}' is an app: apps have no weights, they follow their model line's channel")
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise NotFoundError(f"--model {model_dir}: no such folder")
+        raise NotFoundError(f"model folder {model_dir}: no such folder")
     files = model_files(model_dir)
     adapter = is_adapter_dir(model_dir)
     if adapter:
         if base is None:
-            raise LoopgateError(f"{model_dir} is a PEFT adapter: pass --base VERSION, the version it was trained on")
+            raise LoopgateError(f"{model_dir} is a PEFT adapter: name its base, the version it was trained on")
         ws.store.version(base)
     elif not (model_dir / "config.json").exists():
         raise UnsafeModelError(f"{model_dir} has no config.json; pass a Hugging Face model directory")

@@ -68,7 +68,7 @@ class Workspace:
         if not (path / SPEC_FILE).exists():
             raise LoopgateError(
                 f"{path.resolve()} is not a Loopgate workspace (no {SPEC_FILE}); run 'loopgate init {path}' "
-                "or pass --workspace DIR (or set LOOPGATE_WORKSPACE)"
+                "or point to the workspace folder (LOOPGATE_WORKSPACE)"
             )
         eco = load_ecosystem(path)
         store = Store(path / HOME)

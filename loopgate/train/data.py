@@ -48,7 +48,7 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path} is a folder; update data is JSONL files (repeat --data for several)")
+        raise DataError(f"{path} is a folder; update data is JSONL files (name each one)")
     if not path.is_file():
         raise DataError(f"{path}: no such data file; check the path in the update's data list")
     rows: list[dict[str, str]] = []
