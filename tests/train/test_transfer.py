@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_tasks import LORA_B, SFT_B, accuracy
+from train_tasks import LORA_B, SFT_B, accuracy, answer_nll
 
 from loopgate.errors import TransferError
 from loopgate.models import TinyConfig, build_tiny_model, save_model
@@ -31,11 +31,18 @@ def test_reattaching_an_adapter_to_a_new_init_foundation_fails(v1: Path, v2b: Pa
     b_on_old = accuracy(v1, "B", adapter=child_lora)
     b_on_new = accuracy(v2b, "B", adapter=child_lora)
     a_new = accuracy(v2b, "A")
-    print(f"adapter B on v1 {b_on_old:.2f}, on v2b {b_on_new:.2f}; v2b A {a_new:.2f}")
-    # seeds 0-2 measured: v2b A .93-.97, adapter on v1 .35-.56, on v2b .00
+    # the adapter's skill as answer NLL: smooth where accuracy is a coarse count over 100 words
+    nll_v1, nll_on_old = answer_nll(v1, "B"), answer_nll(v1, "B", adapter=child_lora)
+    nll_v2b, nll_on_new = answer_nll(v2b, "B"), answer_nll(v2b, "B", adapter=child_lora)
+    gain_old, gain_new = nll_v1 - nll_on_old, nll_v2b - nll_on_new
+    print(f"adapter B on v1 {b_on_old:.2f} (nll {nll_v1:.2f} -> {nll_on_old:.2f}), on v2b {b_on_new:.2f} "
+          f"(nll {nll_v2b:.2f} -> {nll_on_new:.2f}, {gain_new / gain_old:.2f} of the gain); v2b A {a_new:.2f}")
+    # seeds 0-5 measured: v2b A .93-.99; on v1 B .22-.74, nll 36-46 -> 1.3-4.6 (.03-.12 of it);
+    # on v2b B .00, .13-.27 of the gain on v1
     assert a_new >= 0.8, "v2b is a working foundation, just differently initialised"
-    assert b_on_old >= 0.2, "the adapter works on the base it was trained on"
-    assert b_on_new <= 0.25 * b_on_old, "peft attaches it to v2b without complaint, but the skill is gone"
+    assert nll_on_old <= 0.25 * nll_v1, "the adapter works on the base it was trained on"
+    assert gain_new <= 0.5 * gain_old, "peft attaches it to v2b without complaint, but the skill is mostly gone"
+    assert b_on_new <= 0.25 * b_on_old
 
 
 def _gate(threshold: float, seen: dict[str, float]):  # type: ignore[no-untyped-def]
@@ -58,9 +65,10 @@ def test_transfer_takes_the_cheapest_passing_strategy(v1: Path, v2a: Path, child
 
 def test_transfer_skips_strategies_that_fail_the_gate(v1: Path, v2b: Path, child_lora: Path,
                                                       data_dir: dict[str, Path], tmp_path: Path) -> None:
-    # seeds 0-2 measured: child .35-.56 (threshold .18-.28); on v2b re-attach and diff-vector .00,
-    # diff-vector + fine-tune .09-.12, re-run .46-.48
-    threshold = 0.5 * accuracy(v1, "B", adapter=child_lora)
+    # seeds 0-5 measured: child .22-.74 (threshold .09-.30); on v2b re-attach and diff-vector .00, then either
+    # diff-vector + fine-tune passes (.17, .46) or it fails (.09-.12) and the re-run passes (.46-.48, .65-1.31 of
+    # the child). The LoRA child's own accuracy is the noisiest figure here, hence 0.4 of it rather than half.
+    threshold = 0.4 * accuracy(v1, "B", adapter=child_lora)
     seen: dict[str, float] = {}
     result = transfer(v1, v2b, v1, child_adapter=child_lora, recipe=LORA_B, data=[data_dir["B"]],
                       accept=_gate(threshold, seen), out_root=tmp_path)
@@ -97,7 +105,7 @@ def test_distill_transfers_the_childs_behaviour(v1: Path, v2a: Path, child_full:
     result = transfer(v1, v2a, child_full, child_adapter=None, recipe=SFT_B, data=[data_dir["B"]],
                       accept=_gate(threshold, seen), out_root=tmp_path, strategies=["distill"])
     print(f"B: child {b_child:.2f} new parent {b_new_parent:.2f} distilled {seen['distill']:.2f}")
-    # seeds 0-2 measured: distilled .53-.56, .75-.86 of the child; the new parent ≤ .07 fails the same gate
+    # seeds 0-5 measured: distilled .53-.67, .75-.97 of the child; the new parent ≤ .07 fails the same gate
     assert b_new_parent < threshold, "the new parent alone fails the gate the distilled child must pass"
     assert result.accepted is not None and result.accepted.strategy == "distill", "distillation passes it"
     assert (tmp_path / "distill" / "distill.jsonl").exists(), "the teacher's completions are kept as evidence"
