@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -72,10 +73,17 @@ def cached(name: str, config: object, build: Callable[[Path], None]) -> Path:
         return out
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / ".gitignore").write_text("*\n")  # a cache, never committed
-    tmp = CACHE / f"{name}-{key}.tmp"
+    # one build folder per process: two test sessions sharing the checkout may build the same model at once
+    tmp = CACHE / f"{name}-{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     build(tmp)
     (tmp / "DONE").write_text("")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    if not (out / "DONE").exists():  # else another session finished first: its weights are the same
+        shutil.rmtree(out, ignore_errors=True)  # a half-written folder left by a killed session
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not (out / "DONE").exists():
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
