@@ -29,7 +29,7 @@ from eval_helpers import (  # test-local module: pytest puts this folder on sys.
 )
 
 from loopgate.evaluate.suites import Suite, load_suite
-from loopgate.hashing import sha256_json
+from loopgate.hashing import sha256_file, sha256_json
 from loopgate.models import LoadedModel, TinyConfig, build_tiny_model, load_model, save_model, set_threads
 from loopgate.spec import SuiteSpec
 
@@ -63,7 +63,10 @@ def _train(out: Path) -> None:
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """Directory of the trained tiny model (trained once, then cached on disk by config hash)."""
-    target = CACHE / f"eval-model-{sha256_json(TRAIN)[:16]}"
+    # keyed on what builds it: the config, this file and the model family's code (an edit there retrains)
+    code = [sha256_file(p) for p in sorted((CACHE.parents[1] / "loopgate" / "models").glob("*.py"))]
+    key = sha256_json({"train": TRAIN, "code": code, "here": sha256_file(Path(__file__))})
+    target = CACHE / f"eval-model-{key[:16]}"
     if not (target / "model.safetensors").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         (CACHE / ".gitignore").write_text("*\n")

@@ -113,6 +113,10 @@ def test_the_whole_loop_on_a_registered_bpe_foundation(foreign: Path, foundation
     assert gates["cost"]["evidence"]["traffic_suites"] == ["teams"]
     assert gates["regression"]["verdict"] == "pass"
     assert gates["cost"]["evidence"]["suites"]["teams"]["measured_back_to_back"]
+    # rollback readiness: support@1 was reloaded and re-scored on its smoke suite, and scores what it shipped at
+    rb = gates["rollback"]
+    assert rb["verdict"] == "pass" and rb["evidence"]["target"] == "support@1"
+    assert rb["evidence"]["smoke_score"] == rb["evidence"]["recorded_smoke_score"] is not None
 
     # an application line's first candidate is rejected (it forgets what it inherited) …
     r = cli("update", "refunds", "--data", ws / "data/refunds_v1.jsonl", "--recipe", "forgetful", "--json",
