@@ -7,8 +7,8 @@ Strategies, in the order tried (DESIGN.md):
    where it is done on purpose and recorded in the candidate's ``transfer.json``.
 2. ``diff_vector`` — child = new_parent + (old_child − old_parent), tensor by tensor (Lin et al. 2025,
    "fine-tuning transfer"; Cao et al. 2025, "Param Δ"); refused unless names, shapes and vocabularies match.
-3. ``diff_vector_finetune`` — the diff-vector model plus a short fine-tune (``FINETUNE_SHARE`` of the recipe's steps) on the
-   child's data ("recycle then fine-tune").
+3. ``diff_vector_finetune`` — the diff-vector model plus a short fine-tune (``FINETUNE_SHARE`` of the recipe's
+   steps) on the child's data ("recycle then fine-tune").
 4. ``rerun`` — the child's recipe re-run on the new parent with the child's data.
 5. ``distill`` — the old child's greedy completions on the child's data prompts become the targets of an
    update of the new parent (works even when the new parent's shapes or tokenizer differ).
