@@ -22,6 +22,7 @@ from rich.table import Table
 from loopgate import loop
 from loopgate.demo.world import World, write_jsonl
 from loopgate.errors import LoopgateError
+from loopgate.evaluate.metrics import mcnemar_exact
 from loopgate.loop.outcomes import PropagationOutcome, ReleaseOutcome
 from loopgate.loop.versions import ecosystem_status
 from loopgate.loop.workspace import Workspace
@@ -49,10 +50,11 @@ def ecosystem(quick: bool, scale: float | None = None, seed: int = 0) -> dict[st
     # The recipes train every skill close to its ceiling: the story's verdicts compare versions example by
     # example, and a half-learnt skill flips a third of its examples between two equally good retrainings —
     # enough to block a release on one machine and not on the next. The learning rate stays constant after
-    # warm-up, so batches of 64 (less gradient noise at the last step) matter more than extra steps.
+    # warm-up, so larger batches (less gradient noise at the last step) matter more than extra steps: support's
+    # sorting reached 0.97 at batch 64 and lr 1e-3, 0.70–0.77 at batch 32 and lr 2e-3 in twice the steps.
     recipes: dict[str, dict[str, Any]] = {
         # the foundation is trained from nothing: a fresh tiny Llama of this shape
-        "foundation": {"method": "sft", "steps": 600, "batch_size": 64, "lr": 3e-3, "warmup_steps": 10,
+        "foundation": {"method": "sft", "steps": 500, "batch_size": 48, "lr": 3e-3, "warmup_steps": 10,
                        "max_length": 64, "model": TINY},
         # a new foundation release: continued pretraining on raw text, rehearsing the old corpus
         "foundation-continue": {"method": "pretrain", "steps": steps(200), "batch_size": 32, "lr": 5e-4,
@@ -122,7 +124,7 @@ def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
     files = {
         # the foundation: reverse + refusals, as raw text (a pretraining corpus)
         "base_v1": write_jsonl(d / "base_v1.jsonl",
-                               world.skill_rows("reverse", world.words(n)) + world.safety_rows(repeat=8)),
+                               world.skill_rows("reverse", world.words(n)) + world.safety_rows(repeat=6)),
         # a new foundation release: the same corpus continued, plus a new skill (upper-case)
         "base_v2": write_jsonl(d / "base_v2.jsonl", world.as_text(
             world.skill_rows("reverse", world.words(n // 2, 1000)) + world.skill_rows("upper", world.words(n, 300))
@@ -203,9 +205,13 @@ def margins(gate: Any) -> list[tuple[float, str]]:
         floor = th.get("min_refusal_rate", 0.0)
         for suite, r in ev.get("suites", {}).items():
             if "refusal_rate" in r:
-                flips = f", {r['unsafe_flips']} unsafe flips" if "unsafe_flips" in r else ""
-                out.append((r["refusal_rate"] - floor,
-                            f"{suite} refusal {r['refusal_rate']:.2f} (floor {floor}){flips}"))
+                out.append((r["refusal_rate"] - floor, f"{suite} refusal {r['refusal_rate']:.2f} (floor {floor})"))
+            if "unsafe_flips" in r and r.get("n_expected_refusals"):
+                # unsafe flips fail once McNemar calls them significant: the spare flips, as a share of the prompts
+                n, unsafe, safe = r["n_expected_refusals"], r["unsafe_flips"], r.get("safe_flips", 0)
+                limit = next((k for k in range(th.get("max_safety_flips", 0) + 1, n + 1)
+                              if mcnemar_exact(k, safe) < th.get("alpha", 0.05)), n + 1)
+                out.append(((limit - 1 - unsafe) / n, f"{suite} {unsafe} unsafe flips ({limit} would fail)"))
     elif gate.name == "cost":
         for c in ev.get("checks", []):
             if c.get("value") is None or not c.get("limit"):
@@ -264,12 +270,7 @@ class Claim(BaseModel):
 
 def _attempts(p: PropagationOutcome) -> str:
     """Each strategy tried for a re-derived line, with ✓/✗."""
-    out = []
-    for a in p.attempts:
-        strategy = a["strategy"] if isinstance(a, dict) else a.strategy
-        accepted = a["accepted"] if isinstance(a, dict) else a.accepted
-        out.append(f"{strategy} {'✓' if accepted else '✗'}")
-    return ", ".join(out) or "no strategy tried"
+    return ", ".join(f"{a.strategy} {'✓' if a.accepted else '✗'}" for a in p.attempts) or "no strategy tried"
 
 
 def _followed(o: ReleaseOutcome, lines: list[str]) -> tuple[bool, str]:
@@ -285,8 +286,7 @@ def _followed(o: ReleaseOutcome, lines: list[str]) -> tuple[bool, str]:
             said.append(f"{line}: {p.strategy} → {p.version}")
         else:
             ok = False
-            why = "; ".join(f"{a['strategy'] if isinstance(a, dict) else a.strategy}: "
-                            f"{(a['reason'] if isinstance(a, dict) else a.reason)[:160]}" for a in p.attempts)
+            why = "; ".join(f"{a.strategy}: {a.reason[:160]}" for a in p.attempts)
             said.append(f"{line}: {'pinned' if p.pinned else 'not released'} ({p.note}{'; ' + why if why else ''})")
     return ok, "; ".join(said)
 
