@@ -63,7 +63,7 @@ class Evaluation(BaseModel):
 
 class ServingCost(BaseModel):
     """Serving speed of a candidate and the version it would replace on one suite's prompts (the line's
-    traffic), measured in one process with identical work, back to back, alternating, best of ``rounds`` —
+    traffic), measured in one process on one thread with identical work, batch by batch back to back, medians —
     never replayed from an evaluation made on another run, machine, batch size or load."""
 
     suite: str
