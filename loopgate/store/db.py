@@ -10,13 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from loopgate.errors import ImmutableError
-
-
-class Base(DeclarativeBase):
-    pass
+from loopgate.store.base import Base
 
 
 class LineRow(Base):
@@ -148,3 +145,8 @@ def _refuse_update(mapper: Any, connection: Any, target: Any) -> None:
 # detects edits made behind its back)
 for _cls in (VersionRow, VersionFileRow, LedgerRow):
     event.listen(_cls, "before_update", _refuse_update)
+
+
+# Tables of later concerns live in their own modules (each imports Base from store/base.py); importing them
+# here puts every table in Base.metadata, which the migrations are checked against.
+from loopgate.store import tables_control, tables_gateway, tables_team  # noqa: E402, F401
