@@ -3,7 +3,7 @@ handling; each command group is a module that registers its commands on it."""
 
 from __future__ import annotations
 
-from loopgate.cli import audit, core, evaluation, release, report, serve  # noqa: F401  # each registers its commands
+from loopgate.cli import audit, core, evaluation, release, report, serve, tokens  # noqa: F401  # each registers its commands
 from loopgate.cli.app import app, run
 
 

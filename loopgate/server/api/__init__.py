@@ -1,11 +1,212 @@
-"""The api routes. `router(ws)` returns the APIRouter that :func:`loopgate.server.app.create_app` mounts."""
+"""The REST API under ``/api/v1``: the service layer's verbs (:mod:`loopgate.loop`) over HTTP, returning the
+same pydantic outcomes the CLI prints with ``--json``.
+
+Every route declares its role (:mod:`.auth`); a user error answers JSON ``{"error", "message"}`` with the
+CLI's message (404 not found, 403 two-person rule, 409 conflict, 400 otherwise). A release the gates block
+is not an error: ``POST …/release`` answers 200 with ``released: false`` and the decision (the CLI exits 3).
+Mutating verbs run one at a time and act as the token's name (recorded in the ledger).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import threading
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from loopgate import loop
+from loopgate.loop.audit import collect_garbage, verify
+from loopgate.loop.evaluation import Comparison
+from loopgate.loop.outcomes import (
+    AuditReport,
+    ChannelReport,
+    GcOutcome,
+    Lineage,
+    PlanStep,
+    PromoteOutcome,
+    ReleaseOutcome,
+    RollbackOutcome,
+    StatusRow,
+    VersionView,
+)
+from loopgate.loop.versions import channel_report, line_versions
 from loopgate.loop.workspace import Workspace
+from loopgate.records import Decision, Evaluation
+from loopgate.report.content import ReleaseNotes, release_notes
+from loopgate.server.api.auth import LoopgateRoute, RoleRequirement, TwoPersonRuleError
+from loopgate.store import Approval
+from loopgate.store.pages import LedgerPage, ledger_page
+from loopgate.store.tokens import NewToken, TokenInfo, create_token, list_tokens, revoke_token
+
+PREFIX = "/api/v1"
+
+
+class ApproveBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+    overrides: list[str] = []
+
+
+class PromoteBody(BaseModel):
+    channel: str = "production"
+
+
+class RollbackBody(BaseModel):
+    to: str | None = None
+    reason: str = Field("", max_length=2000)
+
+
+class TokenBody(BaseModel):
+    role: str
+    name: str = Field(min_length=1, max_length=200)
+
+
+class GcBody(BaseModel):
+    keep_latest: int = Field(1, ge=0)
+    dry_run: bool = True
+
+
+class VersionDetail(BaseModel):
+    version: VersionView
+    decisions: list[Decision]
+    approvals: list[Approval]
+
+
+def approve_as(ws: Workspace, version_id: str, approver: str, reason: str, overrides: list[str]) -> ReleaseOutcome:
+    """``loop.approve`` with the two-person rule checked on the approver's identity first: never the
+    candidate's author (the service layer refuses the requester too)."""
+    v = ws.store.version(version_id)
+    if v.created_by == approver:
+        raise TwoPersonRuleError(f"{approver} created {version_id} and cannot approve it (two-person rule); "
+                                 "ask another approver")
+    decisions = ws.store.decisions(version_id)
+    if decisions and decisions[-1].requester == approver:
+        raise TwoPersonRuleError(f"{approver} requested the release of {version_id} and cannot approve it "
+                                 "(two-person rule); ask another approver")
+    return loop.approve(ws, version_id, approver, reason, overrides)
 
 
 def router(ws: Workspace) -> APIRouter:
-    return APIRouter()
+    r = APIRouter(prefix=PREFIX, route_class=LoopgateRoute, tags=["api"])
+    writing = threading.Lock()  # one mutating verb at a time in this process
+
+    def requires(role: str) -> Any:
+        return Depends(RoleRequirement(role, ws, cookie=False))
+
+    viewer, releaser, approver, admin = (requires(x) for x in ("viewer", "releaser", "approver", "admin"))
+    Viewer = Annotated[TokenInfo, viewer]
+    Releaser = Annotated[TokenInfo, releaser]
+    Approver = Annotated[TokenInfo, approver]
+    Admin = Annotated[TokenInfo, admin]
+
+    @r.get("/me", response_model=TokenInfo)
+    def me(token: Viewer) -> TokenInfo:
+        """The calling token (its name and role)."""
+        return token
+
+    @r.get("/lines", response_model=list[StatusRow])
+    def lines(_: Viewer) -> list[StatusRow]:
+        """Every line with its channels, latest version and pinning (``loopgate status``)."""
+        return loop.ecosystem_status(ws)
+
+    @r.get("/lines/{line}/versions", response_model=list[VersionView])
+    def versions(line: str, _: Viewer) -> list[VersionView]:
+        return line_versions(ws, line)
+
+    @r.get("/lines/{line}/channels", response_model=ChannelReport)
+    def channels(line: str, _: Viewer) -> ChannelReport:
+        """Where the channels point, the rollback target, and every move with its actor and reason."""
+        return channel_report(ws, line)
+
+    @r.get("/versions/{version_id}", response_model=VersionDetail)
+    def version(version_id: str, _: Viewer) -> VersionDetail:
+        v = ws.store.version(version_id)
+        chans = ws.store.channels(v.line)
+        return VersionDetail(version=VersionView(**v.model_dump(), channels=[c for c, x in chans.items()
+                                                                             if x == version_id]),
+                             decisions=ws.store.decisions(version_id), approvals=ws.store.approvals(version_id))
+
+    @r.get("/versions/{version_id}/lineage", response_model=Lineage)
+    def lineage(version_id: str, _: Viewer) -> Lineage:
+        return loop.version_lineage(ws, version_id)
+
+    @r.get("/versions/{version_id}/evaluations", response_model=list[Evaluation])
+    def evaluations(version_id: str, _: Viewer) -> list[Evaluation]:
+        """The stored evaluations (per-example outcomes included); nothing is run."""
+        ws.store.version(version_id)
+        return ws.store.evaluations(version_id)
+
+    @r.get("/versions/{version_id}/decisions", response_model=list[Decision])
+    def decisions(version_id: str, _: Viewer) -> list[Decision]:
+        """Every decision on the version, each gate with its verdict and evidence."""
+        ws.store.version(version_id)
+        return ws.store.decisions(version_id)
+
+    @r.get("/versions/{version_id}/plan", response_model=list[PlanStep])
+    def plan(version_id: str, _: Viewer) -> list[PlanStep]:
+        """The downstream wave releasing the version would start (runs nothing)."""
+        return loop.plan(ws, version_id)
+
+    @r.get("/versions/{version_id}/report", response_model=ReleaseNotes)
+    def report(version_id: str, _: Viewer) -> ReleaseNotes:
+        """The release notes' content: suites with paired comparisons, flips, the decision, costs."""
+        return release_notes(ws, version_id)
+
+    @r.get("/compare", response_model=Comparison)
+    def compare(a: str, b: str, _: Viewer) -> Comparison:
+        """Per-suite deltas of B against A with paired intervals (evaluates through the cache if needed)."""
+        return loop.compare_versions(ws, a, b)
+
+    @r.get("/ledger", response_model=LedgerPage)
+    def ledger(_: Viewer, offset: Annotated[int, Query(ge=0)] = 0,
+               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> LedgerPage:
+        """A page of the ledger, newest first."""
+        return ledger_page(ws.store, offset, limit)
+
+    @r.get("/ledger/verify", response_model=AuditReport)
+    def ledger_verify(_: Viewer) -> AuditReport:
+        """The hash chain walked end to end and checked against the head anchor."""
+        return verify(ws)
+
+    @r.post("/versions/{version_id}/release", response_model=ReleaseOutcome)
+    def release(version_id: str, token: Releaser) -> ReleaseOutcome:
+        """Gate the version and release it if the gates allow (200 either way: read ``released``)."""
+        with writing:
+            return loop.release(ws, version_id, actor=token.name)
+
+    @r.post("/versions/{version_id}/approve", response_model=ReleaseOutcome)
+    def approve(version_id: str, body: ApproveBody, token: Approver) -> ReleaseOutcome:
+        """Approve as the token's name (never the author or the requester), then decide again."""
+        with writing:
+            return approve_as(ws, version_id, token.name, body.reason, body.overrides)
+
+    @r.post("/versions/{version_id}/promote", response_model=PromoteOutcome)
+    def promote(version_id: str, body: PromoteBody, token: Releaser) -> PromoteOutcome:
+        with writing:
+            return loop.promote(ws, version_id, body.channel, actor=token.name)
+
+    @r.post("/lines/{line}/rollback", response_model=RollbackOutcome)
+    def rollback(line: str, body: RollbackBody, token: Releaser) -> RollbackOutcome:
+        with writing:
+            return loop.rollback(ws, line, to=body.to, reason=body.reason, actor=token.name)
+
+    @r.get("/tokens", response_model=list[TokenInfo])
+    def tokens(_: Admin) -> list[TokenInfo]:
+        return list_tokens(ws.store, include_revoked=True)
+
+    @r.post("/tokens", response_model=NewToken, status_code=201)
+    def token_create(body: TokenBody, token: Admin) -> NewToken:
+        """A new token (its secret is in this answer only)."""
+        return create_token(ws.store, role=body.role, name=body.name, actor=token.name)
+
+    @r.delete("/tokens/{token_id}", response_model=TokenInfo)
+    def token_revoke(token_id: int, token: Admin) -> TokenInfo:
+        return revoke_token(ws.store, token_id, actor=token.name)
+
+    @r.post("/gc", response_model=GcOutcome)
+    def gc(body: GcBody, token: Admin) -> GcOutcome:
+        """Collect artifacts no channel needs (a dry run unless ``dry_run`` is false)."""
+        with writing:
+            return collect_garbage(ws, keep_latest=body.keep_latest, dry_run=body.dry_run, actor=token.name)
+
+    return r

@@ -1,0 +1,116 @@
+"""Bearer tokens and roles: every route declares the role it needs with ``Depends(requires(ROLE))``.
+
+Roles: ``viewer`` reads; ``releaser`` releases, promotes and rolls back; ``approver`` approves (the two-person
+rule is checked on the token's identity); ``admin`` manages tokens and collects garbage, and may do
+everything else. ``public`` marks the few routes that need no token (the login page). The declaration is a
+:class:`RoleRequirement` object, so a test can walk the app's routes and read what each one needs.
+
+A token comes in the ``Authorization: Bearer …`` header (the REST API) or, for the dashboard, in the
+``loopgate_token`` cookie set by its login page. No token, or an unknown or revoked one → 401; a token whose
+role is not enough → 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+
+from loopgate.errors import GateBlocked, ImmutableError, LoopgateError, NotFoundError
+from loopgate.loop.workspace import Workspace
+from loopgate.store.tokens import ROLES, TokenInfo, authenticate
+
+COOKIE = "loopgate_token"
+PUBLIC = "public"
+# which token roles satisfy a declared role
+ALLOWED: dict[str, frozenset[str]] = {
+    "viewer": frozenset(ROLES),
+    "releaser": frozenset({"releaser", "admin"}),
+    "approver": frozenset({"approver", "admin"}),
+    "admin": frozenset({"admin"}),
+}
+
+
+class TwoPersonRuleError(LoopgateError):
+    """An approver token acting as the candidate's author or its requester."""
+
+
+class RoleRequirement:
+    """The dependency a route declares: ``requires("releaser")``. Returns the caller's token (None if public)."""
+
+    def __init__(self, role: str, ws: Workspace, *, cookie: bool) -> None:
+        if role != PUBLIC and role not in ALLOWED:
+            raise ValueError(f"unknown role {role!r}")
+        self.role, self.ws, self.cookie = role, ws, cookie
+
+    def __call__(self, request: Request) -> TokenInfo | None:
+        secret = bearer(request, cookie=self.cookie)
+        token = authenticate(self.ws.store, secret) if secret else None
+        if self.role == PUBLIC:
+            return token
+        if token is None:
+            why = "no token" if not secret else "unknown or revoked token"
+            raise HTTPException(401, detail=f"{why}: send 'Authorization: Bearer <token>' "
+                                            "(create one with 'loopgate token create --role ROLE --as NAME')",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if token.role not in ALLOWED[self.role]:
+            raise HTTPException(403, detail=f"this needs the {self.role} role; your token ({token.name}) is "
+                                            f"{token.role}")
+        return token
+
+
+def bearer(request: Request, *, cookie: bool) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(COOKIE) if cookie else None
+
+
+def may(token: TokenInfo | None, role: str) -> bool:
+    """Whether the token's role satisfies ``role`` (the dashboard shows a button only when it does)."""
+    return token is not None and token.role in ALLOWED[role]
+
+
+def status_for(e: LoopgateError) -> int:
+    """HTTP status of a user error: 404 for what does not exist, 403 for the two-person rule, 409 for a
+    conflict with recorded state, 400 otherwise. A gate that blocks a release is not an error: the route
+    answers 200 with the decision."""
+    if isinstance(e, NotFoundError):
+        return 404
+    if isinstance(e, TwoPersonRuleError):
+        return 403
+    if isinstance(e, ImmutableError | GateBlocked):
+        return 409
+    return 400
+
+
+def error_body(e: LoopgateError) -> dict[str, Any]:
+    """The same message the CLI prints, with the error's kind."""
+    return {"error": type(e).__name__, "message": str(e)}
+
+
+class LoopgateRoute(APIRoute):
+    """A route whose LoopgateError becomes JSON ``{"error", "message"}`` with :func:`status_for`'s code."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoopgateError as e:
+                return JSONResponse(error_body(e), status_code=status_for(e))
+
+        return run
+
+
+def role_of(route: APIRoute) -> str | None:
+    """The role a route declares (None when it declares none)."""
+    for dep in route.dependant.dependencies:
+        if isinstance(dep.call, RoleRequirement):
+            return dep.call.role
+    return None
