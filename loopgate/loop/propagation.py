@@ -21,42 +21,14 @@ from loopgate.hashing import sha256_file, sha256_json
 from loopgate.loop.data import data_paths, history_data, replay_files
 from loopgate.loop.evaluation import evaluate_dir, line_suites, load_suites
 from loopgate.loop.gating import baselines_for, decide_candidate, release_candidate
-from loopgate.loop.outcomes import PlanStep, PropagationOutcome
+from loopgate.loop.outcomes import PropagationOutcome
+from loopgate.loop.planning import plan, strategies_for  # noqa: F401  # plan: re-exported (read-only, light)
 from loopgate.loop.versions import adapter_parts, model_dir, register_model
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Verdict
 from loopgate.spec import Recipe, Tier
 from loopgate.store import VersionInfo
-from loopgate.train.transfer import TransferAttempt, TransferCandidate, plan_strategies, shapes_match
-
-
-def strategies_for(ws: Workspace, line: str, *, has_adapter: bool, shapes: bool | None) -> list[str]:
-    """The line's declared transfer strategies (in its order), or every applicable one, cheapest first."""
-    declared = ws.eco.lines[line].transfer
-    return list(declared) if declared is not None else plan_strategies(has_adapter, shapes)
-
-
-def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
-    """The downstream wave of a version: every descendant line in tier order and the strategies to try."""
-    v = ws.store.version(version_id)
-    wave: list[PlanStep] = []
-    for d in ws.eco.descendants(v.line):
-        spec = ws.eco.lines[d]
-        if spec.tier is Tier.app:
-            assert spec.app is not None
-            wave.append(PlanStep(line=d, tier=spec.tier.value, parent=spec.parent,
-                                 action=f"follows {spec.parent}/{spec.app.channel}"))
-            continue
-        prod = ws.store.channel(d, "production")
-        if prod is None:
-            wave.append(PlanStep(line=d, tier=spec.tier.value, parent=spec.parent,
-                                 action="no production version: nothing to re-derive"))
-            continue
-        pv = ws.store.version(prod)
-        wave.append(PlanStep(line=d, tier=spec.tier.value, parent=spec.parent, current=prod,
-                             built_on=pv.parent_version, action="re-derive by capability transfer, then gate",
-                             strategies=strategies_for(ws, d, has_adapter=pv.kind == "adapter", shapes=None)))
-    return wave
+from loopgate.train.transfer import TransferAttempt, TransferCandidate, shapes_match
 
 
 def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: bool = False

@@ -12,9 +12,8 @@ from loopgate.executors import jobs
 from loopgate.hashing import sha256_json
 from loopgate.loop.outcomes import ChannelReport, Lineage, LineageLink, StatusRow, VersionView
 from loopgate.loop.workspace import Workspace
-from loopgate.models.io import check_model_dir, is_adapter_dir, model_files
 from loopgate.spec import Tier
-from loopgate.store import VersionInfo, copy_differences
+from loopgate.store import CHANNELS, VersionInfo, copy_differences
 
 
 def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | None = None, note: str = "",
@@ -22,6 +21,8 @@ def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | Non
                    recipe: dict[str, Any] | None = None, data_sha256: list[str] | None = None,
                    seed: int | None = None, provenance: dict[str, Any] | None = None) -> VersionInfo:
     """Store a local HF model (or PEFT adapter) directory as a new immutable version of ``line``."""
+    from loopgate.models.io import check_model_dir, is_adapter_dir, model_files
+
     spec = ws.eco.line(line)
     if spec.tier is Tier.app:
         raise LoopgateError(f"'{line}' is an app: apps have no weights, they follow their model line's channel")
@@ -89,10 +90,13 @@ def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
 
 
 def version_lineage(ws: Workspace, version_id: str) -> Lineage:
-    """Ancestors (parent versions and adapter bases, nearest first) and descendants, across lines."""
+    """Ancestors (parent versions and adapter bases, nearest first) and descendants, across lines.
+
+    Two queries, however large the ecosystem: the version itself, then how every version hangs together."""
     ws.store.version(version_id)
+    links = ws.store.version_links()
     ancestors: list[LineageLink] = []
-    cur = ws.store.version(version_id)
+    cur = links[version_id]
     seen = {version_id}
     while True:
         nxt = None
@@ -102,24 +106,33 @@ def version_lineage(ws: Workspace, version_id: str) -> Lineage:
         if cur.parent_version and cur.parent_version not in seen and cur.parent_version != cur.base_version:
             ancestors.append(LineageLink(version=cur.parent_version, relation="parent"))
             nxt = cur.parent_version
-        if nxt is None:
+        if nxt is None or nxt not in links:
             break
         seen.add(nxt)
-        cur = ws.store.version(nxt)
-    everything = ws.store.all_versions()
+        cur = links[nxt]
+    # who was built on whom (as parent or adapter base), each list in (line, number) order
+    built_on: dict[str, list[str]] = {}
+    for v in sorted(links.values(), key=lambda v: (v.line, v.number)):
+        for up in dict.fromkeys(u for u in (v.parent_version, v.base_version) if u):
+            built_on.setdefault(up, []).append(v.id)
     descendants: list[LineageLink] = []
     frontier = [version_id]
     while frontier:
         nxt_frontier = []
         for f in frontier:
-            for v in everything:
-                rel = ("parent" if v.parent_version == f else "adapter base" if v.base_version == f else None)
-                if rel and v.id not in seen:
-                    seen.add(v.id)
-                    descendants.append(LineageLink(version=v.id, relation="child", of=f))
-                    nxt_frontier.append(v.id)
+            for vid in built_on.get(f, []):
+                if vid not in seen:
+                    seen.add(vid)
+                    descendants.append(LineageLink(version=vid, relation="child", of=f))
+                    nxt_frontier.append(vid)
         frontier = nxt_frontier
     return Lineage(version=version_id, ancestors=ancestors, descendants=descendants)
+
+
+def _pinned(built_on: str | None, parent_prod: str | None) -> str:
+    if parent_prod is None or built_on == parent_prod:
+        return ""
+    return f"pinned to {built_on} (parent ships {parent_prod})"
 
 
 def pinned_note(ws: Workspace, line: str) -> str:
@@ -128,13 +141,9 @@ def pinned_note(ws: Workspace, line: str) -> str:
     if spec.parent is None or spec.tier is Tier.app:
         return ""
     prod = ws.store.channel(line, "production")
-    parent_prod = ws.store.channel(spec.parent, "production")
-    if prod is None or parent_prod is None:
+    if prod is None:
         return ""
-    built_on = ws.store.version(prod).parent_version
-    if built_on != parent_prod:
-        return f"pinned to {built_on} (parent ships {parent_prod})"
-    return ""
+    return _pinned(ws.store.version(prod).parent_version, ws.store.channel(spec.parent, "production"))
 
 
 def app_target(ws: Workspace, app_line: str) -> str | None:
@@ -145,28 +154,37 @@ def app_target(ws: Workspace, app_line: str) -> str | None:
 
 
 def ecosystem_status(ws: Workspace) -> list[StatusRow]:
-    """Every line in tier order: its channels, latest version, and whether it is pinned to an old parent."""
+    """Every line in tier order: its channels, latest version, and whether it is pinned to an old parent.
+
+    A fixed number of queries (channels, latest numbers, version links), not one per line."""
+    channels = ws.store.channel_table()
+    latest = ws.store.latest_numbers()
+    links = ws.store.version_links()
     rows = []
     for name in _tier_order(ws):
         spec = ws.eco.lines[name]
+        mine = channels.get(name, {})
         if spec.tier is Tier.app:
-            target = app_target(ws, name)
-            assert spec.app is not None
+            assert spec.app is not None and spec.parent is not None
+            target = channels.get(spec.parent, {}).get(spec.app.channel)
             rows.append(StatusRow(line=name, tier=spec.tier.value, parent=spec.parent,
                                   channels={"production": target, "canary": None, "staging": None}, latest=None,
                                   note=f"app → {spec.parent}/{spec.app.channel}"))
             continue
-        latest = ws.store.latest_version(name)
-        note = pinned_note(ws, name)
-        rows.append(StatusRow(line=name, tier=spec.tier.value, parent=spec.parent, channels=ws.store.channels(name),
-                              latest=latest.id if latest else None, note=note, pinned=bool(note)))
+        prod = mine.get("production")
+        note = ""
+        if spec.parent is not None and prod is not None and prod in links:
+            note = _pinned(links[prod].parent_version, channels.get(spec.parent, {}).get("production"))
+        number = latest.get(name)
+        rows.append(StatusRow(line=name, tier=spec.tier.value, parent=spec.parent,
+                              channels={c: mine.get(c) for c in CHANNELS},
+                              latest=f"{name}@{number}" if number else None, note=note, pinned=bool(note)))
     return rows
 
 
 def _tier_order(ws: Workspace) -> list[str]:
-    names = list(ws.eco.lines)
-    return sorted(names, key=lambda n: (ws.eco.lines[n].tier.rank, names.index(n)))
-
+    """Lines by tier, in spec order within a tier (a stable sort: no quadratic index lookups)."""
+    return sorted(ws.eco.lines, key=lambda n: ws.eco.lines[n].tier.rank)
 
 
 def line_versions(ws: Workspace, line: str) -> list[VersionView]:
@@ -174,7 +192,7 @@ def line_versions(ws: Workspace, line: str) -> list[VersionView]:
     ws.eco.line(line)
     chans = ws.store.channels(line)
     return [VersionView(**v.model_dump(), channels=[c for c, x in chans.items() if x == v.id])
-            for v in ws.store.versions(line)]
+            for v in ws.store.line_versions(line)]
 
 
 def channel_report(ws: Workspace, line: str) -> ChannelReport:

@@ -72,7 +72,12 @@ class Workspace:
             )
         eco = load_ecosystem(path)
         store = Store(path / HOME)
-        store.sync_lines({name: (spec.tier.value, spec.parent) for name, spec in eco.lines.items()})
+        declared = {name: (spec.tier.value, spec.parent) for name, spec in eco.lines.items()}
+        # every command opens the workspace: one bulk read, and a write only for lines new or changed in the spec
+        known = store.line_table()
+        changed = {name: line for name, line in declared.items() if known.get(name) != line}
+        if changed:
+            store.sync_lines(changed)
         return cls(root=path, eco=eco, store=store)
 
     @classmethod

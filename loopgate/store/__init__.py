@@ -9,6 +9,7 @@ from loopgate.store.registry import (
     ChannelMove,
     Store,
     VersionInfo,
+    VersionLink,
     parse_version_id,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "ChannelMove",
     "Store",
     "VersionInfo",
+    "VersionLink",
     "copy_differences",
     "copy_files",
     "parse_version_id",

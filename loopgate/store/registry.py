@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -112,6 +112,20 @@ class ArtifactReport(BaseModel):
     @property
     def versions_hit(self) -> list[str]:
         return sorted({h.version for h in self.hits})
+
+
+class VersionLink(BaseModel):
+    """How a version hangs together with others, without its files (bulk reads: lineage, status, plans)."""
+
+    id: str
+    line: str
+    number: int
+    kind: str
+    parent_version: str | None
+    base_version: str | None
+
+
+_IN_CHUNK = 900  # ids per ``IN (...)``: under every SQLite build's bound-parameter limit
 
 
 def parse_version_id(version_id: str) -> tuple[str, int]:
@@ -285,6 +299,63 @@ class Store:
     def latest_version(self, line: str) -> VersionInfo | None:
         vs = self.versions(line)
         return vs[-1] if vs else None
+
+    # ------------------------------------------------------------------ bulk reads
+    # Whole-ecosystem views (status, lineage, a wave's plan, the spec sync every command runs) read each table
+    # once: a bounded number of queries per command, however many lines the ecosystem has.
+
+    def line_table(self) -> dict[str, tuple[str, str | None]]:
+        """Every registered line, ``{name: (tier, parent)}``, in one query."""
+        with self._read() as s:
+            return {name: (tier, parent) for name, tier, parent in
+                    s.execute(select(LineRow.name, LineRow.tier, LineRow.parent))}
+
+    def channel_table(self) -> dict[str, dict[str, str]]:
+        """Where every line's channels point, ``{line: {channel: version}}`` (set channels only), in one query."""
+        out: dict[str, dict[str, str]] = {}
+        with self._read() as s:
+            for line, name, vid in s.execute(select(ChannelRow.line, ChannelRow.name, ChannelRow.version_id)):
+                out.setdefault(line, {})[name] = vid
+        return out
+
+    def latest_numbers(self) -> dict[str, int]:
+        """Every line's newest version number (lines without versions are absent), in one query."""
+        with self._read() as s:
+            return {line: n for line, n in s.execute(
+                select(VersionRow.line, func.max(VersionRow.number)).group_by(VersionRow.line))}
+
+    def version_links(self, ids: Iterable[str] | None = None) -> dict[str, VersionLink]:
+        """How versions hang together (line, number, kind, parent version, adapter base) without their files:
+        every version, or the given ones — one query (chunked for very long id lists)."""
+        cols = (VersionRow.id, VersionRow.line, VersionRow.number, VersionRow.kind, VersionRow.parent_version,
+                VersionRow.base_version)
+        out: dict[str, VersionLink] = {}
+        with self._read() as s:
+            if ids is None:
+                batches: list[list[str] | None] = [None]
+            else:
+                wanted = sorted(set(ids))
+                batches = [wanted[i:i + _IN_CHUNK] for i in range(0, len(wanted), _IN_CHUNK)]
+            for batch in batches:
+                q = select(*cols) if batch is None else select(*cols).where(VersionRow.id.in_(batch))
+                for row in s.execute(q):
+                    out[row.id] = VersionLink(id=row.id, line=row.line, number=row.number, kind=row.kind,
+                                              parent_version=row.parent_version, base_version=row.base_version)
+        return out
+
+    def line_versions(self, line: str) -> list[VersionInfo]:
+        """:meth:`versions` of one line in two queries (rows, then all their files), not one per version."""
+        with self._read() as s:
+            if not self._line_exists(s, line):
+                raise NotFoundError(f"unknown line '{line}'")
+            rows = list(s.execute(select(VersionRow).where(VersionRow.line == line)
+                                  .order_by(VersionRow.number)).scalars())
+            files: dict[str, dict[str, str]] = {}
+            for vid, path, sha in s.execute(
+                    select(VersionFileRow.version_id, VersionFileRow.path, VersionFileRow.sha256)
+                    .join(VersionRow, VersionRow.id == VersionFileRow.version_id).where(VersionRow.line == line)):
+                files.setdefault(vid, {})[path] = sha
+            return [_version_info(row, files.get(row.id, {})) for row in rows]
 
     # ------------------------------------------------------------------ folders the store owns
     # Everything Loopgate writes under its home is named here, so gc and the audit find it by these methods

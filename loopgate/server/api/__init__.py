@@ -93,33 +93,30 @@ def router(ws: Workspace) -> APIRouter:
     def requires(role: str) -> Any:
         return Depends(RoleRequirement(role, ws, cookie=False))
 
+    # a route's role is the default of its token parameter (a closure: annotations here are strings)
     viewer, releaser, approver, admin = (requires(x) for x in ("viewer", "releaser", "approver", "admin"))
-    Viewer = Annotated[TokenInfo, viewer]
-    Releaser = Annotated[TokenInfo, releaser]
-    Approver = Annotated[TokenInfo, approver]
-    Admin = Annotated[TokenInfo, admin]
 
     @r.get("/me", response_model=TokenInfo)
-    def me(token: Viewer) -> TokenInfo:
+    def me(token: TokenInfo = viewer) -> TokenInfo:
         """The calling token (its name and role)."""
         return token
 
     @r.get("/lines", response_model=list[StatusRow])
-    def lines(_: Viewer) -> list[StatusRow]:
+    def lines(_: TokenInfo = viewer) -> list[StatusRow]:
         """Every line with its channels, latest version and pinning (``loopgate status``)."""
         return loop.ecosystem_status(ws)
 
     @r.get("/lines/{line}/versions", response_model=list[VersionView])
-    def versions(line: str, _: Viewer) -> list[VersionView]:
+    def versions(line: str, _: TokenInfo = viewer) -> list[VersionView]:
         return line_versions(ws, line)
 
     @r.get("/lines/{line}/channels", response_model=ChannelReport)
-    def channels(line: str, _: Viewer) -> ChannelReport:
+    def channels(line: str, _: TokenInfo = viewer) -> ChannelReport:
         """Where the channels point, the rollback target, and every move with its actor and reason."""
         return channel_report(ws, line)
 
     @r.get("/versions/{version_id}", response_model=VersionDetail)
-    def version(version_id: str, _: Viewer) -> VersionDetail:
+    def version(version_id: str, _: TokenInfo = viewer) -> VersionDetail:
         v = ws.store.version(version_id)
         chans = ws.store.channels(v.line)
         return VersionDetail(version=VersionView(**v.model_dump(), channels=[c for c, x in chans.items()
@@ -127,84 +124,84 @@ def router(ws: Workspace) -> APIRouter:
                              decisions=ws.store.decisions(version_id), approvals=ws.store.approvals(version_id))
 
     @r.get("/versions/{version_id}/lineage", response_model=Lineage)
-    def lineage(version_id: str, _: Viewer) -> Lineage:
+    def lineage(version_id: str, _: TokenInfo = viewer) -> Lineage:
         return loop.version_lineage(ws, version_id)
 
     @r.get("/versions/{version_id}/evaluations", response_model=list[Evaluation])
-    def evaluations(version_id: str, _: Viewer) -> list[Evaluation]:
+    def evaluations(version_id: str, _: TokenInfo = viewer) -> list[Evaluation]:
         """The stored evaluations (per-example outcomes included); nothing is run."""
         ws.store.version(version_id)
         return ws.store.evaluations(version_id)
 
     @r.get("/versions/{version_id}/decisions", response_model=list[Decision])
-    def decisions(version_id: str, _: Viewer) -> list[Decision]:
+    def decisions(version_id: str, _: TokenInfo = viewer) -> list[Decision]:
         """Every decision on the version, each gate with its verdict and evidence."""
         ws.store.version(version_id)
         return ws.store.decisions(version_id)
 
     @r.get("/versions/{version_id}/plan", response_model=list[PlanStep])
-    def plan(version_id: str, _: Viewer) -> list[PlanStep]:
+    def plan(version_id: str, _: TokenInfo = viewer) -> list[PlanStep]:
         """The downstream wave releasing the version would start (runs nothing)."""
         return loop.plan(ws, version_id)
 
     @r.get("/versions/{version_id}/report", response_model=ReleaseNotes)
-    def report(version_id: str, _: Viewer) -> ReleaseNotes:
+    def report(version_id: str, _: TokenInfo = viewer) -> ReleaseNotes:
         """The release notes' content: suites with paired comparisons, flips, the decision, costs."""
         return release_notes(ws, version_id)
 
     @r.get("/compare", response_model=Comparison)
-    def compare(a: str, b: str, _: Viewer) -> Comparison:
+    def compare(a: str, b: str, _: TokenInfo = viewer) -> Comparison:
         """Per-suite deltas of B against A with paired intervals (evaluates through the cache if needed)."""
         return loop.compare_versions(ws, a, b)
 
     @r.get("/ledger", response_model=LedgerPage)
-    def ledger(_: Viewer, offset: Annotated[int, Query(ge=0)] = 0,
+    def ledger(_: TokenInfo = viewer, offset: Annotated[int, Query(ge=0)] = 0,
                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> LedgerPage:
         """A page of the ledger, newest first."""
         return ledger_page(ws.store, offset, limit)
 
     @r.get("/ledger/verify", response_model=AuditReport)
-    def ledger_verify(_: Viewer) -> AuditReport:
+    def ledger_verify(_: TokenInfo = viewer) -> AuditReport:
         """The hash chain walked end to end and checked against the head anchor."""
         return verify(ws)
 
     @r.post("/versions/{version_id}/release", response_model=ReleaseOutcome)
-    def release(version_id: str, token: Releaser) -> ReleaseOutcome:
+    def release(version_id: str, token: TokenInfo = releaser) -> ReleaseOutcome:
         """Gate the version and release it if the gates allow (200 either way: read ``released``)."""
         with writing:
             return loop.release(ws, version_id, actor=token.name)
 
     @r.post("/versions/{version_id}/approve", response_model=ReleaseOutcome)
-    def approve(version_id: str, body: ApproveBody, token: Approver) -> ReleaseOutcome:
+    def approve(version_id: str, body: ApproveBody, token: TokenInfo = approver) -> ReleaseOutcome:
         """Approve as the token's name (never the author or the requester), then decide again."""
         with writing:
             return approve_as(ws, version_id, token.name, body.reason, body.overrides)
 
     @r.post("/versions/{version_id}/promote", response_model=PromoteOutcome)
-    def promote(version_id: str, body: PromoteBody, token: Releaser) -> PromoteOutcome:
+    def promote(version_id: str, body: PromoteBody, token: TokenInfo = releaser) -> PromoteOutcome:
         with writing:
             return loop.promote(ws, version_id, body.channel, actor=token.name)
 
     @r.post("/lines/{line}/rollback", response_model=RollbackOutcome)
-    def rollback(line: str, body: RollbackBody, token: Releaser) -> RollbackOutcome:
+    def rollback(line: str, body: RollbackBody, token: TokenInfo = releaser) -> RollbackOutcome:
         with writing:
             return loop.rollback(ws, line, to=body.to, reason=body.reason, actor=token.name)
 
     @r.get("/tokens", response_model=list[TokenInfo])
-    def tokens(_: Admin) -> list[TokenInfo]:
+    def tokens(_: TokenInfo = admin) -> list[TokenInfo]:
         return list_tokens(ws.store, include_revoked=True)
 
     @r.post("/tokens", response_model=NewToken, status_code=201)
-    def token_create(body: TokenBody, token: Admin) -> NewToken:
+    def token_create(body: TokenBody, token: TokenInfo = admin) -> NewToken:
         """A new token (its secret is in this answer only)."""
         return create_token(ws.store, role=body.role, name=body.name, actor=token.name)
 
     @r.delete("/tokens/{token_id}", response_model=TokenInfo)
-    def token_revoke(token_id: int, token: Admin) -> TokenInfo:
+    def token_revoke(token_id: int, token: TokenInfo = admin) -> TokenInfo:
         return revoke_token(ws.store, token_id, actor=token.name)
 
     @r.post("/gc", response_model=GcOutcome)
-    def gc(body: GcBody, token: Admin) -> GcOutcome:
+    def gc(body: GcBody, token: TokenInfo = admin) -> GcOutcome:
         """Collect artifacts no channel needs (a dry run unless ``dry_run`` is false)."""
         with writing:
             return collect_garbage(ws, keep_latest=body.keep_latest, dry_run=body.dry_run, actor=token.name)

@@ -114,3 +114,17 @@ def role_of(route: APIRoute) -> str | None:
         if isinstance(dep.call, RoleRequirement):
             return dep.call.role
     return None
+
+
+def walk_routes(routes: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every leaf route of an app as (full path, route), through included routers (FastAPI ≥ 0.160 keeps an
+    included router as one ``_IncludedRouter`` entry holding the original router)."""
+    out: list[tuple[str, Any]] = []
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is not None:
+            context = getattr(route, "include_context", None)
+            out += walk_routes(list(original.routes), prefix + str(getattr(context, "prefix", "") or ""))
+        elif hasattr(route, "path"):
+            out.append((prefix + route.path, route))
+    return out
