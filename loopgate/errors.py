@@ -43,3 +43,8 @@ class GateBlocked(LoopgateError):
     """A release was blocked by a gate (exit code 3)."""
 
     exit_code = 3
+
+
+class ConflictError(LoopgateError):
+    """Another writer changed the registry between this command's read and its write (a channel moved, a
+    version number was taken); nothing was written: look at the new state and run the command again."""

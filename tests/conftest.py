@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,30 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(model, tok, tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the whole session (tests/pg.py), started by the first test that asks."""
+    from pg import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def workspace(tmp_path: Path):  # -> Workspace (imported lazily so collection stays cheap)
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """The registry database a test runs on: ``sqlite`` (the workspace's own file) unless the test is
+    parametrized with ``tests.pg.both_databases`` (or a conftest overrides this fixture with params); for
+    ``postgresql`` a fresh database on the session's server, exported as LOOPGATE_DATABASE_URL so every
+    Store the test opens (subprocesses included) uses it. Yields the URL (None for SQLite)."""
+    from pg import open_database
+
+    yield from open_database(request, monkeypatch)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database: str | None):  # -> Workspace (imported lazily so collection stays cheap)
     """A freshly initialised workspace holding SMALL_SPEC (lines base → support → billing, app helpdesk)."""
     from loopgate.loop.workspace import Workspace
 

@@ -133,6 +133,8 @@ class LedgerRow(Base):
     payload: Mapped[str] = mapped_column(Text)  # canonical JSON, stored as text so the hashed bytes are kept
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 of ``hash`` under LOOPGATE_LEDGER_KEY (migration 0002); None when written without a key
+    signature: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 def _refuse_update(mapper: Any, connection: Any, target: Any) -> None:

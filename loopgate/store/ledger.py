@@ -2,13 +2,23 @@
 
 Each entry's hash covers its own fields and the previous entry's hash (canonical JSON), so an edited,
 deleted, inserted or reordered entry breaks the chain at the first bad entry. The head (last seq and
-hash) is also anchored in a file beside the database, so that dropping entries from the end is caught.
+hash) is kept in the database (``ledger_head``), where every client sees it, and moves in the same
+transaction as the entries it covers: dropping entries from the end, or appending behind Loopgate's back,
+is caught, and a crash can never leave the head out of step (there is no moment between the two).
+
+Appends are serialised on the head row (``SELECT ... FOR UPDATE``; SQLite has one writer at a time), so
+sequence numbers come from the database, never from two clients' guesses.
+
+With ``LOOPGATE_LEDGER_KEY`` set, every entry carries an HMAC-SHA256 of its hash and the head an HMAC of
+``seq:hash``: whoever can write to the database but does not hold the key can no longer rewrite history
+and re-chain it, because the signatures give them away.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +29,7 @@ from sqlalchemy.orm import Session
 from loopgate.hashing import canonical_json, sha256_json
 from loopgate.records import LedgerEntry, utcnow
 from loopgate.store.db import LedgerRow
+from loopgate.store.tables_team import HEAD_ID, LedgerHeadRow
 
 GENESIS = "0" * 64
 
@@ -28,16 +39,45 @@ def entry_hash(seq: int, ts: str, actor: str, kind: str, subject: str, payload: 
                         "payload": payload, "prev_hash": prev_hash})
 
 
-def append(session: Session, *, actor: str, kind: str, subject: str, payload: dict[str, Any]) -> LedgerRow:
+def sign(key: str, message: str) -> str:
+    """HMAC-SHA256 of ``message`` under ``key`` (hex)."""
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _head_message(seq: int, hash_: str) -> str:
+    return f"{seq}:{hash_}"
+
+
+def lock_head(session: Session) -> LedgerHeadRow:
+    """The head row, locked until the transaction ends (PostgreSQL; SQLite's writer lock already is one)."""
+    head = session.execute(select(LedgerHeadRow).where(LedgerHeadRow.id == HEAD_ID).with_for_update()
+                           ).scalar_one_or_none()
+    if head is None:  # deleted behind Loopgate's back: verify reports it; appends start a new head
+        head = LedgerHeadRow(id=HEAD_ID, seq=0, hash=GENESIS, signature=None)
+        session.add(head)
+        session.flush()
+    return head
+
+
+def append(session: Session, *, actor: str, kind: str, subject: str, payload: dict[str, Any],
+           key: str | None = None) -> LedgerRow:
     """Append one entry inside the caller's transaction (so the change and its record commit together)."""
+    head = lock_head(session)
     last = session.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()
     seq = (last.seq + 1) if last else 1
     prev = last.hash if last else GENESIS
     ts = utcnow().isoformat()
     body = canonical_json(payload)
+    h = entry_hash(seq, ts, actor, kind, subject, body, prev)
     row = LedgerRow(seq=seq, ts=ts, actor=actor, kind=kind, subject=subject, payload=body, prev_hash=prev,
-                    hash=entry_hash(seq, ts, actor, kind, subject, body, prev))
+                    hash=h, signature=sign(key, h) if key else None)
     session.add(row)
+    # The head follows only a ledger that was in step with it: moving it on top of entries slipped in
+    # behind Loopgate's back (or past a truncation) would bless them, so verify keeps flagging those.
+    if (head.seq, head.hash) == ((last.seq, last.hash) if last else (0, GENESIS)):
+        head.seq, head.hash = seq, h
+        head.signature = sign(key, _head_message(seq, h)) if key else None
+    session.flush()
     return row
 
 
@@ -47,6 +87,7 @@ class VerifyReport(BaseModel):
     first_bad_seq: int | None = None
     problem: str = ""
     head_hash: str = GENESIS
+    signed: bool = False  # the signatures were checked (LOOPGATE_LEDGER_KEY is set)
 
 
 def to_entry(row: LedgerRow) -> LedgerEntry:
@@ -54,67 +95,77 @@ def to_entry(row: LedgerRow) -> LedgerEntry:
                        payload=json.loads(row.payload), prev_hash=row.prev_hash, hash=row.hash)
 
 
-def verify(session: Session, anchor: Path | None = None) -> VerifyReport:
-    """Walk the chain from the first entry; report the first entry that does not fit."""
+def verify(session: Session, key: str | None = None) -> VerifyReport:
+    """Walk the chain from the first entry and check the head; report the first entry that does not fit.
+
+    Run it on one snapshot of the database (the caller's transaction), or a writer committing mid-walk
+    would look like tampering.
+    """
+    def bad(seq: int | None, problem: str, count: int) -> VerifyReport:
+        return VerifyReport(ok=False, entries=count, first_bad_seq=seq, problem=problem, signed=key is not None)
+
+    head = session.execute(select(LedgerHeadRow).where(LedgerHeadRow.id == HEAD_ID)).scalar_one_or_none()
     prev = GENESIS
     expected_seq = 1
     count = 0
+    hash_at: dict[int, str] = {}
     for row in session.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars():
         count += 1
         if row.seq != expected_seq:
             gap = (f"entry {expected_seq} was" if row.seq - 1 == expected_seq
                    else f"entries {expected_seq}..{row.seq - 1} were")
-            return VerifyReport(ok=False, entries=count, first_bad_seq=row.seq,
-                                problem=f"entry {row.seq} follows entry {expected_seq - 1}: {gap} deleted")
+            return bad(row.seq, f"entry {row.seq} follows entry {expected_seq - 1}: {gap} deleted", count)
         if row.prev_hash != prev:
-            return VerifyReport(ok=False, entries=count, first_bad_seq=row.seq,
-                                problem=f"entry {row.seq} does not chain to entry {row.seq - 1} "
-                                        "(an entry was inserted, deleted or reordered before it)")
+            return bad(row.seq, f"entry {row.seq} does not chain to entry {row.seq - 1} "
+                                "(an entry was inserted, deleted or reordered before it)", count)
         actual = entry_hash(row.seq, row.ts, row.actor, row.kind, row.subject, row.payload, row.prev_hash)
         if actual != row.hash:
-            return VerifyReport(ok=False, entries=count, first_bad_seq=row.seq,
-                                problem=f"entry {row.seq} ({row.kind} {row.subject}) was edited: "
-                                        "its content no longer matches its hash")
+            return bad(row.seq, f"entry {row.seq} ({row.kind} {row.subject}) was edited: "
+                                "its content no longer matches its hash", count)
+        if key is not None:
+            if row.signature is None:
+                return bad(row.seq, f"entry {row.seq} ({row.kind} {row.subject}) is unsigned: it was written "
+                                    "without LOOPGATE_LEDGER_KEY, by a client or a database writer that does "
+                                    "not hold the key", count)
+            if not hmac.compare_digest(row.signature, sign(key, row.hash)):
+                return bad(row.seq, f"entry {row.seq} ({row.kind} {row.subject}) has a bad signature: it was "
+                                    "forged, or signed with another key", count)
+        if row.seq == (head.seq if head else -1):
+            hash_at[row.seq] = row.hash
         prev = row.hash
         expected_seq += 1
-    if anchor is not None and anchor.exists():
-        try:
-            head = json.loads(anchor.read_text())
-            int(head["seq"]), str(head["hash"])
-        except (ValueError, KeyError, TypeError):
-            return VerifyReport(ok=False, entries=count, first_bad_seq=None,
-                                problem=f"the head anchor {anchor} is unreadable: it was edited")
-        if head["seq"] > count:
-            return VerifyReport(ok=False, entries=count, first_bad_seq=count + 1,
-                                problem=f"the ledger ends at entry {count} but entry {head['seq']} was "
-                                        "recorded: entries were deleted from the end")
-        if head["seq"] >= 1:
-            head_row = session.get(LedgerRow, head["seq"])
-            if head_row is None or head_row.hash != head["hash"]:
-                return VerifyReport(ok=False, entries=count, first_bad_seq=head["seq"],
-                                    problem=f"entry {head['seq']} differs from the recorded head: "
-                                            "the chain was rewritten")
-        if head["seq"] < count:
-            # Loopgate moves the anchor after every commit, so a well-chained tail past it was written by
-            # something else (or the process died in the instant between its commit and the anchor write)
-            return VerifyReport(ok=False, entries=count, first_bad_seq=head["seq"] + 1,
-                                problem=f"entries {head['seq'] + 1}..{count} come after the recorded head "
-                                        f"(entry {head['seq']}): they were appended outside Loopgate")
-    return VerifyReport(ok=True, entries=count, head_hash=prev)
+    if head is None:
+        return bad(None, "the ledger's head record (table ledger_head) is missing: it was deleted", count)
+    if head.seq > count:
+        return bad(count + 1, f"the ledger ends at entry {count} but entry {head.seq} was recorded: "
+                              "entries were deleted from the end", count)
+    if head.seq >= 1 and hash_at.get(head.seq) != head.hash:
+        return bad(head.seq, f"entry {head.seq} differs from the recorded head: the chain was rewritten", count)
+    if head.seq < count:
+        # the head moves in the same transaction as every entry Loopgate writes: a tail past it was not
+        return bad(head.seq + 1, f"entries {head.seq + 1}..{count} come after the recorded head "
+                                 f"(entry {head.seq}): they were appended outside Loopgate", count)
+    if key is not None and count and (head.signature is None or not hmac.compare_digest(
+            head.signature, sign(key, _head_message(head.seq, head.hash)))):
+        return bad(head.seq, f"the recorded head (entry {head.seq}) is not signed with the key: it was "
+                             "moved by someone who does not hold LOOPGATE_LEDGER_KEY", count)
+    return VerifyReport(ok=True, entries=count, head_hash=prev, signed=key is not None)
 
 
-def write_anchor(anchor: Path, seq: int, hash_: str) -> None:
-    """Record the head outside the database (atomic replace). Written after each commit.
-
-    The anchor only moves forward: a writer that committed seq 5 but reaches this line after another
-    process anchored seq 6 must not pull the anchor back (that would hide a later truncation).
-    """
-    if anchor.exists():
-        try:
-            if json.loads(anchor.read_text())["seq"] > seq:
-                return
-        except (ValueError, KeyError):
-            pass  # an unreadable anchor is replaced by the true head
-    tmp = anchor.with_name(f"{anchor.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"seq": seq, "hash": hash_}))
-    os.replace(tmp, anchor)
+def adopt_file_anchor(session: Session, anchor: Path) -> None:
+    """Carry a ``ledger.head`` file (the anchor before the head moved into the database) over to the head
+    row, so a truncation or rewrite it would have caught is still caught; the file is then renamed."""
+    head = lock_head(session)
+    try:
+        recorded = json.loads(anchor.read_text())
+        seq, hash_ = int(recorded["seq"]), str(recorded["hash"])[:64]
+    except (ValueError, KeyError, TypeError):  # an edited anchor: reported as a rewrite of the head entry
+        seq, hash_ = head.seq, "the ledger.head file was unreadable"[:64]
+    row = session.get(LedgerRow, seq) if seq >= 1 else None
+    in_chain = (seq == 0 and hash_ == GENESIS) or (row is not None and row.hash == hash_)
+    # a file behind a chain that contains it is what the old writer left when it died between its commit and
+    # the file write (or a tail appended later, which the file could not tell apart): the database's head
+    # stands. A file ahead of the chain, or naming an entry the chain no longer holds, keeps being reported.
+    if not in_chain or seq > head.seq:
+        head.seq, head.hash, head.signature = seq, hash_, None
+    session.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from loopgate.errors import ArtifactError, ImmutableError, LoopgateError, NotFoundError
+from loopgate.errors import ArtifactError, ConflictError, ImmutableError, LoopgateError, NotFoundError
 from loopgate.hashing import sha256_file
 from loopgate.records import Decision, Evaluation, LedgerEntry, utcnow
 from loopgate.store import ledger as ledger_mod
@@ -155,10 +156,19 @@ class Store:
         self.engine: Engine = create_engine(self.url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        # writes go through an engine flagged as the writer: SQLite takes its write lock when the
+        # transaction begins (BEGIN IMMEDIATE), so two writers queue instead of failing half way
+        self._writer = self.engine.execution_options(loopgate_write=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
+        # a snapshot for reads that must see one moment (the ledger walk against its head)
+        self._snapshot = (self.engine.execution_options(isolation_level="REPEATABLE READ")
+                          if self.engine.dialect.name == "postgresql" else self.engine)
         self.artifacts = ArtifactStore(self.home / "artifacts")
-        self.anchor = self.home / "ledger.head"
+        self.ledger_key = os.environ.get("LOOPGATE_LEDGER_KEY") or None
         self._migrate()
+        self._adopt_file_anchor()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -170,28 +180,32 @@ class Store:
             # every CLI call opens the store: skip Alembic's environment when the schema is already at head
             if MigrationContext.configure(conn).get_current_revision() == head:
                 return
-        with self.engine.begin() as conn:
+        with self._writer.begin() as conn:
+            # two clients opening a new database at once: the second waits, then finds it migrated
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7240012)")
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def _adopt_file_anchor(self) -> None:
+        """Older Loopgates kept the ledger head in ``ledger.head`` beside the database: carry it over once."""
+        anchor = self.home / "ledger.head"
+        if anchor.exists():
+            with self._tx() as s:
+                ledger_mod.adopt_file_anchor(s, anchor)
+            anchor.replace(anchor.with_name("ledger.head.migrated"))
+
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        """One transaction; the ledger head anchor is moved after it commits, if it appended entries.
-
-        A transaction that appended nothing leaves the anchor alone: re-anchoring on every write would bless
-        whatever tail someone slipped into the database since the last real append.
-        """
-        def head(s: Session) -> tuple[int, str] | None:
-            last = s.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()
-            return (last.seq, last.hash) if last else None
-
-        with self._sessions() as s, s.begin():
-            before = head(s)
+        """One write transaction; writers are serialised (the ledger head's row lock on PostgreSQL, the write
+        lock on SQLite), so what a write reads inside it is what it commits against."""
+        with self._write_sessions() as s, s.begin():
+            ledger_mod.lock_head(s)  # first, always: one lock order for every writer, so no deadlocks
             yield s
             s.flush()
-            after = head(s)
-        if after and after != before:
-            ledger_mod.write_anchor(self.anchor, *after)
+            _kill_point("store.before-commit")
 
     def _read(self) -> Session:
         return self._sessions()
@@ -210,11 +224,12 @@ class Store:
                 if row is None:
                     s.add(LineRow(name=name, tier=tier, parent=parent, created_at=utcnow()))
                     ledger_mod.append(s, actor=actor, kind="line.register", subject=name,
-                                      payload={"tier": tier, "parent": parent})
+                                      payload={"tier": tier, "parent": parent}, key=self.ledger_key)
                     added.append(name)
                 elif (row.tier, row.parent) != (tier, parent):
                     ledger_mod.append(s, actor=actor, kind="line.change", subject=name,
-                                      payload={"tier": tier, "parent": parent, "was": [row.tier, row.parent]})
+                                      payload={"tier": tier, "parent": parent, "was": [row.tier, row.parent]},
+                                      key=self.ledger_key)
                     row.tier, row.parent = tier, parent
         return added
 
@@ -235,7 +250,7 @@ class Store:
             with self._tx() as s:
                 if s.get(LineRow, line) is None:
                     raise NotFoundError(f"unknown line '{line}'; declare it in loopgate.yaml first")
-                if number is None:
+                if number is None:  # under the writers' lock: no other writer can take it before we commit
                     number = (s.execute(select(func.max(VersionRow.number)).where(VersionRow.line == line))
                               .scalar() or 0) + 1
                 vid = f"{line}@{number}"
@@ -257,9 +272,10 @@ class Store:
                     "source": source, "kind": kind, "parent_version": parent_version,
                     "base_version": base_version, "files": {rel: sha for rel, (sha, _) in stored.items()},
                     "data_sha256": list(data_sha256 or []), "seed": seed,
-                })
-        except IntegrityError as err:  # a concurrent writer took the same number
-            raise ImmutableError(f"version {line}@{number} already exists: {err.orig}") from None
+                }, key=self.ledger_key)
+        except IntegrityError as err:  # writers are serialised, so this is a database outside Loopgate's rules
+            raise ConflictError(f"recording {line}@{number} clashed with another write ({err.orig}); nothing "
+                                "was recorded: check 'loopgate versions' and run the command again") from None
         return self.version(vid)
 
     def version(self, version_id: str) -> VersionInfo:
@@ -489,7 +505,7 @@ class Store:
                                 record=evaluation.model_dump(mode="json"), created_at=utcnow()))
             ledger_mod.append(s, actor=actor, kind="evaluation", subject=evaluation.version, payload={
                 "suite": evaluation.suite, "suite_sha256": evaluation.suite_sha256, "score": evaluation.score,
-                "n": evaluation.n, "source": evaluation.source})
+                "n": evaluation.n, "source": evaluation.source}, key=self.ledger_key)
         return evaluation
 
     def evaluations(self, version_id: str, suite_sha256: str | None = None) -> list[Evaluation]:
@@ -515,7 +531,8 @@ class Store:
             row.record = stored.model_dump(mode="json")
             ledger_mod.append(s, actor=actor, kind="decision", subject=decision.version, payload={
                 "decision_id": row.id, "verdict": decision.verdict.value, "policy_sha256": decision.policy_sha256,
-                "gates": {g.name: g.verdict.value for g in decision.gates}, "baselines": decision.baselines})
+                "gates": {g.name: g.verdict.value for g in decision.gates}, "baselines": decision.baselines},
+                key=self.ledger_key)
         return stored
 
     def decisions(self, version_id: str | None = None) -> list[Decision]:
@@ -531,7 +548,7 @@ class Store:
             s.add(ApprovalRow(version_id=version_id, approver=approver, reason=reason,
                               overrides=list(overrides or []), created_at=utcnow()))
             ledger_mod.append(s, actor=approver, kind="approval", subject=version_id,
-                              payload={"reason": reason, "overrides": list(overrides or [])})
+                              payload={"reason": reason, "overrides": list(overrides or [])}, key=self.ledger_key)
 
     def approvals(self, version_id: str) -> list[Approval]:
         with self._read() as s:
@@ -551,8 +568,14 @@ class Store:
         return {c: self.channel(line, c) for c in CHANNELS}
 
     def move_channels(self, moves: list[tuple[str, str, str]], *, kind: str, reason: str, actor: str,
-                      decision_id: int | None = None) -> list[ChannelMove]:
-        """Move several (line, channel, version) pointers in ONE transaction (a release or a cascade)."""
+                      decision_id: int | None = None,
+                      expected: dict[tuple[str, str], str | None] | None = None) -> list[ChannelMove]:
+        """Move several (line, channel, version) pointers in ONE transaction (a release or a cascade).
+
+        ``expected`` maps (line, channel) to the version the caller saw there when it decided the move
+        (None: empty). A channel that moved since is a :class:`ConflictError` and nothing moves: exactly one
+        of two concurrent releases or rollbacks of a line wins (compare-and-set under the writers' lock).
+        """
         done: list[ChannelMove] = []
         with self._tx() as s:
             for line, name, version_id in moves:
@@ -561,8 +584,11 @@ class Store:
                 v = s.get(VersionRow, version_id)
                 if v is None or v.line != line:
                     raise NotFoundError(f"no version {version_id} on line {line}")
-                row = s.get(ChannelRow, (line, name))
+                row = s.execute(select(ChannelRow).where(ChannelRow.line == line, ChannelRow.name == name)
+                                .with_for_update()).scalar_one_or_none()
                 prev = row.version_id if row else None
+                if expected is not None and (line, name) in expected and expected[(line, name)] != prev:
+                    raise ConflictError(self._conflict(s, line, name, expected[(line, name)], prev, version_id))
                 if row is None:
                     s.add(ChannelRow(line=line, name=name, version_id=version_id, updated_at=utcnow()))
                 else:
@@ -572,11 +598,21 @@ class Store:
                 s.add(move)
                 s.flush()
                 ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{line}/{name}", payload={
-                    "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id})
+                    "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id},
+                    key=self.ledger_key)
                 done.append(ChannelMove(id=move.id, line=line, channel=name, from_version=prev,
                                         to_version=version_id, kind=kind, reason=reason, actor=actor,
                                         decision_id=decision_id, created_at=move.created_at))
         return done
+
+    @staticmethod
+    def _conflict(s: Session, line: str, name: str, saw: str | None, now: str | None, wanted: str) -> str:
+        last = s.execute(select(ChannelMoveRow).where(ChannelMoveRow.line == line, ChannelMoveRow.channel == name)
+                         .order_by(ChannelMoveRow.id.desc()).limit(1)).scalar_one_or_none()
+        by = f" ({last.kind} by {last.actor} at {last.created_at:%Y-%m-%d %H:%M:%S})" if last else ""
+        return (f"{line}/{name} changed while this command ran: it pointed at {saw or 'nothing'} when the "
+                f"command read it and points at {now or 'nothing'} now{by}. Nothing was moved (not even to "
+                f"{wanted}): look at 'loopgate channels {line}' and run the command again if it still applies.")
 
     def channel_history(self, line: str, name: str | None = None) -> list[ChannelMove]:
         with self._read() as s:
@@ -643,7 +679,7 @@ class Store:
         if not dry_run and doomed:
             with self._tx() as s:
                 ledger_mod.append(s, actor=actor, kind="gc", subject="artifacts",
-                                  payload={"blobs": doomed, "versions": collected_versions})
+                                  payload={"blobs": doomed, "versions": collected_versions}, key=self.ledger_key)
             for sha in doomed:  # after the record commits: a crash here leaves blobs, never dangling records
                 freed += self.artifacts.delete(sha)
             # copies made for loading must go too, or a collected version would stay loadable from them
@@ -678,21 +714,36 @@ class Store:
     def record(self, kind: str, subject: str, payload: dict[str, Any], actor: str = "loopgate") -> None:
         """A ledger entry for an event that changes no table (an update started, a rollback cascade note)."""
         with self._tx() as s:
-            ledger_mod.append(s, actor=actor, kind=kind, subject=subject, payload=payload)
+            ledger_mod.append(s, actor=actor, kind=kind, subject=subject, payload=payload, key=self.ledger_key)
 
     def ledger(self) -> list[LedgerEntry]:
         with self._read() as s:
             return [ledger_mod.to_entry(r) for r in s.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars()]
 
     def verify_ledger(self) -> ledger_mod.VerifyReport:
-        with self._read() as s:
-            return ledger_mod.verify(s, self.anchor)
+        """The hash chain, the head and (with ``LOOPGATE_LEDGER_KEY``) the signatures, on one snapshot."""
+        with self._sessions(bind=self._snapshot) as s, s.begin():
+            return ledger_mod.verify(s, self.ledger_key)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # the driver's own implicit BEGIN off: _sqlite_begin emits ours
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Writers take SQLite's write lock up front (waiting up to busy_timeout); readers read a snapshot. A
+    deferred writer that read first would fail with 'database is locked' when it tries to write."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("loopgate_write") else "BEGIN")
+
+
+def _kill_point(name: str) -> None:
+    """``LOOPGATE_KILL_AT=store.before-commit`` kills the process inside a write transaction, after its
+    rows are flushed and before it commits (the crash tests; the loop's own kill points are loop/faults.py)."""
+    if os.environ.get("LOOPGATE_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 

@@ -1,4 +1,8 @@
-"""Fixtures for the store tests: a registry with three lines and a helper to make small files."""
+"""Fixtures for the store tests: a registry with three lines and a helper to make small files.
+
+Every test here that opens a registry (through ``store``, ``workspace`` or ``database``) runs twice: on
+SQLite and on the session's real PostgreSQL server (tests/pg.py).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pg import open_database
 
 from loopgate.store import Store
 
 LINES = {"base": ("foundation", None), "support": ("industrial", "base"), "billing": ("application", "support")}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    yield from open_database(request, monkeypatch)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path, database: str | None) -> Iterator[Store]:
     s = Store(tmp_path / ".loopgate")
     s.sync_lines(LINES)
     yield s

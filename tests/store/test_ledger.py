@@ -1,15 +1,17 @@
 """Ledger tamper detection: edit, delete, truncate, reorder and insert entries straight in the database
-(behind the ORM's back), and check that both Store.verify_ledger and `loopgate audit verify` catch each."""
+(behind the ORM's back), and check that both Store.verify_ledger and `loopgate audit verify` catch each —
+on SQLite and on PostgreSQL; the head anchor in the database; signed entries (LOOPGATE_LEDGER_KEY)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import Connection, delete, text, update
 
 from loopgate.store import Store
 from loopgate.store.db import LedgerRow
@@ -30,14 +32,32 @@ def ledger_ws(workspace: Any) -> Any:
     return workspace
 
 
-def db(ws: Any) -> sqlite3.Connection:
-    return sqlite3.connect(ws.store.home / "registry.db", isolation_level=None)
+class Raw:
+    """Plain SQL on the registry's database, past every Loopgate check (what a database writer can do)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        names = {f"p{i}": v for i, v in enumerate(params)}
+        for i in range(len(params)):
+            sql = sql.replace("?", f":p{i}", 1)
+        return self.conn.execute(text(sql), names)
+
+
+@contextmanager
+def db(ws: Any) -> Iterator[Raw]:
+    with ws.store.engine.begin() as conn:
+        yield Raw(conn)
+
+
+INSERT = "INSERT INTO ledger (seq, ts, actor, kind, subject, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def rows(ws: Any) -> list[tuple[Any, ...]]:
     with db(ws) as c:
-        return c.execute("SELECT seq, ts, actor, kind, subject, payload, prev_hash, hash FROM ledger "
-                         "ORDER BY seq").fetchall()
+        return [tuple(r) for r in c.execute("SELECT seq, ts, actor, kind, subject, payload, prev_hash, hash "
+                                            "FROM ledger ORDER BY seq").fetchall()]
 
 
 def assert_detected(ws: Any, cli: Callable[..., Any], first_bad: int, problem: str) -> None:
@@ -123,7 +143,7 @@ def test_inserted_forged_entry_is_detected(ledger_ws: Any, cli: Callable[..., An
     with db(ledger_ws) as c:
         for seq in range(len(before), 3, -1):  # make room at seq 4
             c.execute("UPDATE ledger SET seq = ? WHERE seq = ?", (seq + 1, seq))
-        c.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", forged)
+        c.execute(INSERT, forged)
     assert_detected(ledger_ws, cli, 5, "does not chain")
 
 
@@ -132,18 +152,8 @@ def test_forged_entry_appended_after_the_head_is_detected(ledger_ws: Any, cli: C
     seq, prev_hash, payload = last[0] + 1, last[7], '{"approver":"mallory"}'
     h = entry_hash(seq, last[1], "mallory", "approval", "base@3", payload, prev_hash)
     with db(ledger_ws) as c:
-        c.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (seq, last[1], "mallory", "approval", "base@3", payload, prev_hash, h))
+        c.execute(INSERT, (seq, last[1], "mallory", "approval", "base@3", payload, prev_hash, h))
     assert_detected(ledger_ws, cli, seq, "appended outside Loopgate")
-
-
-def test_anchor_never_moves_back(ledger_ws: Any) -> None:
-    from loopgate.store.ledger import write_anchor
-
-    n = len(rows(ledger_ws))
-    write_anchor(ledger_ws.store.anchor, 2, rows(ledger_ws)[1][7])  # a slow writer reporting an older head
-    assert ledger_ws.store.verify_ledger().ok
-    assert f'"seq": {n}' in ledger_ws.store.anchor.read_text()
 
 
 def test_ledger_records_every_kind_of_change(ledger_ws: Any) -> None:
@@ -160,3 +170,152 @@ def test_store_from_another_process_sees_tampering(tmp_path: Path, ledger_ws: An
     fresh = Store(ledger_ws.store.home)
     assert fresh.verify_ledger().first_bad_seq == 2
     fresh.close()
+
+
+def test_head_lives_in_the_database_and_moves_with_its_entries(ledger_ws: Any, tmp_path: Path) -> None:
+    n = len(rows(ledger_ws))
+    with db(ledger_ws) as c:
+        assert tuple(c.execute("SELECT seq, hash FROM ledger_head").one()) == (n, rows(ledger_ws)[-1][7])
+    assert not (ledger_ws.store.home / "ledger.head").exists()
+    # a colleague's client (its own folder, the same database) sees the same head and the same verdict
+    if ledger_ws.store.engine.dialect.name == "postgresql":
+        other = Store(tmp_path / "colleague")
+        other.record("note", "base", {"by": "colleague"}, actor="bo")
+        other.close()
+        assert ledger_ws.store.verify_ledger().ok and ledger_ws.store.verify_ledger().entries == n + 1
+
+
+def test_deleted_head_record_is_detected(ledger_ws: Any, cli: Callable[..., Any]) -> None:
+    with db(ledger_ws) as c:
+        c.execute("DELETE FROM ledger_head")
+    rep = ledger_ws.store.verify_ledger()
+    assert not rep.ok and "head record" in rep.problem
+
+
+def test_head_moved_back_with_the_tail_is_detected(ledger_ws: Any, cli: Callable[..., Any]) -> None:
+    """Deleting the last entries AND moving the head back to match: the chain and head agree, but a later
+    append does not bless the cut — it is caught by the signature check when a key is in use (below); here,
+    without a key, the cut tail itself is what a database writer can do undetected, as documented."""
+    n = len(rows(ledger_ws))
+    with db(ledger_ws) as c:
+        c.execute("DELETE FROM ledger WHERE seq > ?", (n - 2,))
+        c.execute("UPDATE ledger_head SET seq = ?, hash = ?", (n - 2, rows(ledger_ws)[n - 3][7]))
+    assert ledger_ws.store.verify_ledger().ok  # tamper-evident, not tamper-proof, without an external copy
+
+
+def test_an_append_after_a_truncation_does_not_hide_it(ledger_ws: Any, cli: Callable[..., Any]) -> None:
+    n = len(rows(ledger_ws))
+    with db(ledger_ws) as c:
+        c.execute("DELETE FROM ledger WHERE seq > ?", (n - 2,))
+    ledger_ws.store.record("note", "base", {"after": "the cut"})  # takes seq n - 1: the head stays at n
+    assert_detected(ledger_ws, cli, n, "deleted from the end")
+
+
+def test_an_append_after_a_foreign_tail_does_not_bless_it(ledger_ws: Any, cli: Callable[..., Any]) -> None:
+    *_, last = rows(ledger_ws)
+    seq, prev_hash, payload = last[0] + 1, last[7], '{"approver":"mallory"}'
+    with db(ledger_ws) as c:
+        c.execute(INSERT, (seq, last[1], "mallory", "approval", "base@3", payload, prev_hash,
+                           entry_hash(seq, last[1], "mallory", "approval", "base@3", payload, prev_hash)))
+    ledger_ws.store.record("note", "base", {"after": "the forgery"})
+    assert_detected(ledger_ws, cli, seq, "appended outside Loopgate")
+
+
+def test_a_file_anchor_from_an_older_loopgate_is_carried_over(ledger_ws: Any) -> None:
+    home = ledger_ws.store.home
+    n = len(rows(ledger_ws))
+    # the old anchor was ahead: two entries were cut after the older Loopgate wrote it
+    (home / "ledger.head").write_text(json.dumps({"seq": n + 2, "hash": "f" * 64}))
+    reopened = Store(home)
+    rep = reopened.verify_ledger()
+    assert not rep.ok and "deleted from the end" in rep.problem and rep.first_bad_seq == n + 1
+    assert not (home / "ledger.head").exists() and (home / "ledger.head.migrated").exists()
+    reopened.close()
+
+
+def test_a_file_anchor_left_behind_by_a_crash_is_not_tampering(ledger_ws: Any) -> None:
+    home = ledger_ws.store.home
+    r = rows(ledger_ws)
+    (home / "ledger.head").write_text(json.dumps({"seq": 3, "hash": r[2][7]}))  # the writer died before moving it
+    reopened = Store(home)
+    assert reopened.verify_ledger().ok and reopened.verify_ledger().entries == len(r)
+    reopened.close()
+
+
+# ------------------------------------------------------------------ signed entries
+
+KEY = "team-secret-1"
+
+
+@pytest.fixture
+def signed_ws(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A workspace whose every entry is signed (the key is set before the workspace's first write)."""
+    monkeypatch.setenv("LOOPGATE_LEDGER_KEY", KEY)
+    store = Store(workspace.store.home)  # opened with the key
+    # the workspace's own init entries were written without the key: start a fresh, fully signed registry
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger"))
+        conn.execute(text("UPDATE ledger_head SET seq = 0, hash = :g, signature = NULL"), {"g": GENESIS})
+    for i in range(4):
+        store.record("note", "base", {"i": i}, actor="ana")
+    workspace.store.close()
+    workspace.store = store
+    return workspace
+
+
+def _rechain_from(ws: Any, seq: int, actor: str) -> None:
+    """What a database writer without the key can do: edit an entry and re-hash it and everything after it,
+    head included, so the chain and the head agree again."""
+    all_rows = rows(ws)
+    prev = all_rows[seq - 2][7] if seq > 1 else GENESIS
+    with db(ws) as c:
+        for s_, ts, a, kind, subject, payload, _, _ in all_rows[seq - 1:]:
+            a = actor if s_ == seq else a
+            h = entry_hash(s_, ts, a, kind, subject, payload, prev)
+            c.execute("UPDATE ledger SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?", (a, prev, h, s_))
+            prev = h
+        c.execute("UPDATE ledger_head SET hash = ?", (prev,))
+
+
+def test_signed_ledger_verifies(signed_ws: Any, cli: Callable[..., Any]) -> None:
+    rep = signed_ws.store.verify_ledger()
+    assert rep.ok and rep.signed and rep.entries == 4
+    res = cli("audit", "verify", "--json", workspace=signed_ws.root)
+    assert res.code == 0 and res.json()["signed"] is True
+    with db(signed_ws) as c:
+        assert all(sig and len(sig) == 64 for (sig,) in c.execute("SELECT signature FROM ledger").fetchall())
+
+
+def test_rechained_history_is_caught_by_the_signatures(signed_ws: Any, cli: Callable[..., Any]) -> None:
+    _rechain_from(signed_ws, 2, "mallory")
+    with pytest.MonkeyPatch.context() as mp:  # without the key, the rewrite is consistent: nothing to see
+        mp.delenv("LOOPGATE_LEDGER_KEY")
+        keyless = Store(signed_ws.store.home)
+        assert keyless.verify_ledger().ok
+        keyless.close()
+    assert_detected(signed_ws, cli, 2, "bad signature")
+
+
+def test_entries_written_without_the_key_are_reported_unsigned(signed_ws: Any, cli: Callable[..., Any]) -> None:
+    with pytest.MonkeyPatch.context() as mp:  # a client (or a script) that does not hold the key
+        mp.delenv("LOOPGATE_LEDGER_KEY")
+        keyless = Store(signed_ws.store.home)
+        keyless.record("note", "base", {"by": "a client without the key"}, actor="bo")
+        keyless.close()
+    assert_detected(signed_ws, cli, 5, "is unsigned")
+
+
+def test_the_wrong_key_fails_verification(signed_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                          cli: Callable[..., Any]) -> None:
+    monkeypatch.setenv("LOOPGATE_LEDGER_KEY", "not-the-team-key")  # for the CLI, which opens its own store
+    signed_ws.store.close()
+    signed_ws.store = Store(signed_ws.store.home)
+    assert_detected(signed_ws, cli, 1, "bad signature")
+
+
+def test_a_head_moved_without_the_key_is_detected(signed_ws: Any, cli: Callable[..., Any]) -> None:
+    n = len(rows(signed_ws))
+    with db(signed_ws) as c:  # cut the last entry and move the head back to match
+        c.execute("DELETE FROM ledger WHERE seq = ?", (n,))
+        c.execute("UPDATE ledger_head SET seq = ?, hash = ?", (n - 1, rows(signed_ws)[n - 2][7]))
+    assert_detected(signed_ws, cli, n - 1, "not signed with the key")

@@ -1,4 +1,4 @@
-"""The Alembic migrations and the ORM models describe the same schema."""
+"""The Alembic migrations and the ORM models describe the same schema (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _head() -> str:
     return head
 
 
-def test_migrated_database_matches_orm_metadata(tmp_path: Path) -> None:
+def test_migrated_database_matches_orm_metadata(tmp_path: Path, database: str | None) -> None:
     store = Store(tmp_path / "home")
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -33,7 +33,7 @@ def test_migrated_database_matches_orm_metadata(tmp_path: Path) -> None:
     store.close()
 
 
-def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
+def test_migrating_twice_is_a_no_op(tmp_path: Path, database: str | None) -> None:
     Store(tmp_path / "home").close()
     store = Store(tmp_path / "home")  # opening again runs upgrade(head) on an up-to-date database
     with store.engine.connect() as conn:
