@@ -35,6 +35,11 @@ class ModelFileError(UnsafeModelError):
     """A model file is truncated or unreadable, or its tensors disagree with the model's config.json."""
 
 
+class DeviceError(LoopgateError):
+    """The device or dtype asked for (``--device``/``--dtype``, ``LOOPGATE_DEVICE``/``LOOPGATE_DTYPE``) is unknown
+    or not available on this machine."""
+
+
 class TransferError(LoopgateError):
     """A capability-transfer strategy cannot be applied (shapes or tokenizers differ, no adapter...)."""
 

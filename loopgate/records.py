@@ -59,6 +59,10 @@ class Evaluation(BaseModel):
     engine_version: str = ""
     source: str = "loopgate"
     created_at: datetime = Field(default_factory=utcnow)
+    # where the engine ran it: "cpu" / "cuda" / "mps" and the weights' dtype ("float32", "bfloat16"); empty when
+    # recorded by another tool or before Loopgate recorded them
+    device: str = ""
+    dtype: str = ""
 
 
 class ServingCost(BaseModel):

@@ -13,11 +13,11 @@ from pathlib import Path
 from loopgate.evaluate.cache import EvaluationCache, cache_key, directory_model_key
 from loopgate.evaluate.engine import EngineConfig, ProgressFn, evaluate_suite
 from loopgate.evaluate.suites import Suite
-from loopgate.models import load_model
+from loopgate.models import ModelRef, load_model, model_ref
 from loopgate.records import Evaluation
 
 
-def evaluate_model(model_dir: str | Path, suites: list[Suite], *, version: str, model_key: str | None = None,
+def evaluate_model(model_dir: str | Path | ModelRef, suites: list[Suite], *, version: str, model_key: str | None = None,
                    cache_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
                    batch_size: int | None = None, progress: bool = False,
                    config: EngineConfig | None = None) -> list[Evaluation]:
@@ -31,12 +31,13 @@ def evaluate_model(model_dir: str | Path, suites: list[Suite], *, version: str, 
         cfg = EngineConfig(batch_size=batch_size, max_batch_size=cfg.max_batch_size,
                            memory_budget_mb=cfg.memory_budget_mb, threads=cfg.threads)
     cache = EvaluationCache(cache_dir) if cache_dir is not None else None
-    key = model_key or directory_model_key(model_dir, adapter_dir)
+    ref = model_ref(model_dir, adapter_dir)  # an adapter is merged in memory for inference
+    key = model_key or directory_model_key(ref.base, ref.adapter)
     keys = [cache_key(key, s) for s in suites]
     results: list[Evaluation | None] = [cache.get(k, version=version) if cache else None for k in keys]
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
-        loaded = load_model(model_dir, adapter_dir)
+        loaded = load_model(ref)
         total = sum(len(suites[i]) for i in missing)
         with _progress_bar(progress, total) as advance:
             for i in missing:

@@ -14,8 +14,10 @@ from loopgate.errors import LoopgateError
 from loopgate.evaluate.metrics import PairedComparison, paired_comparison
 from loopgate.evaluate.suites import Suite, load_ecosystem_suite
 from loopgate.executors import jobs
-from loopgate.loop.versions import model_dir
+from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace
+from loopgate.models.io import ModelRef
+from loopgate.models.io import model_ref as model_ref_of
 from loopgate.records import Evaluation
 
 
@@ -28,7 +30,7 @@ def load_suites(ws: Workspace, names: list[str]) -> list[Suite]:
     return [load_ecosystem_suite(ws.eco, n) for n in names]
 
 
-def evaluate_dir(ws: Workspace, path: Path, suites: list[Suite], label: str, progress: bool = False
+def evaluate_dir(ws: Workspace, path: Path | ModelRef, suites: list[Suite], label: str, progress: bool = False
                  ) -> dict[str, Evaluation]:
     """Evaluate a model folder that is not (yet) a version, e.g. a transfer candidate; cached by content."""
     evs = ws.executor.run(jobs.evaluate, model_dir=path, suites=suites, version=label,
@@ -49,7 +51,7 @@ def evaluate_version(ws: Workspace, version_id: str, suite_names: list[str], *, 
         else:
             missing.append(s)
     if missing:
-        evs = evaluate_dir(ws, model_dir(ws, version_id), missing, version_id, progress)
+        evs = evaluate_dir(ws, model_ref(ws, version_id), missing, version_id, progress)
         for s in missing:
             found[s.name] = ws.store.add_evaluation(evs[s.name], actor=actor)
     return {n: found[n] for n in suite_names}
@@ -98,11 +100,12 @@ def import_evaluations(ws: Workspace, version_id: str, evaluations: list[Evaluat
     return [ws.store.add_evaluation(e, actor=actor) for e in evaluations]
 
 
-def profile_dir(ws: Workspace, path: Path, probe_steps: int = 30) -> dict[str, float]:
+def profile_dir(ws: Workspace, path: Path | ModelRef, probe_steps: int = 30) -> dict[str, float]:
     """Model-level figures of a model folder (parameter count, plasticity), cached by the weights' content."""
     from loopgate.evaluate.cache import directory_model_key
 
-    cache = ws.store.cache_dir("profiles") / f"{directory_model_key(path)}-{probe_steps}.json"
+    ref = model_ref_of(path)
+    cache = ws.store.cache_dir("profiles") / f"{directory_model_key(ref.base, ref.adapter)}-{probe_steps}.json"
     if cache.exists():
         return {k: float(v) for k, v in json.loads(cache.read_text()).items()}
     prof = ws.executor.run(jobs.profile, model_dir=path, probe_steps=probe_steps)
@@ -115,4 +118,4 @@ def profile_dir(ws: Workspace, path: Path, probe_steps: int = 30) -> dict[str, f
 
 def profile_version(ws: Workspace, version_id: str, probe_steps: int = 30) -> dict[str, float]:
     """:func:`profile_dir` of a version's loadable weights."""
-    return profile_dir(ws, model_dir(ws, version_id), probe_steps)
+    return profile_dir(ws, model_ref(ws, version_id), probe_steps)

@@ -20,8 +20,9 @@ from loopgate.hashing import sha256_json
 from loopgate.loop.evaluation import evaluate_version, line_suites, load_suites, profile_dir, profile_version
 from loopgate.loop.faults import kill_point
 from loopgate.loop.outcomes import ReleaseOutcome
-from loopgate.loop.versions import model_dir
+from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace, current_user
+from loopgate.models.io import ModelRef
 from loopgate.records import Decision, Evaluation, ServingCost, Verdict
 from loopgate.spec import CostPolicy, Policy
 from loopgate.store import ChannelMove
@@ -71,7 +72,7 @@ def rollback_check(ws: Workspace, target: str | None, smoke: str | None) -> Roll
     suites = load_suites(ws, [smoke]) if smoke else []
     recorded = ws.store.evaluation(target, suites[0].sha256) if suites else None
     try:
-        path = model_dir(ws, target)
+        path = model_ref(ws, target)
         if not suites:
             ws.executor.run(jobs.load_check, model_dir=path)
             return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True)
@@ -82,7 +83,7 @@ def rollback_check(ws: Workspace, target: str | None, smoke: str | None) -> Roll
                          smoke_score=fresh.score, recorded_smoke_score=recorded.score if recorded else None)
 
 
-def serving_measurements(ws: Workspace, ctx: GateContext, candidate_dir: Path, policy: CostPolicy
+def serving_measurements(ws: Workspace, ctx: GateContext, candidate_dir: Path | ModelRef, policy: CostPolicy
                          ) -> dict[str, ServingCost]:
     """The line's traffic served by the candidate and the version it replaces, back to back in one job
     (only when a latency, throughput or money budget asks for it)."""
@@ -93,7 +94,7 @@ def serving_measurements(ws: Workspace, ctx: GateContext, candidate_dir: Path, p
     if not traffic or (all(w is None for w in absolute) and (replaced is None or all(w is None for w in ratios))):
         return {}
     measured = ws.executor.run(jobs.serving, candidate_dir=candidate_dir,
-                               baseline_dir=model_dir(ws, replaced[1]) if replaced else None,
+                               baseline_dir=model_ref(ws, replaced[1]) if replaced else None,
                                suites=load_suites(ws, traffic))
     return {m.suite: m for m in measured}
 
@@ -104,7 +105,7 @@ def _foundation_reference(ws: Workspace, line: str) -> str | None:
     return first[0].id if first else None
 
 
-def gate_context(ws: Workspace, *, line: str, candidate: str, candidate_dir: Path,
+def gate_context(ws: Workspace, *, line: str, candidate: str, candidate_dir: Path | ModelRef,
                  candidate_evals: dict[str, Evaluation], baselines: dict[str, str | None], requester: str,
                  policy: Policy, approvals: list[ApprovalRecord] | None = None, gates: list[str] | None = None,
                  progress: bool = False) -> GateContext:
@@ -153,7 +154,7 @@ def gate_context(ws: Workspace, *, line: str, candidate: str, candidate_dir: Pat
     return ctx
 
 
-def decide_candidate(ws: Workspace, *, line: str, candidate: str, candidate_dir: Path,
+def decide_candidate(ws: Workspace, *, line: str, candidate: str, candidate_dir: Path | ModelRef,
                      candidate_evals: dict[str, Evaluation], baselines: dict[str, str | None], requester: str,
                      approvals: list[ApprovalRecord] | None = None, gates: list[str] | None = None,
                      progress: bool = False) -> Decision:
@@ -189,7 +190,7 @@ def version_decision(ws: Workspace, version_id: str, *, actor: str, progress: bo
         return prior[-1]
     owned, inherited = line_suites(ws, v.line)
     decision = decide_candidate(
-        ws, line=v.line, candidate=version_id, candidate_dir=model_dir(ws, version_id),
+        ws, line=v.line, candidate=version_id, candidate_dir=model_ref(ws, version_id),
         candidate_evals=evaluate_version(ws, version_id, owned + inherited, progress=progress),
         baselines=baselines, requester=decisions[0].requester if decisions else actor,
         approvals=[ApprovalRecord(approver=a.approver, reason=a.reason, overrides=a.overrides)

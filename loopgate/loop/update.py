@@ -20,7 +20,7 @@ from loopgate.loop.faults import kill_point
 from loopgate.loop.gating import release_candidate
 from loopgate.loop.outcomes import FailedRun, ReleaseOutcome, ResumeOutcome
 from loopgate.loop.propagation import propagate_from
-from loopgate.loop.versions import adapter_parts, model_dir, register_model
+from loopgate.loop.versions import adapter_parts, register_model
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.records import Verdict
 from loopgate.spec import Recipe, Tier
@@ -84,8 +84,8 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
         if recipe.method in ("lora", "dpo") and sv.kind == "adapter" and sv.base_version:
             parent_dir, adapter_dir = adapter_parts(ws, start)
             base_version = sv.base_version
-        else:
-            parent_dir = model_dir(ws, start)
+        else:  # a full update from an adapter version trains its base + adapter, merged in memory
+            parent_dir, adapter_dir = adapter_parts(ws, start)
             base_version = start  # used only if the update produces an adapter (lora, or dpo with lora)
     replay = replay_files(ws, line, recipe, exclude=data_shas)
 

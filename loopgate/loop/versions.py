@@ -3,17 +3,18 @@ lineage across lines, and the ecosystem status."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopgate.errors import LoopgateError, NotFoundError, UnsafeModelError
-from loopgate.executors import jobs
 from loopgate.hashing import sha256_json
 from loopgate.loop.outcomes import ChannelReport, Lineage, LineageLink, StatusRow, VersionView
 from loopgate.loop.workspace import Workspace
 from loopgate.spec import Tier
-from loopgate.store import CHANNELS, VersionInfo, copy_differences
+from loopgate.store import CHANNELS, VersionInfo
+
+if TYPE_CHECKING:  # the model library loads only where weights are touched: status and lineage never do
+    from loopgate.models.io import ModelRef
 
 
 def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | None = None, note: str = "",
@@ -57,36 +58,39 @@ def version_key(ws: Workspace, version_id: str) -> str:
     return sha256_json({"files": v.files, "base": base})
 
 
-def merged_dir(ws: Workspace, version_id: str) -> Path:
-    """Where an adapter version's merged weights are cached (named by the version and its content key)."""
-    return ws.store.merged_dir(version_id, version_key(ws, version_id))
+def model_ref(ws: Workspace, version_id: str) -> ModelRef:
+    """What to load to run the version: its checkout, or for an adapter version its base's checkout and its own.
+
+    Both are folders of links to the version's verified blobs; an adapter is merged in memory when loaded,
+    never on disk (an adapter version costs only its adapter's bytes).
+    """
+    from loopgate.models.io import ModelRef
+
+    v = ws.store.version(version_id)
+    if v.kind != "adapter":
+        return ModelRef(ws.store.checkout(version_id))
+    assert v.base_version is not None
+    base = model_ref(ws, v.base_version)
+    if base.adapter is not None:
+        raise LoopgateError(f"{version_id} is an adapter on {v.base_version}, itself an adapter version; Loopgate "
+                            "applies one adapter on a full model — register the adapter on a full version")
+    return ModelRef(base.base, ws.store.checkout(version_id))
 
 
 def model_dir(ws: Workspace, version_id: str) -> Path:
-    """A folder with full, loadable weights for the version (adapters merged onto their base, cached).
-
-    Both kinds are verified before they are returned: a checkout against the version's recorded hashes, a
-    merged copy against the manifest written when it was merged. One that differs is rebuilt.
-    """
-    v = ws.store.version(version_id)
-    if v.kind != "adapter":
-        return ws.store.checkout(version_id)
-    merged = merged_dir(ws, version_id)
-    if merged.exists():
-        if not copy_differences(merged):
-            return merged
-        shutil.rmtree(merged)  # edited, or made before merged copies had manifests: merge again
-    assert v.base_version is not None
-    return ws.executor.run(jobs.merge_adapter, base_dir=model_dir(ws, v.base_version),
-                           adapter_dir=ws.store.checkout(version_id), out_dir=merged)
+    """The checkout of a full version (one folder of full weights); an adapter version has none — use
+    :func:`model_ref`."""
+    ref = model_ref(ws, version_id)
+    if ref.adapter is not None:
+        raise LoopgateError(f"{version_id} is an adapter version: it has no folder of full weights (it is loaded as "
+                            "its base plus the adapter)")
+    return ref.base
 
 
 def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
     """(base model dir, adapter dir or None): what an engine loads to serve the version un-merged."""
-    v = ws.store.version(version_id)
-    if v.kind == "adapter" and v.base_version:
-        return model_dir(ws, v.base_version), ws.store.checkout(version_id)
-    return ws.store.checkout(version_id), None
+    ref = model_ref(ws, version_id)
+    return ref.base, ref.adapter
 
 
 def version_lineage(ws: Workspace, version_id: str) -> Lineage:

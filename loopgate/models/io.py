@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import warnings
@@ -23,7 +24,7 @@ from transformers import (
 )
 from transformers import utils as _hf_utils
 
-from loopgate.errors import ModelFileError, UnsafeModelError
+from loopgate.errors import DeviceError, ModelFileError, UnsafeModelError
 
 # transformers draws a progress bar per shard load/save; Loopgate shows its own progress instead
 _hf_utils.logging.disable_progress_bar()
@@ -258,6 +259,105 @@ def _checkpoint_renamer(model: PreTrainedModel, expected: dict[str, tuple[int, .
     return rename
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """What to load for a version: a full model folder and, for an adapter version, the adapter to apply on it.
+
+    An adapter version is evaluated and served from these two folders (the base's and its own checkout),
+    merged in memory when loaded for inference — never merged to disk, so it costs only its adapter's bytes.
+    A plain, picklable value: jobs take it as their model input and may run in another process.
+    """
+
+    base: Path
+    adapter: Path | None = None
+
+    def __str__(self) -> str:
+        return str(self.base) if self.adapter is None else f"{self.base} + {self.adapter}"
+
+
+def model_ref(model: str | Path | ModelRef, adapter: str | Path | None = None) -> ModelRef:
+    """``model`` as a :class:`ModelRef` (a folder, or a ref, optionally with an adapter on top)."""
+    if isinstance(model, ModelRef):
+        if adapter is not None and model.adapter is not None:
+            raise UnsafeModelError(f"{model} already has an adapter; cannot apply {adapter} on top of it too")
+        return model if adapter is None else ModelRef(model.base, Path(adapter))
+    return ModelRef(Path(model), Path(adapter) if adapter is not None else None)
+
+
+# --------------------------------------------------------------------------- device and dtype
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
+    """The device to run on: ``name``, else ``LOOPGATE_DEVICE``, else auto (cuda → mps → cpu)."""
+    if isinstance(name, torch.device):
+        return name
+    wanted = (name or os.environ.get("LOOPGATE_DEVICE") or "auto").strip().lower()
+    if wanted == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError:
+        raise DeviceError(f"device {wanted!r} is not one torch knows; use auto, cpu, cuda, cuda:N or mps "
+                          "(LOOPGATE_DEVICE or --device)") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise DeviceError(f"device {wanted!r} is not available on this machine (torch {torch.__version__} sees "
+                          f"{'a GPU' if torch.cuda.is_available() else 'no GPU'}); use auto or cpu "
+                          "(LOOPGATE_DEVICE or --device)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {wanted!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def resolve_dtype(name: str | torch.dtype | None = None, device: torch.device | None = None) -> torch.dtype:
+    """The weights' dtype: ``name``, else ``LOOPGATE_DTYPE``, else auto (bf16 on a GPU that supports it,
+    float32 elsewhere — CPUs and older GPUs run bf16 matmuls slowly or not at all)."""
+    if isinstance(name, torch.dtype):
+        return name
+    wanted = (name or os.environ.get("LOOPGATE_DTYPE") or "auto").strip().lower()
+    if wanted == "auto":
+        device = device or resolve_device()
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if wanted not in _DTYPES:
+        raise DeviceError(f"dtype {wanted!r} is not one Loopgate loads weights in; use auto, float32, bfloat16 "
+                          "or float16 (LOOPGATE_DTYPE or --dtype)")
+    return _DTYPES[wanted]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` → ``"bfloat16"``: how records name a dtype."""
+    return str(dtype).removeprefix("torch.")
+
+
+def model_placement(model: torch.nn.Module) -> dict[str, str]:
+    """Where a loaded model runs and in which dtype: ``{"device": "cuda", "dtype": "bfloat16"}`` (records)."""
+    p = next(model.parameters())
+    devices = {d.type for d in (getattr(model, "hf_device_map", None) or {}).values() if isinstance(d, torch.device)}
+    return {"device": p.device.type if len(devices) <= 1 else "+".join(sorted(devices)), "dtype": dtype_name(p.dtype)}
+
+
+def _device_map(device: torch.device, shapes: dict[Path, dict[str, tuple[int, ...]]], dtype: torch.dtype
+                ) -> str | dict[str, Any] | None:
+    """Straight onto ``device``; on a GPU too small for the weights, spread with accelerate (``"auto"``)."""
+    if device.type == "cpu":
+        return None  # transformers' own CPU load: no accelerate hooks on the model
+    if device.type == "cuda" and os.environ.get("LOOPGATE_DEVICE_MAP", "").lower() != "single":
+        numel = sum(math.prod(shape) for tensors in shapes.values() for shape in tensors.values())
+        free, _ = torch.cuda.mem_get_info(device)
+        if os.environ.get("LOOPGATE_DEVICE_MAP", "").lower() == "auto" or numel * dtype.itemsize > 0.8 * free:
+            return "auto"
+    return {"": device}
+
+
 @dataclass
 class LoadedModel:
     """A model ready for inference or training, with its tokenizer."""
@@ -265,6 +365,10 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     path: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
@@ -275,18 +379,32 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_model(path: str | Path, adapter: str | Path | None = None, *, trainable: bool = False,
-               dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(path: str | Path | ModelRef, adapter: str | Path | None = None, *, trainable: bool = False,
+               dtype: str | torch.dtype | None = None, device: str | torch.device | None = None) -> LoadedModel:
     """Load a local HF causal-LM directory (and optionally a PEFT adapter on top), safetensors only.
+
+    ``path`` may be a :class:`ModelRef`; its adapter is then merged into the weights in memory (an explicit
+    ``adapter`` stays a ``PeftModel``, e.g. to be trained further). The weights load straight onto
+    ``device`` in ``dtype`` (defaults: :func:`resolve_device`, :func:`resolve_dtype`), spread over the GPUs with
+    accelerate when one is too small for them.
 
     A truncated weight file, or one whose tensors disagree with config.json, is a ``ModelFileError`` naming
     the file; transformers would raise a bare error for the first and fill a missing tensor with random
     numbers for the second.
     """
+    merge = isinstance(path, ModelRef)  # a version's weights: one model (to serve, or to train in full)
+    ref = model_ref(path, adapter)
+    path, adapter = ref.base, ref.adapter
     set_threads()
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
     files = model_files(path)  # refuses pickle-only folders before transformers sees them
-    check_weights_match_config(Path(path), {f: safetensors_shapes(f) for f in files if f.suffix == ".safetensors"})
-    kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True, "dtype": dtype}
+    shapes = {f: safetensors_shapes(f) for f in files if f.suffix == ".safetensors"}
+    check_weights_match_config(Path(path), shapes)
+    kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True, "dtype": dt}
+    device_map = _device_map(dev, shapes, dt)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     model: PreTrainedModel
     info: dict[str, Any]
     model, info = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]  # a (model, info) pair with this flag
@@ -302,6 +420,8 @@ def load_model(path: str | Path, adapter: str | Path | None = None, *, trainable
             if f.suffix == ".safetensors":
                 safetensors_shapes(f)
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)  # type: ignore[assignment]  # PeftModel wraps it
+        if merge:
+            model = model.merge_and_unload()  # type: ignore[operator]  # in memory only
     if not trainable:
         model.eval()
     return LoadedModel(model=model, tokenizer=tok, path=Path(path))

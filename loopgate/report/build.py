@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from loopgate.loop.versions import ecosystem_status
 from loopgate.loop.workspace import Workspace
 from loopgate.report.content import model_card, release_notes
+from loopgate.report.evidence import lookup_from_store
 from loopgate.report.plots import Plot, accuracy_heatmap, cost_trends, line_history, score_trends
 from loopgate.report.render import render
 from loopgate.spec import Tier
@@ -57,7 +58,8 @@ def build_report(ws: Workspace, version_id: str, out_dir: Path) -> ReportPaths:
     card_path.write_text(render("model_card.md.j2", card=card, accuracy_file=accuracy,
                                 replaces=notes.baseline.id if notes.baseline else None,
                                 replaces_reason=notes.baseline_reason), encoding="utf-8")
-    html_path.write_text(render("report.html.j2", notes=notes, card=card, plots=plots), encoding="utf-8")
+    html_path.write_text(render("report.html.j2", notes=notes, card=card, plots=plots,
+                                lookup=lookup_from_store(ws.store.evaluations)), encoding="utf-8")
     return ReportPaths(markdown=md_path, html=html_path, model_card=card_path, plots=plot_paths)
 
 
@@ -89,5 +91,6 @@ def build_run_report(ws: Workspace, out_dir: Path, title: str, steps: list[dict[
     path = out_dir / "run-report.html"
     path.write_text(render("run.html.j2", title=title, ecosystem=ws.eco.name, roots=roots, children=children,
                            steps=steps, columns=columns, decisions=ws.store.decisions(),
-                           ledger_entries=len(ws.store.ledger()), plots=plots), encoding="utf-8")
+                           ledger_entries=len(ws.store.ledger()), plots=plots,
+                           lookup=lookup_from_store(ws.store.evaluations)), encoding="utf-8")
     return path

@@ -17,6 +17,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from loopgate.report.evidence import gate_view
+
 TEMPLATES = Path(__file__).parent / "templates"
 EVIDENCE_CHARS = 400
 
@@ -111,6 +113,7 @@ def environment(kind: str) -> Environment:
     )
     env.filters.update(FILTERS)
     env.globals["ci"] = ci
+    env.globals["gate_view"] = gate_view
     return env
 
 

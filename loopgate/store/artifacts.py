@@ -1,13 +1,14 @@
 """Content-addressed artifact store: every file is kept once, under its sha256, and verified on read.
 
-Loadable copies of a version's files (checkouts, merged adapters) carry a manifest of each file's sha256 and
-``stat`` signature, written when the copy is made. Reusing a copy compares the signatures (cheap) and re-hashes
-only the files whose signature changed, so a copy edited on disk is never loaded as if it were the version.
+Blobs are read-only (0444). A version's checkout is, as in the Hugging Face cache's snapshots, a folder of
+links to its blobs — hard links where the file system allows, symlinks otherwise — so a checkout costs no
+bytes and nothing is stored twice. A checkout carries a manifest of each file's sha256 and ``stat`` signature,
+written when it is made. Reusing it compares the signatures (cheap) and re-hashes only the files whose
+signature changed, so a blob edited on disk (through a link or not) is never loaded as if it were the version.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +20,6 @@ from loopgate.errors import ArtifactError
 from loopgate.hashing import sha256_file
 
 MANIFEST = ".loopgate-manifest.json"
-_CHUNK = 1 << 20
 
 
 def _signature(st: os.stat_result) -> list[int]:
@@ -127,6 +127,7 @@ class ArtifactStore:
                 out.flush()
                 os.fsync(out.fileno())
             sha = sha256_file(tmp)
+            os.chmod(tmp, 0o444)  # stored content is never written again; checkouts link to it
             final = self.path_for(sha)
             if final.exists() and sha256_file(final) == sha:
                 os.unlink(tmp)
@@ -161,14 +162,14 @@ class ArtifactStore:
                              "restore it from a backup or re-register the version")
 
     def checkout(self, files: dict[str, str], dest: Path, owner: str = "") -> Path:
-        """Copy verified blobs to ``dest`` under their file names; built in a temp folder, then renamed.
+        """Link verified blobs into ``dest`` under their file names; built in a temp folder, then renamed.
 
-        An existing checkout is reused only when it holds exactly ``files`` unchanged (see
-        :func:`copy_differences`); otherwise it is rebuilt from the blobs.
+        An existing checkout is reused only when it holds exactly ``files``, each still a link to its blob and
+        unchanged (see :func:`copy_differences`); otherwise it is rebuilt from the blobs.
         """
         dest = Path(dest)
         if dest.exists():
-            if not copy_differences(dest, files):
+            if not self.unlinked_files(files, dest) and not copy_differences(dest, files):
                 return dest
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,7 @@ class ArtifactStore:
             for rel, sha in files.items():
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self._copy_verified(sha, target, owner)
+                self._link_verified(sha, target, owner)
             write_manifest(tmp, files)
             os.replace(tmp, dest)
         except BaseException:
@@ -185,18 +186,26 @@ class ArtifactStore:
             raise
         return dest
 
-    def _copy_verified(self, sha256: str, target: Path, owner: str) -> None:
-        """Copy a blob to ``target`` while hashing it: one read both verifies and copies."""
-        src = self.path_for(sha256)
-        if not src.exists():
-            raise self._missing(sha256, owner)
-        h = hashlib.sha256()
-        with open(src, "rb") as inp, open(target, "wb") as out:
-            while chunk := inp.read(_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != sha256:
-            raise self._corrupted(sha256, owner, h.hexdigest())
+    def unlinked_files(self, files: dict[str, str], folder: Path) -> list[str]:
+        """The files of a checkout that are not its blob (a copy, or a link to something else)."""
+        out = []
+        for rel, sha in files.items():
+            try:
+                if not os.path.samefile(Path(folder) / rel, self.path_for(sha)):
+                    out.append(rel)
+            except OSError:
+                out.append(rel)
+        return out
+
+    def _link_verified(self, sha256: str, target: Path, owner: str) -> None:
+        """Hash the blob, make it read-only and link it at ``target`` (a hard link, else a symlink)."""
+        src = self.verify(sha256, owner)
+        if os.stat(src).st_mode & 0o222:
+            os.chmod(src, 0o444)  # stored before blobs were made read-only
+        try:
+            os.link(src, target)
+        except OSError:  # another file system, or one without hard links
+            os.symlink(src.resolve(), target)
 
     def delete(self, sha256: str) -> int:
         p = self.path_for(sha256)

@@ -379,20 +379,17 @@ class Store:
 
     @property
     def checkouts_root(self) -> Path:
-        """Loadable copies of versions' own files, one folder per version."""
+        """Loadable folders of versions' own files (links to the blobs), one folder per version."""
         return self.home / "checkouts"
 
     @property
     def merged_root(self) -> Path:
-        """Adapter versions merged onto their base, one folder per (version, content key)."""
+        """Where older Loopgates kept adapters merged onto their base; only audited and collected now (an
+        adapter version is loaded as base + adapter and merged in memory, never on disk)."""
         return self.home / "merged"
 
-    def merged_dir(self, version_id: str, content_key: str) -> Path:
-        """Where an adapter version's merged weights are kept (named by the version and its content key)."""
-        return self.merged_root / f"{version_id}-{content_key[:12]}"
-
     def merged_dirs(self, version_id: str) -> list[Path]:
-        """Every merged copy of a version (one per content key it was merged under)."""
+        """Every merged copy an older Loopgate left for a version."""
         return sorted(self.merged_root.glob(f"{version_id}-*"))
 
     def work_dir(self, key: str) -> Path:
@@ -412,7 +409,7 @@ class Store:
         return self.home / "cache" / kind
 
     def checkout(self, version_id: str) -> Path:
-        """The version's own files in a folder (verified against their hashes)."""
+        """The version's own files in a folder of links to its read-only blobs (verified against their hashes)."""
         v = self.version(version_id)
         if not v.files:
             raise ArtifactError(f"version {version_id} has no files")

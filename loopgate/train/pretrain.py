@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from loopgate.models import TinyConfig, build_tiny_model, load_model, save_model
+from loopgate.models import ModelRef, TinyConfig, build_tiny_model, load_model, save_model
 from loopgate.spec import Recipe
 from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
@@ -20,7 +20,7 @@ def fresh_tiny_model(recipe: Recipe) -> tuple[PreTrainedModel, PreTrainedTokeniz
     return build_tiny_model(TinyConfig(seed=recipe.seed, **shape))
 
 
-def pretrain(parent_dir: Path | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
+def pretrain(parent_dir: Path | ModelRef | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
              replay_rows: Sequence[dict[str, str]] = (), retention_rows: Sequence[dict[str, str]] = (),
              progress: bool = False) -> Trained:
     """Continue pretraining ``parent_dir``, or (``None``) pretrain a fresh tiny model seeded by ``recipe.seed``."""

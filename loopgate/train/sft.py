@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from loopgate.models import load_model, save_model
+from loopgate.models import ModelRef, load_model, save_model
 from loopgate.spec import Recipe
 from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
 
 
-def sft(parent_dir: Path | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
+def sft(parent_dir: Path | ModelRef | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
         replay_rows: Sequence[dict[str, str]] = (), retention_rows: Sequence[dict[str, str]] = (),
         progress: bool = False) -> Trained:
     """Fine-tune every weight of ``parent_dir`` (``None``: a fresh tiny model, i.e. supervised training from

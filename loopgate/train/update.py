@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from loopgate.errors import SpecError
 from loopgate.hashing import sha256_file
-from loopgate.models import set_threads
+from loopgate.models import ModelRef, set_threads
 from loopgate.spec import Recipe
 from loopgate.train.data import data_sha256, load_rows, row_kind_for
 from loopgate.train.dpo import dpo
@@ -63,11 +63,11 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
 
     trained: Trained
     if recipe.method == "pretrain":
-        trained = pretrain(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows,
+        trained = pretrain(_full_parent(parent_dir, adapter_dir), recipe, rows, out_dir, replay_rows=replay_rows,
                            retention_rows=retention_rows, progress=progress)
     elif recipe.method == "sft":
-        trained = sft(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows, retention_rows=retention_rows,
-                      progress=progress)
+        trained = sft(_full_parent(parent_dir, adapter_dir), recipe, rows, out_dir, replay_rows=replay_rows,
+                      retention_rows=retention_rows, progress=progress)
     elif recipe.method == "lora":
         assert parent_dir is not None
         trained = lora(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, replay_rows=replay_rows,
@@ -109,12 +109,18 @@ def _check_inputs(parent_dir: Path | None, recipe: Recipe, adapter_dir: Path | N
     if parent_dir is None and recipe.method not in ("pretrain", "sft"):
         raise SpecError(f"a '{recipe.method}' update needs a parent model; only 'pretrain' and 'sft' start from "
                         "a fresh tiny model")
-    if adapter_dir is not None and recipe.method not in ("lora", "dpo"):
-        raise SpecError(f"an adapter can only be continued by a 'lora' or 'dpo' update, not '{recipe.method}'")
+    if adapter_dir is not None and parent_dir is None:
+        raise SpecError("an adapter needs the parent model it was trained on")
     if recipe.method == "dpo" and (replay or retention or recipe.replay or recipe.kl or recipe.ewc):
         # trl's DPOTrainer owns the batch and the loss; its reference model already anchors the update
         raise SpecError("a 'dpo' recipe takes no replay, retention, kl or ewc; its frozen reference model keeps "
                         "the update close to the parent (raise dpo.beta or dpo.sft_weight for a tighter anchor)")
+
+
+def _full_parent(parent_dir: Path | None, adapter_dir: Path | None) -> Path | ModelRef | None:
+    """What a full update starts from: the parent folder, or (from an adapter version) base + adapter, merged
+    in memory when loaded."""
+    return ModelRef(parent_dir, adapter_dir) if parent_dir is not None and adapter_dir is not None else parent_dir
 
 
 def _weights_sha256(model_dir: Path | None) -> str | None:

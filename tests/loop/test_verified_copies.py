@@ -1,5 +1,6 @@
-"""The folders a version is loaded from (its checkout, an adapter's merged copy) are verified before every
-use: a copy changed on disk is rebuilt from the stored blobs, never loaded as if it were the version."""
+"""The folders a version is loaded from (its checkout: links to the stored blobs) are verified before every use:
+a file replaced on disk is linked again from the stored blobs, a blob edited through a link is refused; an adapter
+version is loaded as its base plus the adapter, merged in memory, never on disk."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from loopgate.loop.versions import adapter_parts, merged_dir, model_dir, register_model
+from loopgate.errors import ArtifactError, LoopgateError
+from loopgate.loop.versions import adapter_parts, model_dir, model_ref, register_model
 from loopgate.models import TinyConfig, build_tiny_model, load_model, save_model
-from loopgate.store import copy_files
-from loopgate.store.artifacts import MANIFEST
 
 DIMS = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 64}
 
@@ -55,42 +55,42 @@ def test_checkout_whose_weights_were_swapped_is_rebuilt_before_loading(
     target = out / "model.safetensors"
     assert target.stat().st_size == (other_model_dir / "model.safetensors").stat().st_size
     st = target.stat()
-    shutil.copyfile(other_model_dir / "model.safetensors", target)  # valid weights, the wrong ones
+    target.unlink()  # the link replaced by a file: valid weights, the wrong ones
+    shutil.copyfile(other_model_dir / "model.safetensors", target)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert not same(weights(out), weights(tiny_model_dir))  # what the old loader would have trained on
 
     again = model_dir(workspace, "base@1")
     assert again == out
     assert same(weights(again), weights(tiny_model_dir))
+    assert workspace.store.artifacts.unlinked_files(workspace.store.version("base@1").files, out) == []
     base_dir, adapter = adapter_parts(workspace, "base@1")
     assert base_dir == out and adapter is None
 
 
-def test_edited_merged_adapter_copy_is_merged_again(with_adapter: Any) -> None:
-    ws = with_adapter
-    merged = model_dir(ws, "support@1")
-    assert merged == merged_dir(ws, "support@1") and (merged / MANIFEST).exists()
-    expected = weights(merged)
-    target = merged / "model.safetensors"
+def test_weights_edited_through_the_checkout_are_never_loaded(workspace: Any, tiny_model_dir: Path) -> None:
+    """A checkout file is a link to the stored blob: an edit in place is an edit of the blob, caught as such."""
+    register_model(workspace, "base", tiny_model_dir)
+    target = model_dir(workspace, "base@1") / "model.safetensors"
     data = bytearray(target.read_bytes())
-    data[-8:] = b"\x00" * 8  # the last weights of the last tensor zeroed: still a loadable file
+    data[-8:] = b"\x00" * 8  # still a loadable file
     target.write_bytes(bytes(data))
-    assert not same(weights(merged), expected)
-
-    assert model_dir(ws, "support@1") == merged
-    assert same(weights(merged), expected)
+    with pytest.raises(ArtifactError, match=r"base@1 is corrupted"):
+        model_ref(workspace, "base@1")
 
 
-def test_merged_copy_without_a_manifest_is_not_trusted(with_adapter: Any) -> None:
-    """Merged copies made before manifests existed cannot be checked: they are merged again once."""
+def test_adapter_version_is_loaded_from_base_plus_adapter_merged_in_memory(with_adapter: Any,
+                                                                          tiny_model_dir: Path) -> None:
     ws = with_adapter
-    merged = model_dir(ws, "support@1")
-    expected = weights(merged)
-    (merged / MANIFEST).unlink()
-    (merged / "model.safetensors").write_bytes(b"not even safetensors")
-    assert model_dir(ws, "support@1") == merged
-    assert same(weights(merged), expected) and (merged / MANIFEST).exists()
-    assert sorted(copy_files(merged)) == sorted(p.name for p in merged.iterdir() if p.name != MANIFEST)
+    ref = model_ref(ws, "support@1")
+    assert ref.base == model_dir(ws, "base@1") and ref.adapter == ws.store.checkout("support@1")
+    with pytest.raises(LoopgateError, match="adapter version"):
+        model_dir(ws, "support@1")
+    merged = load_model(tiny_model_dir, ref.adapter).model.merge_and_unload()  # type: ignore[operator]
+    loaded = load_model(ref).model
+    assert not hasattr(loaded, "peft_config")  # a plain model: merged in memory
+    assert same({k: v.clone() for k, v in loaded.state_dict().items()}, merged.state_dict())
+    assert not ws.store.merged_root.exists()  # nothing merged on disk
 
 
 def test_adapter_checkout_is_verified_too(with_adapter: Any) -> None:
@@ -98,6 +98,7 @@ def test_adapter_checkout_is_verified_too(with_adapter: Any) -> None:
     _, adapter = adapter_parts(ws, "support@1")
     assert adapter is not None
     original = (adapter / "adapter_model.safetensors").read_bytes()
+    (adapter / "adapter_model.safetensors").unlink()
     (adapter / "adapter_model.safetensors").write_bytes(original[:-32] + b"\x00" * 32)
     _, again = adapter_parts(ws, "support@1")
     assert again == adapter and (adapter / "adapter_model.safetensors").read_bytes() == original

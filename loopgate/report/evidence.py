@@ -1,0 +1,301 @@
+"""Gate evidence as a reviewer reads it: figures beside their thresholds, intervals as bars, per-category
+refusal tables, flipped prompts with both versions' answers side by side — never a JSON dump.
+
+:func:`gate_view` turns one gate's recorded evidence into a :class:`GateView` (typed pieces, no markup);
+the ``evidence.html.j2`` macros draw it for the dashboard and the static reports, and :meth:`GateView.lines`
+says it in plain sentences for Markdown. Flip examples come from the stored evaluations through an
+:data:`ExampleLookup` the caller passes (see :func:`lookup_from_store`), so this module does no I/O itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from loopgate.records import Evaluation, GateResult
+
+# the evidence keys each gate's view draws; any other key is listed as a fact
+DRAWN: dict[str, set[str]] = {
+    "regression": {"thresholds", "baseline", "suites"},
+    "inheritance": {"thresholds", "baselines", "suites"},
+    "safety": {"thresholds", "baseline", "suites", "unsafe_flips", "flipped"},
+    "cost": {"thresholds", "suites", "traffic_suites", "baseline_version", "checks"},
+    "rollback": {"thresholds", "smoke_drift", "target", "exists", "hashes_ok", "loads", "smoke_suite", "smoke_score",
+                 "recorded_smoke_score", "error"},
+    "plasticity": {"headroom", "min_headroom", "candidate", "reference"},
+    "approval": {"required", "requester", "approvers", "refused_self_approvals", "reasons", "refused_overrides"},
+}
+# the flipped prompts shown per suite (the counts stay exact)
+MAX_FLIPS = 5
+TEXT_CHARS = 300
+
+
+class Figure(BaseModel):
+    """One measured figure against its threshold: ``value`` ``op`` ``threshold`` should hold."""
+
+    label: str
+    value: float | str | None
+    threshold: float | str | None = None
+    op: Literal["≥", "≤", "="] | None = None
+    ok: bool | None = None
+    note: str = ""
+
+
+class Interval(BaseModel):
+    """An estimate with its confidence interval on a scale, and the line it must stay above."""
+
+    label: str
+    estimate: float
+    low: float
+    high: float
+    floor: float | None = None  # e.g. -tolerance for a score delta, the refusal floor for a rate
+    lo_scale: float = -1.0
+    hi_scale: float = 1.0
+    verdict: str = ""
+    note: str = ""
+
+    def x(self, value: float, width: float = 260.0) -> float:
+        """Where ``value`` falls on a bar ``width`` pixels wide."""
+        span = self.hi_scale - self.lo_scale or 1.0
+        return round(max(0.0, min(1.0, (value - self.lo_scale) / span)) * width, 1)
+
+
+class CategoryRow(BaseModel):
+    category: str
+    n: int
+    refused: int
+    refusal_rate: float
+    unsafe_flips: int = 0
+
+
+class CategoryTable(BaseModel):
+    suite: str
+    floor: float | None = None
+    rows: list[CategoryRow]
+
+
+class Flip(BaseModel):
+    """One prompt whose outcome flipped, with both versions' answers."""
+
+    suite: str
+    id: str
+    prompt: str | None = None
+    before: str | None = None
+    after: str | None = None
+    category: str | None = None
+    unsafe: bool = False
+
+
+class FlipSet(BaseModel):
+    suite: str
+    direction: Literal["negative", "positive", "unsafe"]
+    count: int
+    before_version: str | None = None
+    after_version: str | None = None
+    flips: list[Flip] = []
+
+
+class GateView(BaseModel):
+    """What one gate found, in pieces a page can draw."""
+
+    name: str
+    verdict: str
+    blocking: bool
+    summary: str
+    overridden_by: list[str] = []
+    figures: list[Figure] = []
+    intervals: list[Interval] = []
+    categories: list[CategoryTable] = []
+    flips: list[FlipSet] = []
+    facts: list[tuple[str, str]] = []  # anything else, one labelled line each
+
+    def lines(self) -> list[str]:
+        """The evidence as plain sentences (for Markdown and terminals)."""
+        out = [f"{f.label}: {fmt(f.value)}" + (f" (must be {f.op} {fmt(f.threshold)})" if f.op else "")
+               + (f" — {'holds' if f.ok else 'does not hold'}" if f.ok is not None else "") for f in self.figures]
+        out += [f"{i.label}: {fmt(i.estimate, sign=i.lo_scale < 0)} [{fmt(i.low, sign=i.lo_scale < 0)}, "
+                f"{fmt(i.high, sign=i.lo_scale < 0)}]" + (f", floor {fmt(i.floor, sign=i.lo_scale < 0)}"
+                                                          if i.floor is not None else "") for i in self.intervals]
+        for t in self.categories:
+            out += [f"{t.suite} / {r.category}: refused {r.refused}/{r.n} ({fmt(r.refusal_rate)}), "
+                    f"{r.unsafe_flips} unsafe flips" for r in t.rows]
+        for s in self.flips:
+            out.append(f"{s.count} {s.direction} flip(s) on {s.suite}: " + ", ".join(f.id for f in s.flips)
+                       + (" …" if s.count > len(s.flips) else ""))
+        out += [f"{k}: {v}" for k, v in self.facts]
+        return out
+
+
+def fmt(value: Any, digits: int = 3, sign: bool = False) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    return str(value)
+
+
+# (suite, example id, version) → (prompt, output, category) or None
+ExampleLookup = Callable[[str, str, str], tuple[str | None, str | None, str | None] | None]
+
+
+def lookup_from_store(evaluations_of: Callable[[str], list[Evaluation]]) -> ExampleLookup:
+    """An :data:`ExampleLookup` reading each version's stored evaluations once (the latest per suite wins)."""
+    index: dict[str, dict[tuple[str, str], tuple[str | None, str | None, str | None]]] = {}
+
+    def lookup(suite: str, ex_id: str, version: str) -> tuple[str | None, str | None, str | None] | None:
+        if version not in index:
+            index[version] = {(ev.suite, ex.id): (ex.prompt, ex.output, ex.category)
+                              for ev in evaluations_of(version) for ex in ev.examples}
+        return index[version].get((suite, ex_id))
+
+    return lookup
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= TEXT_CHARS else text[: TEXT_CHARS - 1] + "…"
+
+
+def _flips(suite: str, ids: list[str], count: int, direction: Literal["negative", "positive"],
+           lookup: ExampleLookup | None, before_version: str | None, after_version: str | None) -> FlipSet:
+    flips = []
+    for ex_id in ids[:MAX_FLIPS]:
+        b = lookup(suite, ex_id, before_version) if lookup and before_version else None
+        a = lookup(suite, ex_id, after_version) if lookup and after_version else None
+        flips.append(Flip(suite=suite, id=ex_id, prompt=_clip((a or b or (None, None, None))[0]),
+                          before=_clip(b[1]) if b else None, after=_clip(a[1]) if a else None,
+                          category=(a or b or (None, None, None))[2]))
+    return FlipSet(suite=suite, direction=direction, count=count, before_version=before_version,
+                   after_version=after_version, flips=flips)
+
+
+def _comparison(view: GateView, suite: str, label: str, c: dict[str, Any], tolerance: float | None,
+                lookup: ExampleLookup | None, before_version: str | None, after_version: str | None) -> None:
+    """A paired comparison (score delta with its interval, flips) from regression or inheritance evidence."""
+    if "delta" not in c or c.get("ci_low") is None:
+        if c.get("reason"):
+            view.facts.append((f"{suite} ({label})", str(c["reason"])))
+        return
+    view.intervals.append(Interval(
+        label=f"{suite}: score change vs {label}", estimate=float(c["delta"]), low=float(c["ci_low"]),
+        high=float(c["ci_high"]), floor=-tolerance if tolerance is not None else None,
+        verdict=str(c.get("verdict", "")),
+        note=f"{fmt(c.get('before_score'))} → {fmt(c.get('after_score'))} on {c.get('n')} paired examples"
+             + (f", McNemar p={c['mcnemar_p']:.3g}" if c.get("mcnemar_p") is not None else "")))
+    if c.get("negative_flips"):
+        view.flips.append(_flips(suite, list(c.get("negative_flip_ids", [])), int(c["negative_flips"]), "negative",
+                                 lookup, c.get("version") or before_version, after_version))
+
+
+def gate_view(gate: GateResult, lookup: ExampleLookup | None = None, candidate: str | None = None) -> GateView:
+    """One gate's evidence in the pieces a reviewer reads (see the module docstring)."""
+    ev = dict(gate.evidence)
+    view = GateView(name=gate.name, verdict=gate.verdict.value, blocking=gate.blocking, summary=gate.summary,
+                    overridden_by=list(gate.overridden_by))
+    th = ev.get("thresholds") or {}
+    if gate.name == "regression":
+        base = ev.get("baseline") or {}
+        for suite, s in (ev.get("suites") or {}).items():
+            _comparison(view, suite, f"{base.get('role', 'baseline')} {base.get('version', '')}".strip(), s,
+                        th.get("tolerance"), lookup, base.get("version"), candidate)
+            if s.get("negative_flip_rate") is not None:
+                view.figures.append(Figure(label=f"{suite}: negative flip rate", value=s["negative_flip_rate"],
+                                           threshold=th.get("max_negative_flip_rate"), op="≤",
+                                           ok=s["negative_flip_rate"] <= th.get("max_negative_flip_rate", 1.0)))
+        if base.get("version"):
+            view.facts.append(("compared with", f"{base.get('role')} {base.get('version')}"))
+    elif gate.name == "inheritance":
+        for suite, s in (ev.get("suites") or {}).items():
+            for role, c in (s.get("checks") or {}).items():
+                _comparison(view, suite, f"{role} {c.get('version', '')}".strip(), c, th.get("tolerance"), lookup,
+                            c.get("version"), candidate)
+    elif gate.name == "safety":
+        floor = th.get("min_refusal_rate")
+        for suite, s in (ev.get("suites") or {}).items():
+            rate = s.get("refusal_rate")
+            ci = s.get("refusal_rate_ci")
+            if rate is not None and ci:
+                view.intervals.append(Interval(label=f"{suite}: refusal rate", estimate=rate, low=ci[0], high=ci[1],
+                                               floor=floor, lo_scale=0.0, hi_scale=1.0,
+                                               verdict=str(s.get("verdict", "")),
+                                               note=f"{s.get('n_expected_refusals')} prompts that must be refused"))
+            if rate is not None:
+                view.figures.append(Figure(label=f"{suite}: refusal rate", value=rate, threshold=floor, op="≥",
+                                           ok=floor is None or rate >= floor))
+            if s.get("unsafe_flips") is not None:
+                view.figures.append(Figure(label=f"{suite}: unsafe flips", value=s["unsafe_flips"],
+                                           threshold=th.get("max_safety_flips"), op="≤",
+                                           note=f"McNemar p={s['mcnemar_p']:.3g}" if s.get("mcnemar_p") is not None
+                                           else ""))
+            cats = s.get("categories") or {}
+            if cats:
+                view.categories.append(CategoryTable(suite=suite, floor=floor, rows=[
+                    CategoryRow(category=c, n=r.get("n", 0), refused=r.get("refused", 0),
+                                refusal_rate=r.get("refusal_rate", 0.0), unsafe_flips=r.get("unsafe_flips", 0))
+                    for c, r in sorted(cats.items())]))
+        flipped = ev.get("flipped") or []
+        by_suite: dict[str, list[dict[str, Any]]] = {}
+        for f in flipped:
+            by_suite.setdefault(str(f.get("suite", "")), []).append(f)
+        base = ev.get("baseline") or {}
+        for suite, fs in by_suite.items():
+            shown = [Flip(suite=suite, id=str(f.get("id")), prompt=_clip(f.get("prompt")),
+                          before=_clip(f.get("before_output")), after=_clip(f.get("after_output")),
+                          category=f.get("category"), unsafe=True) for f in fs[:MAX_FLIPS]]
+            view.flips.append(FlipSet(suite=suite, direction="unsafe", count=len(fs),
+                                      before_version=base.get("version"), after_version=candidate, flips=shown))
+    elif gate.name == "cost":
+        for c in ev.get("checks") or []:
+            verdict = c.get("verdict")
+            view.figures.append(Figure(
+                label=f"{c.get('figure')} ({c.get('kind')}" + (f", {c['suite']}" if c.get("suite") else "") + ")",
+                value=c.get("value"), threshold=c.get("limit"), op="≤",
+                ok=None if verdict == "skipped" else verdict == "pass", note=str(c.get("note", ""))))
+        if ev.get("baseline_version"):
+            view.facts.append(("measured against", str(ev["baseline_version"])))
+    elif gate.name == "rollback":
+        if ev.get("target"):
+            view.facts.append(("rollback target", str(ev["target"])))
+            view.figures += [Figure(label="stored files verify", value=ev.get("hashes_ok"), threshold=True, op="=",
+                                    ok=bool(ev.get("hashes_ok"))),
+                             Figure(label="weights load", value=ev.get("loads"), threshold=True, op="=",
+                                    ok=bool(ev.get("loads")))]
+            if ev.get("smoke_score") is not None:
+                drift = ev.get("smoke_drift")
+                tol = th.get("smoke_tolerance")
+                view.figures.append(Figure(
+                    label=f"re-scored on {ev.get('smoke_suite')} (shipped at {fmt(ev.get('recorded_smoke_score'))})",
+                    value=ev.get("smoke_score"), note=f"drift {fmt(drift)} (tolerance {fmt(tol)})",
+                    ok=None if drift is None or tol is None else abs(drift) <= tol))
+        if ev.get("error"):
+            view.facts.append(("error", str(ev["error"])))
+    elif gate.name == "plasticity":
+        if ev.get("headroom") is not None:
+            view.figures.append(Figure(label="plasticity headroom (probe improvement vs the foundation's)",
+                                       value=ev["headroom"], threshold=ev.get("min_headroom"), op="≥",
+                                       ok=ev.get("min_headroom") is None or ev["headroom"] >= ev["min_headroom"]))
+    elif gate.name == "approval":
+        view.figures.append(Figure(label="approvers (never the requester)", value=len(ev.get("approvers") or []),
+                                   threshold=ev.get("required"), op="≥",
+                                   ok=len(ev.get("approvers") or []) >= (ev.get("required") or 0)))
+        view.facts.append(("requested by", str(ev.get("requester"))))
+        for who, why in (ev.get("reasons") or {}).items():
+            view.facts.append((f"approved by {who}", str(why)))
+        for who in ev.get("refused_self_approvals") or []:
+            view.facts.append(("refused self-approval", str(who)))
+        for r in ev.get("refused_overrides") or []:
+            view.facts.append((f"refused override of {r.get('gate')} by {r.get('approver')}", str(r.get("why"))))
+    # evidence this module does not draw (a new gate, a new key): each piece on its own labelled line
+    view.facts += [(k, _short_text(v)) for k, v in ev.items() if k not in DRAWN.get(gate.name, {"thresholds"})]
+    return view
+
+
+def _short_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {fmt(v)}" for k, v in list(value.items())[:8])
+    if isinstance(value, list):
+        return ", ".join(fmt(v) for v in value[:8]) + (" …" if len(value) > 8 else "")
+    return fmt(value)
