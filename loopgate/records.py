@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -120,3 +121,31 @@ class LedgerEntry(BaseModel):
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+# Capability transfer's records live here, not in ``train/transfer.py``, so the loop, its outcomes and the CLI
+# can name them without importing torch (a ``loopgate status`` must not load a model library).
+
+
+class TransferCandidate(BaseModel):
+    """One re-derived child: ``model_dir`` is always a full model one can evaluate; ``adapter_dir`` (if any)
+    attaches to ``base_dir``."""
+
+    strategy: str
+    model_dir: Path
+    adapter_dir: Path | None = None
+    base_dir: Path
+
+
+class TransferAttempt(BaseModel):
+    strategy: str
+    accepted: bool
+    reason: str
+    wall_s: float
+
+
+class TransferResult(BaseModel):
+    """The accepted candidate (``None`` when every strategy was refused or rejected) and every attempt."""
+
+    accepted: TransferCandidate | None
+    attempts: list[TransferAttempt]

@@ -1,10 +1,13 @@
 """The ``loopgate`` command (Typer + Rich): :mod:`.app` holds the app, options, JSON output and error
-handling; each command group is a module that registers its commands on it."""
+handling; each command group is a module (every other ``loopgate/cli/*.py``) that registers its commands on it.
+
+:func:`main` imports only the module that defines the command being run (see :func:`.app.load_commands`), so a
+read-only command never pays for the model libraries a training command imports.
+"""
 
 from __future__ import annotations
 
-from loopgate.cli import audit, core, evaluation, release, report, serve, tokens  # noqa: F401  # each registers its commands
-from loopgate.cli.app import app, run
+from loopgate.cli.app import app, load_commands, run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,4 +15,4 @@ def main(argv: list[str] | None = None) -> None:
     run(argv)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "load_commands", "main"]

@@ -54,8 +54,56 @@ def emit(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _command_sources() -> dict[str, set[str]]:
+    """Which command modules (``loopgate/cli/*.py``) define each top-level command or command group, found by
+    reading their source — importing them all would import what every command needs (torch for training)."""
+    import ast
+
+    defined: dict[str, set[str]] = {}
+    groups: dict[str, str] = {}  # a sub-app's variable → its command name (``audit_app`` → ``audit``)
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        module = path.stem
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_typer":
+                name = next((k.value.value for k in node.keywords if k.arg == "name"
+                             and isinstance(k.value, ast.Constant)), None)
+                if node.args and isinstance(node.args[0], ast.Name) and isinstance(name, str):
+                    groups[node.args[0].id] = name
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for dec in node.decorator_list:
+                if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
+                        and dec.func.attr == "command" and isinstance(dec.func.value, ast.Name)):
+                    continue
+                named = [a.value for a in dec.args[:1] if isinstance(a, ast.Constant)] + [
+                    k.value.value for k in dec.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)]
+                command = str(named[0]) if named else node.name.replace("_", "-")
+                defined.setdefault(f"{dec.func.value.id}:{command}", set()).add(module)
+    out: dict[str, set[str]] = {}
+    for key, modules in defined.items():
+        owner, command = key.split(":", 1)
+        out.setdefault(command if owner == "app" else groups.get(owner, "?"), set()).update(modules)
+    return out
+
+
+def load_commands(argv: list[str]) -> None:
+    """Import the command modules a command line needs: the one that defines its command, or every one (help,
+    an unknown command). ``loopgate status`` thus never imports the model libraries that ``update`` needs."""
+    import importlib
+
+    command = next((a for a in argv if not a.startswith("-")), None)
+    # an option before the command may take a value (``-w DIR status``): then the first bare word is that value
+    sources = _command_sources()
+    if command not in sources:
+        command = next((a for a in argv if a in sources), None)
+    every = {p.stem for p in Path(__file__).parent.glob("*.py") if p.stem not in ("__init__", "__main__", "app")}
+    for module in sorted(sources.get(command, every) if command else every):
+        importlib.import_module(f"loopgate.cli.{module}")
+
+
 def run(argv: list[str] | None = None) -> None:
     """Run the app: LoopgateError → one paragraph on stderr and its exit code (2, or 3 for a gate)."""
+    load_commands(list(sys.argv[1:] if argv is None else argv))
     try:
         # without standalone mode, click returns a command's typer.Exit code instead of exiting with it
         code = app(args=argv, standalone_mode=False)

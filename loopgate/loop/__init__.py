@@ -9,24 +9,71 @@ Where things live (read each top to bottom):
 - :mod:`.data`         which data a run trains on and rehearses (replay)
 - :mod:`.evaluation`   evaluating, comparing and profiling versions through the cache, as jobs
 - :mod:`.versions`     registering models, loadable weights, lineage, status
+
+Names are imported on first use (PEP 562): ``loopgate status`` reads the registry and must not pay for torch,
+which the training and evaluation verbs import.
 """
 
-from loopgate.loop.channels import approve, promote, release, rollback
-from loopgate.loop.evaluation import compare_versions, evaluate_line_suites, import_evaluations
-from loopgate.loop.outcomes import (
-    Lineage,
-    PlanStep,
-    PromoteOutcome,
-    PropagationOutcome,
-    ReleaseOutcome,
-    ResumeOutcome,
-    RollbackOutcome,
-    StatusRow,
-)
-from loopgate.loop.propagation import plan, propagate_from
-from loopgate.loop.update import resume, train_candidate, update
-from loopgate.loop.versions import ecosystem_status, register_model, version_lineage
-from loopgate.loop.workspace import Workspace, current_user
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopgate.loop.channels import approve, promote, release, rollback
+    from loopgate.loop.evaluation import compare_versions, evaluate_line_suites, import_evaluations
+    from loopgate.loop.outcomes import (
+        Lineage,
+        PlanStep,
+        PromoteOutcome,
+        PropagationOutcome,
+        ReleaseOutcome,
+        ResumeOutcome,
+        RollbackOutcome,
+        StatusRow,
+    )
+    from loopgate.loop.planning import plan
+    from loopgate.loop.propagation import propagate_from
+    from loopgate.loop.update import resume, train_candidate, update
+    from loopgate.loop.versions import ecosystem_status, register_model, version_lineage
+    from loopgate.loop.workspace import Workspace, current_user
+
+_WHERE = {
+    **dict.fromkeys(("approve", "promote", "release", "rollback"), "channels"),
+    **dict.fromkeys(("compare_versions", "evaluate_line_suites", "import_evaluations"), "evaluation"),
+    **dict.fromkeys(("Lineage", "PlanStep", "PromoteOutcome", "PropagationOutcome", "ReleaseOutcome",
+                     "ResumeOutcome", "RollbackOutcome", "StatusRow"), "outcomes"),
+    "plan": "planning",
+    "propagate_from": "propagation",
+    **dict.fromkeys(("resume", "train_candidate"), "update"),
+    **dict.fromkeys(("ecosystem_status", "register_model", "version_lineage"), "versions"),
+    **dict.fromkeys(("Workspace", "current_user"), "workspace"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+class _Loop(types.ModuleType):
+    # ``update`` names both a submodule and the verb: importing the submodule binds it on the package, which
+    # would hide the verb. A property on the module's class wins over that binding.
+    @property
+    def update(self) -> Any:
+        return importlib.import_module(f"{__name__}.update").update
+
+    @update.setter
+    def update(self, _module: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Loop
 
 __all__ = [
     "Lineage",

@@ -7,10 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopgate.records import Decision
+from loopgate.records import Decision, TransferAttempt
 from loopgate.store import ArtifactReport, ChannelMove, VersionInfo
 from loopgate.store.ledger import VerifyReport
-from loopgate.train.transfer import TransferAttempt
 
 
 class PropagationOutcome(BaseModel):

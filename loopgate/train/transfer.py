@@ -27,52 +27,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel
 from transformers import PreTrainedModel
 
 from loopgate.errors import TransferError
 from loopgate.models import load_model, load_tokenizer, save_model, set_threads
-from loopgate.spec import Recipe
+from loopgate.records import TransferAttempt, TransferCandidate, TransferResult  # defined light, re-exported
+from loopgate.spec import Recipe, plan_strategies
 from loopgate.train.data import load_rows, row_kind_for
 from loopgate.train.update import run_update
 
 STRATEGIES = ("reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill")
 FINETUNE_SHARE = 0.3  # diff_vector_finetune trains this share of the recipe's steps
 TRANSFER_RECORD = "transfer.json"
-
-
-class TransferCandidate(BaseModel):
-    """One re-derived child: ``model_dir`` is always a full model one can evaluate; ``adapter_dir`` (if any)
-    attaches to ``base_dir``."""
-
-    strategy: str
-    model_dir: Path
-    adapter_dir: Path | None = None
-    base_dir: Path
-
-
-class TransferAttempt(BaseModel):
-    strategy: str
-    accepted: bool
-    reason: str
-    wall_s: float
-
-
-class TransferResult(BaseModel):
-    """The accepted candidate (``None`` when every strategy was refused or rejected) and every attempt."""
-
-    accepted: TransferCandidate | None
-    attempts: list[TransferAttempt]
-
-
-def plan_strategies(has_adapter: bool, shapes_match: bool | None) -> list[str]:
-    """The strategies ``transfer`` would try, cheapest first (``shapes_match=None``: not known yet, assume yes)."""
-    plan = []
-    if has_adapter and shapes_match is not False:
-        plan.append("reattach")
-    if shapes_match is not False:
-        plan += ["diff_vector", "diff_vector_finetune"]
-    return plan + ["rerun", "distill"]
 
 
 def shapes_match(old_parent: Path, new_parent: Path) -> bool:
