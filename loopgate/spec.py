@@ -189,9 +189,35 @@ class ApprovalPolicy(_Strict):
 
 
 class ReleasePolicy(_Strict):
+    # with canary on, a release moves only `canary`; `production` follows when the canary analysis passes
     canary: bool = False
+    # the share of a line's traffic its canary answers (sticky per request `user`)
+    canary_weight: float = Field(0.1, ge=0.0, le=1.0)
+    # shadow: the canary also answers production's requests, but only production's answer is returned
+    shadow: bool = False
     auto_release: bool = True
     price_per_hour: float = 0.10
+
+
+class CanaryPolicy(_Strict):
+    """Canary analysis (gates/canary.py): a canary against production, on live traffic, by an anytime-valid test."""
+
+    # a false-alarm rate that holds however often the analysis looks (after every request)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    # how much worse than production the canary may be, as a difference of rates, per metric
+    max_error_rate_increase: float = Field(0.05, ge=0.0, le=1.0)
+    max_slow_rate_increase: float = Field(0.2, ge=0.0, le=1.0)  # slow: latency above production's p95 × ratio
+    slow_latency_ratio: float = Field(1.5, gt=0.0)
+    max_bad_feedback_increase: float = Field(0.1, ge=0.0, le=1.0)  # bad: a feedback score below bad_score
+    bad_score: float = 0.5
+    # the minimum-sample guard: fewer requests (or feedback items) per version than this is inconclusive
+    min_samples: int = Field(20, ge=1)
+    # consecutive failing measurements before the canary is rolled back (Argo Rollouts' failureLimit)
+    failure_limit: int = Field(3, ge=1)
+    auto_promote: bool = True
+    auto_rollback: bool = True
+    # what the request log keeps of prompts and outputs: off, hashed (sha256) or full (feedback export needs it)
+    log_text: Literal["off", "hashed", "full"] = "full"
 
 
 class PropagationPolicy(_Strict):
@@ -212,6 +238,7 @@ class Policy(_Strict):
     plasticity: PlasticityPolicy = PlasticityPolicy()
     approval: ApprovalPolicy = ApprovalPolicy()
     release: ReleasePolicy = ReleasePolicy()
+    canary: CanaryPolicy = CanaryPolicy()
     propagation: PropagationPolicy = PropagationPolicy()
 
     def sha256(self) -> str:

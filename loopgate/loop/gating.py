@@ -219,7 +219,10 @@ def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = Non
 
 def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: str) -> list[ChannelMove]:
     line = ws.store.version(version_id).line
-    channels = (["canary"] if ws.eco.policy_for(line).release.canary else []) + ["production"]
+    # with canary on, a release moves only `canary` (production follows the canary analysis, loop/canary.py);
+    # a line's first release has no production to compare a canary with and goes straight to production
+    canary = ws.eco.policy_for(line).release.canary and ws.store.channel(line, "production") is not None
+    channels = ["canary"] if canary else ["production"]
     moves: list[ChannelMove] = []
     for channel in channels:
         moves += ws.store.move_channels([(line, channel, version_id)], kind="release",

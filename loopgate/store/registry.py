@@ -295,22 +295,18 @@ class Store:
         return s.get(LineRow, line) is not None
 
     def versions(self, line: str) -> list[VersionInfo]:
-        with self._read() as s:
-            if not self._line_exists(s, line):
-                raise NotFoundError(f"unknown line '{line}'")
-            rows = s.execute(select(VersionRow).where(VersionRow.line == line).order_by(VersionRow.number)).scalars()
-            out = []
-            for row in rows:
-                files = {f.path: f.sha256 for f in s.execute(
-                    select(VersionFileRow).where(VersionFileRow.version_id == row.id)).scalars()}
-                out.append(_version_info(row, files))
-            return out
+        """The line's versions, oldest first (two queries: see :meth:`line_versions`)."""
+        return self.line_versions(line)
 
     def all_versions(self) -> list[VersionInfo]:
-        out: list[VersionInfo] = []
-        for name, _, _ in self.lines():
-            out.extend(self.versions(name))
-        return out
+        """Every version, by line name then number, in two queries (rows, then files)."""
+        with self._read() as s:
+            rows = list(s.execute(select(VersionRow).order_by(VersionRow.line, VersionRow.number)).scalars())
+            files: dict[str, dict[str, str]] = {}
+            for vid, path, sha in s.execute(
+                    select(VersionFileRow.version_id, VersionFileRow.path, VersionFileRow.sha256)):
+                files.setdefault(vid, {})[path] = sha
+            return [_version_info(row, files.get(row.id, {})) for row in rows]
 
     def latest_version(self, line: str) -> VersionInfo | None:
         vs = self.versions(line)

@@ -1,11 +1,236 @@
-"""The gateway routes. `router(ws)` returns the APIRouter that :func:`loopgate.server.app.create_app` mounts."""
+"""The OpenAI-compatible gateway: ``POST /v1/completions``, ``POST /v1/chat/completions`` (``stream: true``
+as server-sent events), ``GET /v1/models`` and ``POST /v1/feedback``.
+
+`router(ws)` returns the APIRouter that :func:`loopgate.server.app.create_app` mounts. The routes parse and
+render; :class:`~loopgate.server.gateway.service.Gateway` holds the loaded versions and guards, and the
+service layer decides which version answers and what the canary analysis concludes.
+
+Streaming is *chunked output*, not token-by-token generation: a streamed request is generated in the same
+dynamic batch as every other (``TextIteratorStreamer`` serves one sequence at a time, which would give up
+batching), then sent as one SSE event per token of the answer. The first event therefore arrives when the
+whole answer is ready.
+
+Nothing a client sends reaches a shell, a file path or pickle: the body is JSON validated by pydantic, the
+``model`` is looked up among the spec's lines, prompts only ever reach the tokenizer.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
 
 from loopgate.loop.workspace import Workspace
+from loopgate.server.gateway.schemas import ChatRequest, CompletionRequest, FeedbackRequest, error_body
+from loopgate.server.gateway.service import Gateway, GatewayError, GatewaySettings, Target, render_template
+
+__all__ = ["Gateway", "GatewaySettings", "router"]
 
 
-def router(ws: Workspace) -> APIRouter:
-    return APIRouter()
+def _error(e: GatewayError) -> JSONResponse:
+    return JSONResponse(error_body(e.message, e.type, param=e.param, code=e.code), status_code=e.status,
+                        headers=e.headers)
+
+
+async def _body(request: Request, gateway: Gateway, model: type[BaseModel]) -> Any:
+    limit = gateway.settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(413, f"request body of {declared} bytes is over the limit of {limit} bytes",
+                           code="request_too_large")
+    raw = b""
+    async for chunk in request.stream():  # stop reading as soon as the limit is passed
+        raw += chunk
+        if len(raw) > limit:
+            raise GatewayError(413, f"request body is over the limit of {limit} bytes", code="request_too_large")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GatewayError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise GatewayError(400, f"{where}: {first['msg']}", param=where or None, code="invalid_value") from None
+
+
+def _user_key(user: str | None, request_id: str) -> tuple[str, str | None]:
+    """(what the sticky canary split hashes, the user hash kept in the log)."""
+    if user:
+        h = hashlib.sha256(user.encode()).hexdigest()
+        return h, h
+    return request_id, None
+
+
+def _sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncGenerator[bytes, None]:
+        for ev in events:
+            yield f"data: {json.dumps(ev, ensure_ascii=False)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return gen()
+
+
+def _pieces(tokenizer: Any, text: str) -> list[str]:
+    """The answer cut at token boundaries (decoded incrementally, so a character split over tokens stays whole)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    out, prev = [], ""
+    for i in range(1, len(ids) + 1):
+        cur = tokenizer.decode(ids[:i], skip_special_tokens=True)
+        if cur != prev and not cur.endswith("\ufffd"):
+            out.append(cur[len(prev):])
+            prev = cur
+    if prev != text:  # what incremental decoding could not reproduce goes in one last piece
+        out.append(text[len(prev):] if text.startswith(prev) else text)
+    return [p for p in out if p]
+
+
+def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
+    gateway = Gateway(ws, settings or GatewaySettings())
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        for srv in list(gateway.servers.values()):
+            await srv.close()
+        gateway.close()
+
+    r = APIRouter(prefix="/v1", lifespan=lifespan)
+    r.gateway = gateway  # type: ignore[attr-defined]  # for tests and benchmarks: the loaded servers' batch stats
+
+    async def generation(request: Request, chat: bool) -> Response:
+        t0 = time.perf_counter()
+        key_app = gateway.authorise(request.headers.get("authorization"))
+        body = await _body(request, gateway, ChatRequest if chat else CompletionRequest)
+        target: Target = gateway.target(body.model, key_app)
+        rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        split_key, user_hash = _user_key(body.user, rid)
+        version, channel, shadow = gateway.route(target, split_key)
+        srv = await gateway.server(version)
+        max_new = (getattr(body, "max_completion_tokens", None) or body.max_tokens or target.max_new_tokens)
+        if max_new > gateway.settings.max_tokens:
+            raise GatewayError(400, f"max_tokens {max_new} is over this gateway's limit of "
+                               f"{gateway.settings.max_tokens}", param="max_tokens", code="invalid_value")
+        stop = body.stops()
+        stop = target.stop if stop is None else stop
+        if chat:
+            if not getattr(srv.tokenizer, "chat_template", None):
+                raise GatewayError(400, f"the model behind '{body.model}' ({version}) has no chat template; use "
+                                   "/v1/completions, or register a tokenizer with a chat_template",
+                                   param="messages", code="no_chat_template")
+            messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+            text = srv.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompts = [render_template(target.template, str(text))]
+        else:
+            raw = body.prompt if isinstance(body.prompt, list) else [body.prompt]
+            if not raw:
+                raise GatewayError(400, "prompt: give a string or a list of strings", param="prompt")
+            prompts = [render_template(target.template, p) for p in raw]
+        counts = [srv.count_tokens(p) for p in prompts]
+        if srv.max_positions and max(counts) + max_new > srv.max_positions:
+            raise GatewayError(400, f"this model's context is {srv.max_positions} tokens; the prompt has "
+                               f"{max(counts)} and max_tokens asks for {max_new}", param="prompt",
+                               code="context_length_exceeded")
+        try:
+            gens = await asyncio.gather(*(gateway.answer(srv, p, max_new, stop) for p in prompts))
+        except GatewayError as e:
+            gateway.log(rid, target, version, channel, t0, sum(counts), 0, prompts[0], None, user_hash=user_hash,
+                        error=e.message)
+            raise
+        except Exception as e:  # the model failed: logged as an error of this version, answered as a 500
+            gateway.log(rid, target, version, channel, t0, sum(counts), 0, prompts[0], None, user_hash=user_hash,
+                        error=str(e) or type(e).__name__)
+            raise GatewayError(500, f"the model failed: {e}", "server_error") from None
+        for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
+            gateway.log(rid if len(prompts) == 1 else f"{rid}-{i}", target, version, channel, t0,
+                        srv.count_tokens(p), g.output_tokens, p, g.text, user_hash=user_hash)
+        if shadow is not None:
+            for p in prompts:
+                gateway.shadow(target, shadow, p, max_new, stop, user_hash)
+        created = int(time.time())
+        usage = {"prompt_tokens": sum(counts), "completion_tokens": sum(g.output_tokens for g in gens),
+                 "total_tokens": sum(counts) + sum(g.output_tokens for g in gens)}
+        finish = ["length" if g.output_tokens >= max_new else "stop" for g in gens]
+        headers = {"x-request-id": rid, "x-loopgate-version": version, "x-loopgate-channel": channel}
+        name = body.model
+        if body.stream:
+            events: list[dict[str, Any]] = []
+            for i, g in enumerate(gens):
+                if chat:
+                    events.append({"id": rid, "object": "chat.completion.chunk", "created": created, "model": name,
+                                   "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                                "finish_reason": None}]})
+                for piece in _pieces(srv.tokenizer, g.text):
+                    if chat:
+                        events.append({"id": rid, "object": "chat.completion.chunk", "created": created,
+                                       "model": name, "choices": [{"index": i, "delta": {"content": piece},
+                                                                   "finish_reason": None}]})
+                    else:
+                        events.append({"id": rid, "object": "text_completion", "created": created, "model": name,
+                                       "choices": [{"index": i, "text": piece, "logprobs": None,
+                                                    "finish_reason": None}]})
+                last: dict[str, Any] = ({"index": i, "delta": {}, "finish_reason": finish[i]} if chat else
+                                        {"index": i, "text": "", "logprobs": None, "finish_reason": finish[i]})
+                events.append({"id": rid, "object": "chat.completion.chunk" if chat else "text_completion",
+                               "created": created, "model": name, "choices": [last]})
+            return StreamingResponse(_sse(events), media_type="text/event-stream", headers=headers)
+        if chat:
+            choices: list[dict[str, Any]] = [
+                {"index": i, "message": {"role": "assistant", "content": g.text}, "finish_reason": finish[i],
+                 "logprobs": None} for i, g in enumerate(gens)]
+            obj = "chat.completion"
+        else:
+            choices = [{"index": i, "text": g.text, "logprobs": None, "finish_reason": finish[i]}
+                       for i, g in enumerate(gens)]
+            obj = "text_completion"
+        return JSONResponse({"id": rid, "object": obj, "created": created, "model": name, "choices": choices,
+                             "usage": usage, "system_fingerprint": version}, headers=headers)
+
+    @r.post("/completions")
+    async def completions(request: Request) -> Response:
+        try:
+            return await generation(request, chat=False)
+        except GatewayError as e:
+            return _error(e)
+
+    @r.post("/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        try:
+            return await generation(request, chat=True)
+        except GatewayError as e:
+            return _error(e)
+
+    @r.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        try:
+            key_app = gateway.authorise(request.headers.get("authorization"))
+            body = await _body(request, gateway, FeedbackRequest)
+            out = await asyncio.to_thread(gateway.feedback, body.request_id, body.score, body.label, body.comment,
+                                          key_app)
+            return JSONResponse(out)
+        except GatewayError as e:
+            return _error(e)
+
+    @r.get("/models")
+    async def models(request: Request) -> Response:
+        try:
+            key_app = gateway.authorise(request.headers.get("authorization"))
+        except GatewayError as e:
+            return _error(e)
+        names = [n for n in ws.eco.lines if key_app is None or n == key_app]
+        return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "created": 0,
+                                                         "owned_by": "loopgate"} for n in names]})
+
+    return r

@@ -1,0 +1,300 @@
+"""The gateway's state in one process: loaded versions, routes, API keys, token buckets and the request log buffer.
+
+It parses nothing and renders nothing (the routes in ``__init__`` do); every decision about a line — which
+version answers, what the canary analysis concludes, what feedback is worth — is the service layer's
+(:mod:`loopgate.loop.canary`, :mod:`loopgate.loop.feedback`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from loopgate.errors import LoopgateError
+from loopgate.evaluate.engine import Generation
+from loopgate.loop import canary as canary_loop
+from loopgate.loop import feedback as feedback_loop
+from loopgate.loop.canary import LineState
+from loopgate.loop.versions import model_ref
+from loopgate.loop.workspace import Workspace
+from loopgate.models.io import load_model
+from loopgate.records import utcnow
+from loopgate.server.gateway.batching import VersionServer
+from loopgate.spec import AppSpec, Tier
+from loopgate.store import gateway as gw
+from loopgate.store.gateway import RequestRecord
+
+ANALYSE_EVERY = 10  # new requests on a line with a live canary between two analyses from the log writer
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Guards and batching; ``loopgate serve`` sets them from its options."""
+
+    require_keys: bool = True
+    rate_per_s: float = 50.0  # token bucket per key: refill rate …
+    burst: int = 100  # … and capacity
+    max_request_bytes: int = 64 * 1024
+    max_tokens: int = 256  # the most new tokens one request may ask for
+    timeout_s: float = 30.0
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    flush_s: float = 0.2  # how often the request log is written
+    state_ttl_s: float = 0.5  # how long a line's channels are cached between reads
+
+
+class GatewayError(Exception):
+    """An error the client caused, rendered as OpenAI's error body with ``status``."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", *, param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request's ``model`` names: an app (its template and decoding settings) or a line's channel."""
+
+    name: str
+    line: str
+    channel: str  # production: the canary may take a share; canary / staging: exactly that channel
+    app: str | None
+    template: str
+    max_new_tokens: int
+    stop: tuple[str, ...]
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 when a request may go now, else the seconds until one may."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate
+
+
+def render_template(template: str, text: str) -> str:
+    # a plain replace, not str.format: braces in a user's text are text
+    return template.replace("{input}", text)
+
+
+class Gateway:
+    def __init__(self, ws: Workspace, settings: GatewaySettings) -> None:
+        self.ws, self.settings = ws, settings
+        self.servers: dict[str, VersionServer] = {}
+        self._loading: dict[str, asyncio.Task[VersionServer]] = {}
+        self._states: dict[str, tuple[float, LineState]] = {}
+        self._keys: dict[str, str] = {}  # sha256 of a key → its app
+        self._buckets: dict[str, TokenBucket] = {}
+        self._pending: list[RequestRecord] = []
+        self._since_analysis: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="gateway-log", daemon=True)
+        self._writer.start()
+
+    # ------------------------------------------------------------------ guards
+
+    def authorise(self, header: str | None) -> str | None:
+        """The app a request's bearer key belongs to (None when keys are not required)."""
+        if not self.settings.require_keys:
+            return None
+        key = header[7:].strip() if header and header[:7].lower() == "bearer " else ""
+        if not key:
+            raise GatewayError(401, "no API key: send 'Authorization: Bearer KEY' (make one with `loopgate key "
+                               "create APP`)", "authentication_error", code="invalid_api_key")
+        digest = gw.key_sha256(key)
+        app = self._keys.get(digest)
+        if app is None:
+            app = gw.key_app(self.ws.store, key)
+            if app is None:
+                raise GatewayError(401, "unknown or revoked API key", "authentication_error", code="invalid_api_key")
+            self._keys[digest] = app
+        wait = self._buckets.setdefault(digest, TokenBucket(self.settings.rate_per_s, self.settings.burst)).take()
+        if wait > 0:
+            raise GatewayError(429, f"rate limit reached for this key ({self.settings.rate_per_s:g} requests/s, "
+                               f"burst {self.settings.burst}); retry in {wait:.2f} s", "rate_limit_exceeded",
+                               code="rate_limit_exceeded", headers={"Retry-After": f"{max(1, round(wait))}"})
+        return app
+
+    # ------------------------------------------------------------------ routing
+
+    def target(self, model: str, key_app: str | None) -> Target:
+        """Resolve ``model`` (an app, ``LINE`` or ``LINE:channel``); 404 for anything else."""
+        name, _, channel = model.partition(":")
+        spec = self.ws.eco.lines.get(name)
+        if spec is None or (channel and channel not in ("production", "canary", "staging")):
+            raise GatewayError(404, f"the model '{model}' does not exist; use an app name, a line or LINE:channel "
+                               "(channel: production, canary or staging)", param="model", code="model_not_found")
+        if key_app is not None and key_app != name:
+            raise GatewayError(403, f"this API key is for '{key_app}', not '{name}'", "permission_error",
+                               param="model", code="model_not_allowed")
+        if spec.tier is Tier.app:
+            if channel:
+                raise GatewayError(404, f"'{name}' is an app; it serves its own channel — send model '{name}'",
+                                   param="model", code="model_not_found")
+            app = spec.app or AppSpec()
+            assert spec.parent is not None
+            return Target(name=name, line=spec.parent, channel=app.channel, app=name, template=app.prompt_template,
+                          max_new_tokens=app.max_new_tokens, stop=tuple(app.stop))
+        return Target(name=name, line=name, channel=channel or "production", app=None, template="{input}",
+                      max_new_tokens=16, stop=())
+
+    def state(self, line: str) -> LineState:
+        now = time.monotonic()
+        hit = self._states.get(line)
+        if hit is not None and now - hit[0] < self.settings.state_ttl_s:
+            return hit[1]
+        st = canary_loop.line_state(self.ws, line)
+        self._states[line] = (now, st)
+        return st
+
+    def forget_state(self, line: str) -> None:
+        self._states.pop(line, None)
+
+    def route(self, target: Target, user: str) -> tuple[str, str, str | None]:
+        """(version, channel, shadow version) answering this request."""
+        if target.channel != "production":
+            version = self.ws.store.channel(target.line, target.channel)
+            if version is None:
+                raise GatewayError(404, f"line '{target.line}' has no {target.channel} version",
+                                   param="model", code="model_not_found")
+            return version, target.channel, None
+        try:
+            return canary_loop.pick(self.state(target.line), user)
+        except LoopgateError as e:
+            raise GatewayError(404, str(e), param="model", code="model_not_found") from None
+
+    async def server(self, version: str) -> VersionServer:
+        """The version's loaded model and queue, loaded once (in a worker thread) on first use."""
+        if version in self.servers:
+            return self.servers[version]
+        task = self._loading.get(version)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(version))
+            self._loading[version] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, version: str) -> VersionServer:
+        loaded = await asyncio.to_thread(lambda: load_model(model_ref(self.ws, version)))
+        srv = VersionServer(version, loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
+                            max_wait_ms=self.settings.max_wait_ms)
+        self.servers[version] = srv
+        return srv
+
+    # ------------------------------------------------------------------ answering
+
+    async def answer(self, srv: VersionServer, prompt: str, max_new_tokens: int, stop: tuple[str, ...]
+                     ) -> Generation:
+        try:
+            return await asyncio.wait_for(srv.generate(prompt, max_new_tokens=max_new_tokens, stop=stop),
+                                          self.settings.timeout_s)
+        except TimeoutError:
+            raise GatewayError(504, f"the model did not answer within {self.settings.timeout_s:g} s; retry later",
+                               "timeout", code="timeout") from None
+
+    def shadow(self, target: Target, version: str, prompt: str, max_new_tokens: int, stop: tuple[str, ...],
+               user_hash: str | None) -> None:
+        """Let ``version`` answer the same prompt in the background; its answer is logged, never returned."""
+        async def run() -> None:
+            t0 = time.perf_counter()
+            rid = "shadow-" + uuid.uuid4().hex
+            try:
+                srv = await self.server(version)
+                g = await self.answer(srv, prompt, max_new_tokens, stop)
+                self.log(rid, target, version, "canary", t0, srv.count_tokens(prompt), g.output_tokens, prompt,
+                         g.text, user_hash=user_hash, shadow=True)
+            except Exception as e:  # a failing shadow is an error the canary analysis counts
+                self.log(rid, target, version, "canary", t0, 0, 0, prompt, None, user_hash=user_hash, shadow=True,
+                         error=str(e) or type(e).__name__)
+
+        task = asyncio.get_running_loop().create_task(run())
+        task.add_done_callback(lambda _t: None)
+
+    # ------------------------------------------------------------------ the request log
+
+    def log(self, request_id: str, target: Target, version: str, channel: str, t0: float, prompt_tokens: int,
+            output_tokens: int, prompt: str | None, output: str | None, *, user_hash: str | None,
+            shadow: bool = False, error: str | None = None) -> None:
+        keep = self.ws.eco.policy_for(target.line).canary.log_text
+
+        def kept(text: str | None) -> str | None:
+            if text is None or keep == "off":
+                return None
+            return text if keep == "full" else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+        rec = RequestRecord(id=request_id, app=target.app, line=target.line, version_id=version, channel=channel,
+                            shadow=shadow, user_hash=user_hash, ok=error is None, error=error,
+                            latency_ms=(time.perf_counter() - t0) * 1000, prompt_tokens=prompt_tokens,
+                            output_tokens=output_tokens, prompt=kept(prompt), output=kept(output),
+                            created_at=utcnow())
+        with self._lock:
+            self._pending.append(rec)
+
+    def flush(self) -> None:
+        """Write the buffered request log; analyse live canaries that have new traffic."""
+        with self._lock:
+            recs, self._pending = self._pending, []
+        if not recs:
+            return
+        feedback_loop.log_requests(self.ws, recs)
+        for r in recs:
+            self._since_analysis[r.line] = self._since_analysis.get(r.line, 0) + 1
+        for line, n in list(self._since_analysis.items()):
+            if n >= ANALYSE_EVERY and self.state(line).active:
+                self._since_analysis[line] = 0
+                canary_loop.analyse(self.ws, line, actor="gateway")
+                self.forget_state(line)
+
+    def _write_loop(self) -> None:
+        while not self._stop.wait(self.settings.flush_s):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a failed flush is retried with the next batch; keep serving
+                import traceback
+
+                traceback.print_exc()
+
+    def feedback(self, request_id: str, score: float, label: str | None, comment: str | None,
+                 key_app: str | None) -> dict[str, Any]:
+        self.flush()  # the request may still be in the buffer
+        req = gw.request(self.ws.store, request_id)
+        if req is None or req.shadow:
+            raise GatewayError(404, f"no request '{request_id}'; send the id a completion returned",
+                               param="request_id", code="request_not_found")
+        if key_app is not None and key_app not in (req.app, req.line):
+            raise GatewayError(403, f"request '{request_id}' was not made with this key's app", "permission_error",
+                               param="request_id")
+        try:
+            out = feedback_loop.add_feedback(self.ws, request_id, score, label=label, comment=comment,
+                                             actor=f"gateway:{key_app or 'anonymous'}")
+        except LoopgateError as e:
+            raise GatewayError(400, str(e), param="score") from None
+        self.forget_state(req.line)
+        body: dict[str, Any] = {"id": out.feedback.id, "object": "feedback", "request_id": request_id,
+                                "version": out.feedback.version_id, "score": score}
+        if out.canary is not None:
+            body["canary"] = {"outcome": out.canary.outcome,
+                              "verdict": out.canary.analysis.verdict.value if out.canary.analysis else None}
+        return body
+
+    def close(self) -> None:
+        self._stop.set()
+        self._writer.join(timeout=5)
+        self.flush()
