@@ -1,7 +1,9 @@
 """The verbs that move channels: release (and approve), promote, rollback.
 
-A channel moves only through a recorded decision (release, approve, promote) or a recorded rollback. A
-release or a promotion to production starts the downstream wave; a rollback cascades to the lines that were
+A channel moves only through a recorded decision (release, approve, promote), a recorded rollback or a
+recorded canary check (loop/canary.py). With ``release.canary`` on, a release moves only ``canary``;
+production follows when the canary analysis passes, or by ``promote``. A release or a promotion to
+production starts the downstream wave; a rollback cascades to the lines that were
 re-derived on what it rolls back.
 """
 
@@ -19,10 +21,13 @@ from loopgate.spec import Tier
 def release(ws: Workspace, version_id: str, *, actor: str | None = None, progress: bool = False,
             propagate: bool = True) -> ReleaseOutcome:
     """``loopgate release``: decide a version (a registered one, or a candidate held back) and release it if
-    the gates allow; then run the downstream wave."""
+    the gates allow — to ``canary`` only when the policy asks for a canary — then run the downstream wave
+    once production holds it."""
     actor = actor or current_user()
     out = release_candidate(ws, version_id, actor=actor, progress=progress)
-    if out.released and propagate:
+    # a canary release moves only `canary`: the wave starts when production follows (loop/canary.py, promote)
+    on_production = ws.store.channel(ws.store.version(version_id).line, "production") == version_id
+    if out.released and propagate and on_production:
         out.propagation = propagate_from(ws, version_id, actor=actor, progress=progress)
     return out
 
@@ -71,8 +76,10 @@ def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "
     if problems:
         raise LoopgateError(f"cannot roll back to {target}: {problems[0]}")
     moves: list[tuple[str, str, str]] = [(line, "production", target)]
+    seen: dict[tuple[str, str], str | None] = {(line, "production"): current}  # what this rollback decided on
     if ws.store.channel(line, "canary") == current:
         moves.append((line, "canary", target))
+        seen[(line, "canary")] = current
     replaced = {current}
     cascade: list[CascadeMove] = []
     for d in ws.eco.descendants(line):
@@ -85,10 +92,11 @@ def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "
         if dt is None:
             continue
         moves.append((d, "production", dt))
+        seen[(d, "production")] = dprod
         replaced.add(dprod)
         cascade.append(CascadeMove(line=d, from_version=dprod, to_version=dt))
     why = reason or "rollback"
-    done = ws.store.move_channels(moves, kind="rollback", reason=why, actor=actor)
+    done = ws.store.move_channels(moves, kind="rollback", reason=why, actor=actor, expected=seen)
     moved_lines = {m[0] for m in moves}
     apps = [n for n, s in ws.eco.lines.items() if s.tier is Tier.app and s.parent in moved_lines]
     return RollbackOutcome(line=line, from_version=current, to_version=target, reason=why, cascade=cascade,

@@ -1,0 +1,259 @@
+"""The production end's registry functions: API keys, the request log, feedback and canary checks (#13).
+
+Like every :class:`~loopgate.store.Store` write, each function here commits its rows together with their
+ledger entry in one transaction. The request log is written in batches (one transaction and one ledger entry
+per flush, covering the ids it wrote), so serving a request never waits for a commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from loopgate.errors import LoopgateError, NotFoundError
+from loopgate.hashing import sha256_json
+from loopgate.records import utcnow
+from loopgate.store import ledger as ledger_mod
+from loopgate.store.db import ChannelMoveRow, ChannelRow, LineRow, VersionRow
+from loopgate.store.registry import ChannelMove, Store
+from loopgate.store.tables_gateway import CanaryCheckRow, FeedbackRow, GatewayKeyRow, GatewayRequestRow
+
+KEY_PREFIX = "lg-"
+
+
+class KeyInfo(BaseModel):
+    id: int
+    app: str
+    prefix: str
+    created_by: str
+    created_at: datetime
+
+
+class RequestRecord(BaseModel):
+    """One request as the log keeps it."""
+
+    id: str
+    app: str | None
+    line: str
+    version_id: str
+    channel: str
+    shadow: bool = False
+    user_hash: str | None = None
+    ok: bool = True
+    error: str | None = None
+    latency_ms: float
+    prompt_tokens: int
+    output_tokens: int
+    prompt: str | None = None
+    output: str | None = None
+    created_at: datetime
+
+
+class FeedbackRecord(BaseModel):
+    id: int
+    request_id: str
+    version_id: str
+    score: float
+    label: str | None
+    comment: str | None
+    created_at: datetime
+
+
+class CanaryCheck(BaseModel):
+    id: int
+    line: str
+    canary_version: str
+    production_version: str
+    verdict: str
+    outcome: str
+    consecutive_failures: int
+    evidence: dict[str, Any]
+    created_at: datetime
+
+
+def key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- API keys
+
+
+def create_key(store: Store, app: str, *, actor: str) -> tuple[str, KeyInfo]:
+    """A new API key for ``app``: returns the key (shown once, never stored) and what is stored of it."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with store._tx() as s:
+        if s.get(LineRow, app) is None:
+            raise NotFoundError(f"no line named '{app}'; keys are made for an app (or a model line) of the spec")
+        row = GatewayKeyRow(app=app, key_sha256=key_sha256(key), prefix=key[:10], created_by=actor,
+                            created_at=utcnow())
+        s.add(row)
+        s.flush()
+        ledger_mod.append(s, actor=actor, kind="gateway.key", subject=app,
+                          payload={"key_id": row.id, "prefix": row.prefix})
+        info = KeyInfo(id=row.id, app=app, prefix=row.prefix, created_by=actor, created_at=row.created_at)
+    return key, info
+
+
+def key_app(store: Store, key: str) -> str | None:
+    """The app (or line) an API key belongs to, or None for an unknown or revoked key."""
+    with store._read() as s:
+        row = s.execute(select(GatewayKeyRow).where(GatewayKeyRow.key_sha256 == key_sha256(key))).scalar_one_or_none()
+        return row.app if row is not None and row.revoked_at is None else None
+
+
+def keys(store: Store) -> list[KeyInfo]:
+    with store._read() as s:
+        return [KeyInfo(id=r.id, app=r.app, prefix=r.prefix, created_by=r.created_by, created_at=r.created_at)
+                for r in s.execute(select(GatewayKeyRow).order_by(GatewayKeyRow.id)).scalars()
+                if r.revoked_at is None]
+
+
+# ------------------------------------------------------------------------------------------- request log
+
+
+def log_requests(store: Store, records: Sequence[RequestRecord], *, actor: str = "gateway") -> None:
+    """Append requests to the log in one transaction with one ledger entry naming them (by a hash of their ids)."""
+    if not records:
+        return
+    with store._tx() as s:
+        for r in records:
+            s.add(GatewayRequestRow(**r.model_dump()))
+        s.flush()
+        ledger_mod.append(s, actor=actor, kind="gateway.requests", subject=records[0].line, payload={
+            "count": len(records), "first": records[0].id, "last": records[-1].id,
+            "ids_sha256": sha256_json([r.id for r in records]),
+            "versions": sorted({r.version_id for r in records})})
+
+
+def _request(row: GatewayRequestRow) -> RequestRecord:
+    return RequestRecord(id=row.id, app=row.app, line=row.line, version_id=row.version_id, channel=row.channel,
+                         shadow=row.shadow, user_hash=row.user_hash, ok=row.ok, error=row.error,
+                         latency_ms=row.latency_ms, prompt_tokens=row.prompt_tokens,
+                         output_tokens=row.output_tokens, prompt=row.prompt, output=row.output,
+                         created_at=row.created_at)
+
+
+def request(store: Store, request_id: str) -> RequestRecord | None:
+    with store._read() as s:
+        row = s.get(GatewayRequestRow, request_id)
+        return _request(row) if row is not None else None
+
+
+def requests(store: Store, version_id: str, *, since: datetime | None = None) -> list[RequestRecord]:
+    """Every logged request a version answered (shadow answers included), oldest first."""
+    with store._read() as s:
+        q = select(GatewayRequestRow).where(GatewayRequestRow.version_id == version_id)
+        if since is not None:
+            q = q.where(GatewayRequestRow.created_at >= since)
+        return [_request(r) for r in s.execute(q.order_by(GatewayRequestRow.created_at)).scalars()]
+
+
+def request_count(store: Store, line: str) -> int:
+    with store._read() as s:
+        return int(s.execute(select(func.count()).select_from(GatewayRequestRow)
+                             .where(GatewayRequestRow.line == line)).scalar_one())
+
+
+# ------------------------------------------------------------------------------------------- feedback
+
+
+def add_feedback(store: Store, request_id: str, score: float, *, label: str | None = None,
+                 comment: str | None = None, actor: str = "gateway") -> FeedbackRecord:
+    """Join a user's score to the version that answered ``request_id`` (never a shadow answer)."""
+    with store._tx() as s:
+        req = s.get(GatewayRequestRow, request_id)
+        if req is None or req.shadow:
+            raise NotFoundError(f"no request '{request_id}' in the request log; send the id the gateway returned")
+        row = FeedbackRow(request_id=request_id, version_id=req.version_id, score=score, label=label,
+                          comment=comment, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        ledger_mod.append(s, actor=actor, kind="feedback", subject=req.version_id,
+                          payload={"feedback_id": row.id, "request_id": request_id, "score": score, "label": label})
+        return FeedbackRecord(id=row.id, request_id=request_id, version_id=req.version_id, score=score,
+                              label=label, comment=comment, created_at=row.created_at)
+
+
+def feedback(store: Store, version_id: str, *, since: datetime | None = None) -> list[FeedbackRecord]:
+    with store._read() as s:
+        q = select(FeedbackRow).where(FeedbackRow.version_id == version_id)
+        if since is not None:
+            q = q.where(FeedbackRow.created_at >= since)
+        return [FeedbackRecord(id=r.id, request_id=r.request_id, version_id=r.version_id, score=r.score,
+                               label=r.label, comment=r.comment, created_at=r.created_at)
+                for r in s.execute(q.order_by(FeedbackRow.id)).scalars()]
+
+
+def rated_requests(store: Store, line: str) -> list[tuple[RequestRecord, FeedbackRecord]]:
+    """Every (request, feedback) pair of a line, oldest feedback first (what ``feedback export`` reads)."""
+    with store._read() as s:
+        q = (select(GatewayRequestRow, FeedbackRow).join(FeedbackRow, FeedbackRow.request_id == GatewayRequestRow.id)
+             .where(GatewayRequestRow.line == line).order_by(FeedbackRow.id))
+        return [(_request(r), FeedbackRecord(id=f.id, request_id=f.request_id, version_id=f.version_id,
+                                             score=f.score, label=f.label, comment=f.comment,
+                                             created_at=f.created_at))
+                for r, f in s.execute(q).all()]
+
+
+# ------------------------------------------------------------------------------------------- canary checks
+
+
+def canary_checks(store: Store, line: str, canary_version: str | None = None) -> list[CanaryCheck]:
+    with store._read() as s:
+        q = select(CanaryCheckRow).where(CanaryCheckRow.line == line)
+        if canary_version is not None:
+            q = q.where(CanaryCheckRow.canary_version == canary_version)
+        return [CanaryCheck(id=r.id, line=r.line, canary_version=r.canary_version,
+                            production_version=r.production_version, verdict=r.verdict, outcome=r.outcome,
+                            consecutive_failures=r.consecutive_failures, evidence=dict(r.evidence),
+                            created_at=r.created_at)
+                for r in s.execute(q.order_by(CanaryCheckRow.id)).scalars()]
+
+
+def record_canary_check(store: Store, *, line: str, canary_version: str, production_version: str, verdict: str,
+                        outcome: str, consecutive_failures: int, evidence: dict[str, Any],
+                        moves: Sequence[tuple[str, str, str, str, int | None]] = (), reason: str = "",
+                        actor: str = "loopgate") -> tuple[CanaryCheck, list[ChannelMove]]:
+    """Record one canary measurement and, when it concludes the canary, the channel moves it makes —
+    ``(line, channel, version, kind, decision_id)`` each — in ONE transaction with their ledger entries: the
+    ledger's ``canary.check`` entry carries the verdict and its evidence, the moves name it as their reason."""
+    done: list[ChannelMove] = []
+    with store._tx() as s:
+        row = CanaryCheckRow(line=line, canary_version=canary_version, production_version=production_version,
+                             verdict=verdict, outcome=outcome, consecutive_failures=consecutive_failures,
+                             evidence=evidence, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        ledger_mod.append(s, actor=actor, kind="canary.check", subject=canary_version, payload={
+            "check_id": row.id, "line": line, "production": production_version, "verdict": verdict,
+            "outcome": outcome, "consecutive_failures": consecutive_failures, "evidence": evidence})
+        why = reason or f"canary check {row.id}: {outcome}"
+        for mline, channel, version_id, kind, decision_id in moves:
+            v = s.get(VersionRow, version_id)
+            if v is None or v.line != mline:
+                raise LoopgateError(f"no version {version_id} on line {mline}")
+            ch = s.get(ChannelRow, (mline, channel))
+            prev = ch.version_id if ch else None
+            if ch is None:
+                s.add(ChannelRow(line=mline, name=channel, version_id=version_id, updated_at=utcnow()))
+            else:
+                ch.version_id, ch.updated_at = version_id, utcnow()
+            move = ChannelMoveRow(line=mline, channel=channel, from_version=prev, to_version=version_id, kind=kind,
+                                  reason=why, actor=actor, decision_id=decision_id, created_at=utcnow())
+            s.add(move)
+            s.flush()
+            ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{mline}/{channel}", payload={
+                "from": prev, "to": version_id, "reason": why, "decision_id": decision_id, "canary_check": row.id})
+            done.append(ChannelMove(id=move.id, line=mline, channel=channel, from_version=prev,
+                                    to_version=version_id, kind=kind, reason=why, actor=actor,
+                                    decision_id=decision_id, created_at=move.created_at))
+        check = CanaryCheck(id=row.id, line=line, canary_version=canary_version,
+                            production_version=production_version, verdict=verdict, outcome=outcome,
+                            consecutive_failures=consecutive_failures, evidence=evidence, created_at=row.created_at)
+    return check, done

@@ -1,0 +1,129 @@
+"""The gateway over real HTTP: a uvicorn server on 127.0.0.1 serving tiny trained models, talked to with the
+official ``openai`` client (completions, chat, streaming, errors) and raw requests where the client cannot go."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from gateway_world import Server, copy_workspace, template_workspace, traffic
+
+from loopgate.loop.workspace import Workspace
+from loopgate.store import gateway as gw
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    ws_dir = copy_workspace(template_workspace(tmp_path_factory.mktemp("gw-template")),
+                            tmp_path_factory.mktemp("gw") / "ws")
+    ws = Workspace.open(ws_dir)
+    keys = {name: gw.create_key(ws.store, name, actor="alice")[0] for name in ("helper", "base", "plain")}
+    ws.store.close()
+    server = Server(ws_dir, burst=10_000, max_request_bytes=4096, max_tokens=32)
+    yield server, keys
+    server.stop()
+
+
+def test_completions_answer_through_the_app_and_the_line(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    client = server.client(keys["helper"])
+    right = 0
+    for prompt, answer in traffic()[:10]:
+        r = client.completions.create(model="helper", prompt=prompt, max_tokens=4, user="u1")
+        assert r.id.startswith("cmpl-") and r.object == "text_completion" and r.model == "helper"
+        assert r.usage is not None and r.usage.prompt_tokens == len(prompt)  # one token per character
+        assert r.choices[0].finish_reason == "stop"
+        right += r.choices[0].text == answer
+    assert right == 10  # base@1 (production) learned every fact
+    raw = server.client(keys["base"]).completions.with_raw_response.create(model="base:production",
+                                                                          prompt="apple?", max_tokens=4)
+    assert raw.headers["x-loopgate-version"] == "base@1" and raw.parse().choices[0].text == "x"
+    # a batch of prompts in one request: one choice each, in order
+    many = client.completions.create(model="helper", prompt=[p for p, _ in traffic()[:3]], max_tokens=4)
+    assert [c.text for c in many.choices] == [a for _, a in traffic()[:3]]
+
+
+def test_chat_renders_the_chat_template_and_streams(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    client = server.client(keys["base"])
+    prompt, answer = traffic()[0]
+    r = client.chat.completions.create(model="base", messages=[{"role": "user", "content": prompt}], max_tokens=4)
+    assert r.object == "chat.completion" and r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content == answer
+    chunks = list(client.chat.completions.create(model="base", messages=[{"role": "user", "content": prompt}],
+                                                 max_tokens=4, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == answer
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    text_chunks = list(client.completions.create(model="base", prompt="river?", max_tokens=4, stream=True))
+    assert "".join(c.choices[0].text for c in text_chunks) == "y"
+    # a longer answer (an untrained model rambles to max_tokens) streams one event per token, same text
+    plain = server.client(keys["plain"])
+    whole = plain.completions.create(model="plain", prompt="apple?", max_tokens=6)
+    assert whole.choices[0].finish_reason == "length"
+    pieces = [c.choices[0].text for c in plain.completions.create(model="plain", prompt="apple?", max_tokens=6,
+                                                                  stream=True)]
+    assert "".join(pieces) == whole.choices[0].text and len([p for p in pieces if p]) >= 2
+
+
+def test_errors_use_openais_error_body(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    with pytest.raises(openai.AuthenticationError) as e401:
+        server.client("lg-not-a-key").completions.create(model="helper", prompt="apple?")
+    assert e401.value.status_code == 401
+    with pytest.raises(openai.NotFoundError) as e404:
+        server.client(keys["helper"]).completions.create(model="no-such-app", prompt="apple?")
+    assert e404.value.body["code"] == "model_not_found"  # type: ignore[index]
+    with pytest.raises(openai.PermissionDeniedError):  # a key serves its own app only
+        server.client(keys["helper"]).completions.create(model="base", prompt="apple?")
+    with pytest.raises(openai.BadRequestError) as e400:
+        server.client(keys["plain"]).chat.completions.create(model="plain", messages=[{"role": "user",
+                                                                                         "content": "hi"}])
+    assert "chat template" in e400.value.message
+    with pytest.raises(openai.BadRequestError):  # over the gateway's max_tokens
+        server.client(keys["helper"]).completions.create(model="helper", prompt="apple?", max_tokens=1000)
+    status, body = server.post("/completions", b"{not json", keys["helper"])
+    assert status == 400 and body["error"]["code"] == "invalid_json"  # type: ignore[index]
+    status, body = server.post("/completions", {"model": "helper"}, keys["helper"])
+    assert status == 400 and body["error"]["param"] == "prompt"  # type: ignore[index]
+    status, body = server.post("/completions", {"model": "helper", "prompt": "a" * 5000}, keys["helper"])
+    assert status == 413 and body["error"]["code"] == "request_too_large"  # type: ignore[index]
+    status, body = server.post("/completions", {"model": "helper", "prompt": "apple?"}, None)
+    assert status == 401 and body["error"]["type"] == "authentication_error"  # type: ignore[index]
+
+
+def test_a_token_bucket_per_key_answers_429(tmp_path: Path) -> None:
+    ws_dir = copy_workspace(template_workspace(tmp_path / "t"), tmp_path / "ws")
+    ws = Workspace.open(ws_dir)
+    key = gw.create_key(ws.store, "helper", actor="alice")[0]
+    other = gw.create_key(ws.store, "helper", actor="alice")[0]
+    ws.store.close()
+    server = Server(ws_dir, rate_per_s=0.01, burst=2)
+    try:
+        client = server.client(key)
+        for _ in range(2):
+            client.completions.create(model="helper", prompt="apple?", max_tokens=2)
+        with pytest.raises(openai.RateLimitError):
+            client.completions.create(model="helper", prompt="apple?", max_tokens=2)
+        server.client(other).completions.create(model="helper", prompt="apple?", max_tokens=2)  # its own bucket
+    finally:
+        server.stop()
+
+
+def test_every_answer_is_logged_with_its_version_and_feedback_joins_it(served: tuple[Server, dict[str, str]]
+                                                                       ) -> None:
+    server, keys = served
+    r = server.client(keys["helper"]).completions.create(model="helper", prompt="stone?", max_tokens=4, user="bo")
+    status, body = server.post("/feedback", {"request_id": r.id, "score": 1.0, "label": "right"}, keys["helper"])
+    assert status == 200 and body["version"] == "base@1", body
+    req = gw.request(server.ws.store, r.id)
+    assert req is not None and (req.app, req.line, req.version_id, req.channel) == ("helper", "base", "base@1",
+                                                                                  "production")
+    assert req.prompt == "stone?" and req.output == r.choices[0].text and req.output_tokens >= 1
+    assert req.latency_ms > 0 and req.user_hash is not None and req.user_hash != "bo"
+    assert [f.request_id for f in gw.feedback(server.ws.store, "base@1")] == [r.id]
+    assert server.post("/feedback", {"request_id": "cmpl-nope", "score": 1}, keys["helper"])[0] == 404
+    assert server.post("/feedback", {"request_id": r.id, "score": 7}, keys["helper"])[0] == 400
+    kinds = [e.kind for e in server.ws.store.ledger()]
+    assert "gateway.requests" in kinds and "feedback" in kinds
