@@ -78,3 +78,22 @@ def line_summaries(store: Store, names: Iterable[str]) -> dict[str, LineSummary]
                                       .join(newest, DecisionRow.id == newest.c.id)):
             out[vid.rpartition("@")[0]].latest_verdict = verdict
     return out
+
+
+def children_of(store: Store, version_id: str, limit: int = 50) -> list[tuple[str, str]]:
+    """Versions built on ``version_id`` (as parent or adapter base), at most ``limit``: [(id, relation)]."""
+    with store._read() as s:
+        rows = s.execute(select(VersionRow.id, VersionRow.parent_version, VersionRow.base_version)
+                         .where((VersionRow.parent_version == version_id) | (VersionRow.base_version == version_id))
+                         .order_by(VersionRow.created_at).limit(limit))
+        return [(vid, "adapter" if base == version_id else "child") for vid, _, base in rows]
+
+
+def running_lines(store: Store) -> dict[str, str]:
+    """Lines with an update run in progress (started, not finished): {line: step key}."""
+    out: dict[str, str] = {}
+    for key, result in store.open_steps("started"):
+        line = (result or {}).get("line")
+        if isinstance(line, str):
+            out[line] = key
+    return out

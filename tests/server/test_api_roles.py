@@ -37,10 +37,26 @@ def _fresh_token_id(ws_root: Path) -> Callable[[], Call]:
     return make
 
 
-def _table(ws_root: Path) -> dict[tuple[str, str], Call | Callable[[], Call]]:
+def _table(ws_root: Path, tokens: dict[str, str]) -> dict[tuple[str, str], Call | Callable[[], Call]]:
     """One concrete call per route (method, path template); each may be repeated (they are idempotent or
-    act on a fresh object)."""
+    act on a fresh object). Dashboard forms are posted as forms (``_form``)."""
     return {
+        # the dashboard: pages, and the actions its forms post
+        ("GET", "/login"): ("/login", None),
+        ("POST", "/login"): ("/login", {"_form": True, "token": tokens["viewer"], "next": "/"}),
+        ("POST", "/logout"): ("/logout", None),
+        ("GET", "/"): ("/?page=1", None),
+        ("GET", "/versions/{version_id}"): ("/versions/guard@1", None),
+        ("GET", "/lines/{line}"): ("/lines/support", None),
+        ("GET", "/ledger"): ("/ledger", None),
+        ("POST", "/ledger/verify"): ("/ledger/verify", None),
+        ("POST", "/versions/{version_id}/approve"): ("/versions/support@2/approve",
+                                                     {"_form": True, "reason": "looked at the evidence"}),
+        ("POST", "/versions/{version_id}/release"): ("/versions/guard@1/release", None),
+        ("POST", "/versions/{version_id}/promote"): ("/versions/support@1/promote",
+                                                     {"_form": True, "channel": "staging"}),
+        ("POST", "/lines/{line}/rollback"): ("/lines/base/rollback", {"_form": True, "to": "base@1", "reason": "t"}),
+        # the REST API
         ("GET", "/api/v1/me"): ("/api/v1/me", None),
         ("GET", "/api/v1/lines"): ("/api/v1/lines", None),
         ("GET", "/api/v1/lines/{line}/versions"): ("/api/v1/lines/support/versions", None),
@@ -87,7 +103,7 @@ def _routes(app: Any) -> list[tuple[str, str, APIRoute]]:
 
 
 def test_every_route_declares_a_role_and_is_in_the_table(app_under_test: dict[str, Any]) -> None:
-    table = _table(app_under_test["root"])
+    table = _table(app_under_test["root"], app_under_test["tokens"])
     routes = _routes(app_under_test["app"])
     assert len(routes) >= len(table)
     assert {p for _, p, r in routes if not isinstance(r, APIRoute)} <= FASTAPI_DOCS
@@ -109,7 +125,7 @@ def _call(client: TestClient, method: str, entry: Call | Callable[[], Call], hea
 
 def test_each_route_answers_401_403_or_2xx_exactly_as_declared(app_under_test: dict[str, Any]) -> None:
     client, tokens = app_under_test["client"], app_under_test["tokens"]
-    table = _table(app_under_test["root"])
+    table = _table(app_under_test["root"], app_under_test["tokens"])
     seen = 0
     wrong: list[str] = []
     for method, path, route in _routes(app_under_test["app"]):
