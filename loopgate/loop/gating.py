@@ -209,15 +209,17 @@ def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = Non
     if ws.store.channel(v.line, "production") == version_id and ws.store.decisions(version_id):
         # already released (a re-run after a kill): nothing to decide again
         return ReleaseOutcome(version=version_id, decision=ws.store.decisions(version_id)[-1], released=True)
+    seen = ws.store.channels(v.line)  # a channel that moves while this release decides is a ConflictError
     decision = version_decision(ws, version_id, actor=actor, progress=progress)
     out = ReleaseOutcome(version=version_id, decision=decision, released=False)
     if decision.verdict is Verdict.passed and ws.eco.policy_for(v.line).release.auto_release:
-        out.channel_moves = _release_moves(ws, version_id, decision, actor)
+        out.channel_moves = _release_moves(ws, version_id, decision, actor, seen)
         out.released = True
     return out
 
 
-def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: str) -> list[ChannelMove]:
+def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: str,
+                   seen: dict[str, str | None]) -> list[ChannelMove]:
     line = ws.store.version(version_id).line
     # with canary on, a release moves only `canary` (production follows the canary analysis, loop/canary.py);
     # a line's first release has no production to compare a canary with and goes straight to production
@@ -227,7 +229,7 @@ def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: st
     for channel in channels:
         moves += ws.store.move_channels([(line, channel, version_id)], kind="release",
                                         reason=f"decision {decision.id}: pass", actor=actor,
-                                        decision_id=decision.id)
+                                        decision_id=decision.id, expected={(line, channel): seen[channel]})
     return moves
 
 
