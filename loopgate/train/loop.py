@@ -20,6 +20,7 @@ from loopgate.spec import Recipe, ReplaySettings
 from loopgate.train.data import batches, replay_count, tokenize_rows
 from loopgate.train.progress import TrainProgress
 from loopgate.train.regularizers import EWC, Regularizer, RetentionKL
+from loopgate.train.remedies import redo, shrink_perturb
 
 MAX_GRAD_NORM = 1.0  # tiny models trained from scratch at lr 1e-3 spike without it
 FINAL_LOSS_WINDOW = 10  # the final loss is a mean over the last steps: one step's loss is too noisy to compare
@@ -58,6 +59,8 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
         regularizers.append(cls(model, retention, settings, batch_size=max(1, recipe.batch_size // 4),  # type: ignore[arg-type]
                                 seed=recipe.seed, pad_id=pad_id))
 
+    if recipe.shrink is not None:  # after the regularisers' snapshot: they anchor to the model as it was given
+        shrink_perturb(model, recipe.shrink, recipe.noise, recipe.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = recipe.warmup_steps
@@ -68,7 +71,8 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
     data = batches(new, replay, batch_size=recipe.batch_size, share=share, steps=steps, seed=recipe.seed,
                    pad_id=pad_id)
     with TrainProgress(steps, description, progress) as bar:
-        for batch in data:
+        redo_rng = torch.Generator().manual_seed(recipe.seed)
+        for step, batch in enumerate(data, 1):
             loss = model(**batch.model_inputs()).loss
             task_loss = loss.item()
             for reg in regularizers:
@@ -78,6 +82,8 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             scheduler.step()
+            if recipe.redo_every and step % recipe.redo_every == 0:
+                redo(model, batch.model_inputs(), recipe.redo_tau, optimizer, redo_rng)
             recent = (recent + [task_loss])[-FINAL_LOSS_WINDOW:]
             bar.advance(task_loss, batch.n_tokens)
     model.eval()
