@@ -21,6 +21,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
+	@# the store, ledger and concurrency tests start their own PostgreSQL server (tests/pg.py): Debian's package
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL for the tests (apt-get install postgresql)"; \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } || { \
+	    echo "make test needs PostgreSQL's initdb and pg_ctl and could not install them: install Debian's" \
+	         "postgresql package (apt-get install postgresql) and run make test again"; exit 1; }; \
+	fi
 
 # the demo is the only thing running: two torch threads train ~25 % faster than one on an idle 2-core
 # machine (on a busy one, one thread is faster — hence the default of 1 everywhere else)

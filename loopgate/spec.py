@@ -511,16 +511,45 @@ def _check_structure(eco: Ecosystem, source: str) -> None:
         raise SpecError(f"{source}: " + "; ".join(unique))
 
 
-def load_ecosystem(path: str | Path) -> Ecosystem:
-    """Read and validate ``loopgate.yaml`` (a file, or a folder that holds one)."""
+def _parse_yaml(text: str, cache_dir: Path | None) -> Any:
+    """The YAML document, parsed once per content: PyYAML builds Python objects in pure Python (~0.4 s for a
+    10,000-line spec), so a parse is kept as JSON under ``cache_dir``, keyed by the text's hash, and read back
+    with the C JSON parser. Only documents JSON keeps exactly are kept; the cache is safe to delete."""
+    import json
+    import os
+
+    from loopgate.hashing import sha256_bytes
+
+    cached = cache_dir / f"{sha256_bytes(text.encode('utf-8'))}.json" if cache_dir is not None else None
+    if cached is not None and cached.exists():
+        try:
+            return json.loads(cached.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # a damaged entry: parse again and rewrite it
+    # libyaml's parser when PyYAML has it (several times faster than the pure-Python one)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    if cached is not None:
+        try:
+            dumped = json.dumps(data)
+            if json.loads(dumped) == data:  # dates, non-string keys…: not cached, parsed each time
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(dumped, encoding="utf-8")
+                os.replace(tmp, cached)
+        except (OSError, TypeError, ValueError):
+            pass  # a read-only workspace, or a document JSON cannot hold: no cache, same result
+    return data
+
+
+def load_ecosystem(path: str | Path, cache_dir: Path | None = None) -> Ecosystem:
+    """Read and validate ``loopgate.yaml`` (a file, or a folder that holds one); ``cache_dir`` keeps parses."""
     p = Path(path)
     if p.is_dir():
         p = p / SPEC_FILE
     if not p.exists():
         raise SpecError(f"no {SPEC_FILE} at {p.parent}; run 'loopgate init {p.parent}' or pass --workspace")
     try:
-        # libyaml's parser when PyYAML has it: a 10,000-line spec parses ~10x faster than in pure Python
-        data = yaml.load(read_text(p, SPEC_FILE), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = _parse_yaml(read_text(p, SPEC_FILE), cache_dir)
     except yaml.YAMLError as err:
         raise SpecError(f"{p}: not valid YAML: {err}") from None
     except DataError as err:  # not UTF-8 text: the message names the file and the first bad byte

@@ -70,7 +70,7 @@ class Workspace:
                 f"{path.resolve()} is not a Loopgate workspace (no {SPEC_FILE}); run 'loopgate init {path}' "
                 "or point to the workspace folder (LOOPGATE_WORKSPACE)"
             )
-        eco = load_ecosystem(path)
+        eco = load_ecosystem(path, cache_dir=path / HOME / "cache" / "spec")
         store = Store(path / HOME)
         declared = {name: (spec.tier.value, spec.parent) for name, spec in eco.lines.items()}
         # every command opens the workspace: one bulk read, and a write only for lines new or changed in the spec
