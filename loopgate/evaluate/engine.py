@@ -36,9 +36,9 @@ from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCrit
 from loopgate.errors import DataError
 from loopgate.evaluate.metrics import wilson_interval
 from loopgate.evaluate.scorers import RefusalDetector, refusal_detector, safety_correct, text_scorer
-from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite
+from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite, suite_prompts
 from loopgate.hashing import sha256_bytes, sha256_json
-from loopgate.models import set_threads
+from loopgate.models import model_placement, set_threads
 from loopgate.records import Evaluation, ExampleResult
 
 # The source files whose code decides what an evaluation records, relative to the ``loopgate`` package:
@@ -52,6 +52,7 @@ from loopgate.records import Evaluation, ExampleResult
 # risks a stale hit.
 ENGINE_SOURCES = (
     "evaluate/engine.py",
+    "models/chat.py",
     "evaluate/scorers.py",
     "evaluate/suites.py",
     "evaluate/metrics.py",
@@ -486,13 +487,16 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     examples: list[ExampleResult] = []
     metrics: dict[str, float] = {}
     batch_ms: list[float] = []
+    # what the model is asked: raw prompts, chat rows through its chat template, an app's template around both
+    prompt_of = dict(zip((r.id for r in suite.rows), suite_prompts(suite, tokenizer), strict=True))
     if suite.kind == "choice":
         rows_c = [r for r in suite.rows if isinstance(r, ChoiceRow)]
-        scored = choice_loglikelihoods(model, tokenizer, [r.prompt for r in rows_c], [r.choices for r in rows_c],
-                                       config=config, on_progress=on_progress, batch_ms=batch_ms)
+        scored = choice_loglikelihoods(model, tokenizer, [prompt_of[r.id] for r in rows_c],
+                                       [r.choices for r in rows_c], config=config, on_progress=on_progress,
+                                       batch_ms=batch_ms)
         for cr, sc in zip(rows_c, scored, strict=True):
             # score: the gold choice's log-likelihood, so a later comparison can see confidence move
-            examples.append(ExampleResult(id=cr.id, prompt=cr.prompt, output=cr.choices[sc.best],
+            examples.append(ExampleResult(id=cr.id, prompt=prompt_of[cr.id], output=cr.choices[sc.best],
                                           correct=sc.best == cr.label, score=sc.loglikelihoods[cr.label],
                                           latency_ms=sc.latency_ms))
         wall = time.perf_counter() - t0
@@ -506,7 +510,7 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     else:
         rows_g = [r for r in suite.rows if isinstance(r, GenerationRow | SafetyRow)]
         t_gen = time.perf_counter()
-        gens = generate(model, tokenizer, [r.prompt for r in rows_g], max_new_tokens=spec.max_new_tokens,
+        gens = generate(model, tokenizer, [prompt_of[r.id] for r in rows_g], max_new_tokens=spec.max_new_tokens,
                         stop=spec.stop, config=config, on_progress=on_progress, batch_ms=batch_ms)
         gen_s = time.perf_counter() - t_gen
         if suite.kind == "generation":
@@ -514,15 +518,17 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
             for gr, g in zip(rows_g, gens, strict=True):
                 assert isinstance(gr, GenerationRow)
                 ok = scorer(g.text, gr.target)
-                examples.append(ExampleResult(id=gr.id, prompt=gr.prompt, output=g.text, correct=ok, score=float(ok),
+                examples.append(ExampleResult(id=gr.id, prompt=prompt_of[gr.id], output=g.text, correct=ok,
+                                              score=float(ok),
                                               output_tokens=g.output_tokens, latency_ms=g.latency_ms))
         else:
             det = detector or refusal_detector(spec)
-            refused = det.refusals([r.prompt for r in rows_g], [g.text for g in gens])
+            refused = det.refusals([prompt_of[r.id] for r in rows_g], [g.text for g in gens])
             for sr, g, ref in zip(rows_g, gens, refused, strict=True):
                 assert isinstance(sr, SafetyRow)
                 ok = safety_correct(ref, sr.expect)
-                examples.append(ExampleResult(id=sr.id, prompt=sr.prompt, output=g.text, correct=ok, score=float(ok),
+                examples.append(ExampleResult(id=sr.id, prompt=prompt_of[sr.id], output=g.text, correct=ok,
+                                              score=float(ok),
                                               expect=sr.expect, refused=ref, category=sr.category,
                                               output_tokens=g.output_tokens, latency_ms=g.latency_ms))
             metrics.update(_safety_rates(examples))
@@ -534,7 +540,7 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     return Evaluation(version=version, suite=suite.name, suite_sha256=suite.sha256, kind=suite.kind, n=n,
                       score=metrics["accuracy"], ci_low=low, ci_high=high, examples=examples,
                       metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
-                      engine_version=engine_version())
+                      engine_version=engine_version(), **model_placement(model))
 
 
 def _safety_rates(examples: Sequence[ExampleResult]) -> dict[str, float]:

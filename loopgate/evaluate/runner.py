@@ -37,7 +37,7 @@ def evaluate_model(model_dir: str | Path | ModelRef, suites: list[Suite], *, ver
     results: list[Evaluation | None] = [cache.get(k, version=version) if cache else None for k in keys]
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
-        loaded = load_model(ref)
+        loaded = load_model(ref.base, ref.adapter, merge=True)
         total = sum(len(suites[i]) for i in missing)
         with _progress_bar(progress, total) as advance:
             for i in missing:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from loopgate.evaluate.suites import Suite
+from loopgate.evaluate.suites import Suite, suite_prompts
 from loopgate.models import load_model, set_threads
 from loopgate.records import ServingCost
 
@@ -49,7 +49,7 @@ def serving_cost(candidate_dir: Any, baseline_dir: Any, suites: list[Suite], *, 
         models = [load_model(candidate_dir)] + ([load_model(baseline_dir)] if baseline_dir is not None else [])
         out: list[ServingCost] = []
         for suite in suites:
-            prompts = [r.prompt for r in suite.rows[:max_rows]]
+            prompts = suite_prompts(suite, models[0].tokenizer)[:max_rows]  # chat rows rendered, app templates applied
             prepared = []
             for m in models:
                 tok = m.tokenizer

@@ -3,6 +3,10 @@
 A suite's identity (``Suite.sha256``) is the sha256 of its file content and of the spec fields that
 change how it is scored, so editing either makes a new suite version while renaming or moving the file
 does not.
+
+A row carries a raw ``prompt`` or chat ``messages`` (OpenAI-style roles), rendered with the model's chat
+template when it is evaluated (:func:`suite_prompts`). A suite owned by an app is evaluated through the app's
+``prompt_template`` and decoding settings (:func:`with_app`), which are then part of its identity.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 from loopgate.errors import DataError
 from loopgate.hashing import sha256_bytes, sha256_json
 from loopgate.jsonl import json_objects
-from loopgate.spec import Ecosystem, SuiteSpec
+from loopgate.models.chat import check_messages, render_chat
+from loopgate.spec import AppSpec, Ecosystem, SuiteSpec
 
 # SuiteSpec fields that change a score; ``path`` and ``train_path`` do not (moving a file keeps its identity)
 SCORING_FIELDS = (
@@ -36,6 +41,7 @@ class GenerationRow:
     id: str
     prompt: str
     target: str
+    messages: tuple[tuple[str, str], ...] = ()  # (role, content) pairs: a chat row, rendered per model
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class ChoiceRow:
     prompt: str
     choices: tuple[str, ...]
     label: int
+    messages: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class SafetyRow:
     prompt: str
     expect: str
     category: str | None = None
+    messages: tuple[tuple[str, str], ...] = ()
 
 
 Row = GenerationRow | ChoiceRow | SafetyRow
@@ -69,6 +77,8 @@ class Suite:
     spec: SuiteSpec
     rows: tuple[Row, ...]
     sha256: str
+    template: str = "{input}"  # an app's prompt_template; ``{input}`` is the row's prompt (or last user message)
+    app: str | None = None  # the app line whose template and decoding settings apply
 
     @property
     def kind(self) -> str:
@@ -104,10 +114,48 @@ def load_suite(name: str, spec: SuiteSpec, root: str | Path = ".") -> Suite:
 
 
 def load_ecosystem_suite(eco: Ecosystem, name: str) -> Suite:
-    """Load the suite ``name`` declared in an ecosystem."""
+    """Load the suite ``name`` declared in an ecosystem (through its app's template when an app owns it)."""
     if name not in eco.suites:
         raise DataError(f"unknown suite '{name}'; suites: {', '.join(eco.suites) or '(none)'}")
-    return load_suite(name, eco.suites[name], eco.root)
+    suite = load_suite(name, eco.suites[name], eco.root)
+    app = suite_app(eco, name)
+    return with_app(suite, app, eco.lines[app].app) if app is not None else suite  # type: ignore[arg-type]
+
+
+def suite_app(eco: Ecosystem, name: str) -> str | None:
+    """The app line that owns suite ``name`` (None when a model line owns it too, or no app does)."""
+    owners = [n for n, spec in eco.lines.items() if name in spec.suites]
+    apps = [n for n in owners if eco.lines[n].app is not None]
+    return apps[0] if apps and len(apps) == len(owners) else None
+
+
+def with_app(suite: Suite, app_line: str, app: AppSpec) -> Suite:
+    """The suite as the app asks it: prompts through ``app.prompt_template``, the app's ``max_new_tokens`` and
+    ``stop``. The template and settings become part of the suite's identity (and so of every cache key)."""
+    spec = suite.spec.model_copy(update={"max_new_tokens": app.max_new_tokens, "stop": list(app.stop)})
+    sha = sha256_json({"suite": suite.sha256, "app": {"template": app.prompt_template, "scorer": scorer_config(spec)}})
+    return Suite(name=suite.name, spec=spec, rows=suite.rows, sha256=sha, template=app.prompt_template, app=app_line)
+
+
+def suite_prompts(suite: Suite, tokenizer: Any) -> list[str]:
+    """The text each row's prompt is for this model: the raw prompt, or the messages through the tokenizer's chat
+    template; an app's template wraps the prompt (or the last user message) first."""
+    out: list[str] = []
+    for row in suite.rows:
+        if not row.messages:
+            out.append(_apply_template(suite.template, row.prompt))
+            continue
+        msgs = [{"role": r, "content": c} for r, c in row.messages]
+        users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        if users and suite.template != "{input}":
+            msgs[users[-1]]["content"] = _apply_template(suite.template, msgs[users[-1]]["content"])
+        out.append(render_chat(tokenizer, msgs, where=f"suite '{suite.name}' ({suite.spec.path}), row '{row.id}'"))
+    return out
+
+
+def _apply_template(template: str, text: str) -> str:
+    # not str.format: a template may hold other braces (JSON examples) that are not fields
+    return template.replace("{input}", text)
 
 
 def _parse_rows(name: str, spec: SuiteSpec, path: Path, content: bytes) -> list[Row]:
@@ -148,9 +196,17 @@ def _row(kind: str, obj: dict[str, Any], index: int, where: str) -> Row:
     if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
         raise DataError(f"{where}: field 'id' must be a string or an integer")
     row_id = str(raw_id)
-    prompt = _field(obj, "prompt", str, where, kind)
+    messages: tuple[tuple[str, str], ...] = ()
+    if "messages" in obj and "prompt" not in obj:
+        messages = tuple((m["role"], m["content"]) for m in check_messages(obj["messages"], where, last="user"))
+        prompt = ""
+    elif "messages" in obj:
+        raise DataError(f"{where}: a row has 'prompt' or 'messages', not both")
+    else:
+        prompt = _field(obj, "prompt", str, where, kind)
     if kind == "generation":
-        return GenerationRow(id=row_id, prompt=prompt, target=_field(obj, "target", str, where, kind))
+        return GenerationRow(id=row_id, prompt=prompt, target=_field(obj, "target", str, where, kind),
+                             messages=messages)
     if kind == "choice":
         choices = _field(obj, "choices", list, where, kind)
         if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
@@ -158,7 +214,7 @@ def _row(kind: str, obj: dict[str, Any], index: int, where: str) -> Row:
         label = _field(obj, "label", int, where, kind)
         if not 0 <= label < len(choices):
             raise DataError(f"{where}: field 'label' is {label} but there are {len(choices)} choices (0-based)")
-        return ChoiceRow(id=row_id, prompt=prompt, choices=tuple(choices), label=label)
+        return ChoiceRow(id=row_id, prompt=prompt, choices=tuple(choices), label=label, messages=messages)
     if kind == "safety":
         expect = _field(obj, "expect", str, where, kind)
         if expect not in ("refuse", "comply"):
@@ -166,5 +222,5 @@ def _row(kind: str, obj: dict[str, Any], index: int, where: str) -> Row:
         category = obj.get("category")
         if category is not None and not isinstance(category, str):
             raise DataError(f"{where}: field 'category' must be a string")
-        return SafetyRow(id=row_id, prompt=prompt, expect=expect, category=category)
+        return SafetyRow(id=row_id, prompt=prompt, expect=expect, category=category, messages=messages)
     raise DataError(f"{where}: unknown suite kind '{kind}'")

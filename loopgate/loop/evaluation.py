@@ -22,8 +22,13 @@ from loopgate.records import Evaluation
 
 
 def line_suites(ws: Workspace, line: str) -> tuple[list[str], list[str]]:
-    """(owned, inherited) suite names of a line; an app answers to its model line's suites."""
-    return ws.eco.owned_suites(line), ws.eco.inherited_suites(line)
+    """(owned, inherited) suite names of a line; an app answers to its model line's suites, and a model line
+    answers to its apps' own suites too (each evaluated through its app's template and decoding settings)."""
+    owned = ws.eco.owned_suites(line)
+    if ws.eco.line(line).app is None:
+        owned += [s for child in ws.eco.children(line) if ws.eco.lines[child].app is not None
+                  for s in ws.eco.lines[child].suites if s not in owned]
+    return owned, ws.eco.inherited_suites(line)
 
 
 def load_suites(ws: Workspace, names: list[str]) -> list[Suite]:

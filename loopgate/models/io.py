@@ -380,11 +380,13 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_model(path: str | Path | ModelRef, adapter: str | Path | None = None, *, trainable: bool = False,
-               dtype: str | torch.dtype | None = None, device: str | torch.device | None = None) -> LoadedModel:
+               dtype: str | torch.dtype | None = None, device: str | torch.device | None = None,
+               merge: bool | None = None) -> LoadedModel:
     """Load a local HF causal-LM directory (and optionally a PEFT adapter on top), safetensors only.
 
-    ``path`` may be a :class:`ModelRef`; its adapter is then merged into the weights in memory (an explicit
-    ``adapter`` stays a ``PeftModel``, e.g. to be trained further). The weights load straight onto
+    ``path`` may be a :class:`ModelRef`. An adapter is merged into the weights in memory when ``merge`` is true
+    (default: when ``path`` is a ``ModelRef``, i.e. a version's weights); otherwise the model is a ``PeftModel``
+    (e.g. to train the adapter further). The weights load straight onto
     ``device`` in ``dtype`` (defaults: :func:`resolve_device`, :func:`resolve_dtype`), spread over the GPUs with
     accelerate when one is too small for them.
 
@@ -392,7 +394,8 @@ def load_model(path: str | Path | ModelRef, adapter: str | Path | None = None, *
     the file; transformers would raise a bare error for the first and fill a missing tensor with random
     numbers for the second.
     """
-    merge = isinstance(path, ModelRef)  # a version's weights: one model (to serve, or to train in full)
+    if merge is None:
+        merge = isinstance(path, ModelRef)  # a version's weights: one model (to serve, or to train in full)
     ref = model_ref(path, adapter)
     path, adapter = ref.base, ref.adapter
     set_threads()

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -115,8 +115,9 @@ class ArtifactReport(BaseModel):
         return sorted({h.version for h in self.hits})
 
 
-class VersionLink(BaseModel):
-    """How a version hangs together with others, without its files (bulk reads: lineage, status, plans)."""
+class VersionLink(NamedTuple):
+    """How a version hangs together with others, without its files (bulk reads: lineage, status, plans; a
+    plain tuple, as 100,000 of them are built per read)."""
 
     id: str
     line: str
@@ -351,8 +352,7 @@ class Store:
             for batch in batches:
                 q = select(*cols) if batch is None else select(*cols).where(VersionRow.id.in_(batch))
                 for row in s.execute(q):
-                    out[row.id] = VersionLink(id=row.id, line=row.line, number=row.number, kind=row.kind,
-                                              parent_version=row.parent_version, base_version=row.base_version)
+                    out[row[0]] = VersionLink(*row)
         return out
 
     def line_versions(self, line: str) -> list[VersionInfo]:

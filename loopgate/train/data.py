@@ -6,6 +6,11 @@ Three row shapes, one per method family:
 - ``{"prompt", "chosen", "rejected"}`` for ``dpo``,
 - ``{"text"}`` for ``pretrain`` (loss on every token).
 
+``sft`` and ``dpo`` rows may carry chat ``messages`` (OpenAI-style roles) instead of ``prompt``: for ``sft`` the
+last message is the assistant's answer (the target) and the ones before it are the prompt; for ``dpo``
+``chosen``/``rejected`` answer the messages. They are rendered with the model's chat template
+(:mod:`loopgate.models.chat`), exactly as evaluation renders chat suite rows.
+
 Every problem is a :class:`~loopgate.errors.DataError` that names the file, the line and the field, because
 the person who fixes it is looking at the JSONL file, not at a traceback.
 """
@@ -16,7 +21,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -24,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from loopgate.errors import DataError
 from loopgate.hashing import sha256_file
 from loopgate.jsonl import read_jsonl
+from loopgate.models.chat import check_messages, render_chat
 
 RowKind = Literal["sft", "dpo", "text"]
 
@@ -40,7 +46,7 @@ def row_kind_for(method: str) -> RowKind:
     return {"pretrain": "text", "dpo": "dpo"}.get(method, "sft")  # type: ignore[return-value]
 
 
-def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
+def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, Any]]:
     """Read a JSONL file and check every row has the fields of ``kind`` as strings.
 
     With ``kind=None`` the shape is taken from the first row (replay files may hold either
@@ -51,10 +57,13 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
         raise DataError(f"{path} is a folder; update data is JSONL files (name each one)")
     if not path.is_file():
         raise DataError(f"{path}: no such data file; check the path in the update's data list")
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     for lineno, row in read_jsonl(path, "data file"):
         if kind is None:
             kind = _guess_kind(row, path, lineno)
+        if "messages" in row and kind != "text":
+            rows.append(_chat_row(row, kind, f"{path}:{lineno}"))
+            continue
         for field in FIELDS[kind]:
             if field not in row:
                 raise DataError(
@@ -71,10 +80,33 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, str]]:
     return rows
 
 
+def _chat_row(row: dict[str, Any], kind: RowKind, where: str) -> dict[str, Any]:
+    """A ``messages`` row, checked: ``{"messages": prompt messages, "completion" | "chosen"/"rejected", "source"}``."""
+    if "prompt" in row:
+        raise DataError(f"{where}: a row has 'prompt' or 'messages', not both")
+    if kind == "sft":
+        msgs = check_messages(row["messages"], where, last="assistant")
+        if len(msgs) < 2:
+            raise DataError(f"{where}: 'messages' needs the conversation before the assistant's answer")
+        return {"messages": msgs[:-1], "completion": msgs[-1]["content"], "source": where}
+    msgs = check_messages(row["messages"], where)
+    for field in ("chosen", "rejected"):
+        if not isinstance(row.get(field), str):
+            raise DataError(f"{where}: field '{field}' must be a string answering the messages")
+    return {"messages": msgs, "chosen": row["chosen"], "rejected": row["rejected"], "source": where}
+
+
+def rendered_prompt(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> str:
+    """The row's prompt text: its raw ``prompt``, or its ``messages`` through the tokenizer's chat template."""
+    if "messages" in row:
+        return render_chat(tokenizer, row["messages"], where=str(row.get("source", "")))
+    return str(row["prompt"])
+
+
 def _guess_kind(row: dict[str, object], path: Path, lineno: int) -> RowKind:
     if "chosen" in row or "rejected" in row:
         return "dpo"
-    if "prompt" in row or "completion" in row:
+    if "prompt" in row or "completion" in row or "messages" in row:
         return "sft"
     if "text" in row:
         return "text"
@@ -98,7 +130,7 @@ class Example:
     labels: list[int]
 
 
-def tokenize_row(row: dict[str, str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Example:
+def tokenize_row(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Example:
     """Tokenise one prompt/completion or text row for causal LM training, with eos appended.
 
     The prompt is tokenised exactly as inference will tokenise it (default special tokens), the completion
@@ -112,14 +144,14 @@ def tokenize_row(row: dict[str, str], tokenizer: PreTrainedTokenizerBase, max_le
         ids = list(tokenizer(row["text"])["input_ids"]) + [eos]
         labels = list(ids)
     else:
-        prompt = list(tokenizer(row["prompt"])["input_ids"])
+        prompt = list(tokenizer(rendered_prompt(row, tokenizer))["input_ids"])
         completion = list(tokenizer(row["completion"], add_special_tokens=False)["input_ids"]) + [eos]
         ids = prompt + completion
         labels = [IGNORE_INDEX] * len(prompt) + completion
     return Example(ids[:max_length], labels[:max_length])
 
 
-def tokenize_rows(rows: Sequence[dict[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int
+def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int
                   ) -> list[Example]:
     """Tokenise rows, dropping none: a row whose completion is truncated away still counts as seen."""
     return [tokenize_row(r, tokenizer, max_length) for r in rows]

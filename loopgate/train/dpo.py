@@ -6,7 +6,8 @@ loss. Two settings matter and are fixed here:
 - ``loss_type=["sigmoid", "sft"]``: plain DPO strong enough to flip a margin wrecked greedy generation on the
   tiny models (endless junk); the added SFT term on the chosen answer keeps the model fluent.
   ``dpo.sft_weight: 0`` gives the paper's loss alone.
-- plain text, no chat template; trl appends eos to chosen/rejected, matching how ``sft`` rows are trained.
+- plain text: a ``messages`` row is rendered with the model's chat template first (as ``sft`` and evaluation
+  render it); trl appends eos to chosen/rejected, matching how ``sft`` rows are trained.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trl import DPOConfig, DPOTrainer
 
 from loopgate.models import load_model, save_model
 from loopgate.spec import DPOSettings, Recipe
+from loopgate.train.data import rendered_prompt
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
 from loopgate.train.lora import lora_config
 from loopgate.train.methods import Trained
@@ -86,7 +88,9 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
         )
         with TrainProgress(recipe.steps, "dpo", progress) as bar:
             callback = _ProgressCallback(bar)
-            trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(list(rows)),
+            plain = [{"prompt": rendered_prompt(r, tokenizer), "chosen": r["chosen"], "rejected": r["rejected"]}
+                     for r in rows]
+            trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(plain),
                                  processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
             trainer.remove_callback(PrinterCallback)  # with tqdm off, trl would print every step's log dict
             trainer.train()
