@@ -287,6 +287,29 @@ class LineSpec(_Strict):
     transfer: list[Literal["reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill"]] | None = None
 
 
+JobKind = Literal["train", "evaluate", "profile", "serving", "load_check", "transfer_candidate"]
+
+
+class JobResources(_Strict):
+    """What one job of a kind asks the cluster for (unset: the executor's default)."""
+
+    num_cpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(None, ge=0)
+
+
+class ExecutorSpec(_Strict):
+    """Where the loop's jobs run. ``LOOPGATE_EXECUTOR`` overrides ``kind``, ``LOOPGATE_RAY_ADDRESS`` the address."""
+
+    kind: Literal["in-process", "ray"] = "in-process"
+    # a running Ray cluster ("host:6379", "ray://host:10001", "auto"); unset: the cluster this process already
+    # joined, else a local one started on this machine
+    address: str | None = None
+    # what each job asks for, unless its kind says otherwise in ``jobs``
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    jobs: dict[JobKind, JobResources] = {}
+
+
 class Ecosystem(_Strict):
     """The whole versioned tree, declared in one YAML file."""
 
@@ -295,6 +318,7 @@ class Ecosystem(_Strict):
     recipes: dict[str, Recipe] = {}
     lines: dict[str, LineSpec]
     policy: PolicySpec = PolicySpec()
+    executor: ExecutorSpec = ExecutorSpec()
     # the folder that relative paths are resolved against (not part of the YAML)
     root: Path = Field(default=Path("."), exclude=True)
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from loopgate.errors import LoopgateError
 from loopgate.evaluate.metrics import PairedComparison, paired_comparison
 from loopgate.evaluate.suites import Suite, load_ecosystem_suite
-from loopgate.executors import jobs
+from loopgate.executors import JobHandle, jobs
 from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace
 from loopgate.models.io import ModelRef
@@ -41,6 +41,25 @@ def evaluate_dir(ws: Workspace, path: Path | ModelRef, suites: list[Suite], labe
     evs = ws.executor.run(jobs.evaluate, model_dir=path, suites=suites, version=label,
                           cache_dir=ws.store.cache_dir("evaluations"), progress=progress)
     return {s.name: e for s, e in zip(suites, evs, strict=True)}
+
+
+class PendingEvaluation:
+    """An evaluation job submitted to the workspace's executor; ``result()`` waits for it."""
+
+    def __init__(self, handle: JobHandle[list[Evaluation]], suites: list[Suite]) -> None:
+        self._handle, self._suites = handle, suites
+
+    def result(self) -> dict[str, Evaluation]:
+        return {s.name: e for s, e in zip(self._suites, self._handle.result(), strict=True)}
+
+
+def submit_evaluation(ws: Workspace, path: Path | ModelRef, suites: list[Suite], label: str, progress: bool = False
+                      ) -> PendingEvaluation:
+    """:func:`evaluate_dir`, started now and awaited later, so several models are evaluated at once on an
+    executor with room for them (one after the other in-process)."""
+    return PendingEvaluation(ws.executor.submit(jobs.evaluate, model_dir=path, suites=suites, version=label,
+                                                cache_dir=ws.store.cache_dir("evaluations"), progress=progress),
+                             suites)
 
 
 def evaluate_version(ws: Workspace, version_id: str, suite_names: list[str], *, progress: bool = False,
@@ -73,6 +92,23 @@ def evaluate_line_suites(ws: Workspace, version_id: str, names: list[str] | None
     return evaluate_version(ws, version_id, names or owned + inherited, progress=progress)
 
 
+def evaluate_versions(ws: Workspace, requests: list[tuple[str, list[str]]], *, progress: bool = False,
+                      actor: str = "loopgate") -> list[dict[str, Evaluation]]:
+    """:func:`evaluate_version` of several ``(version, suite names)`` at once: the jobs for what the registry
+    lacks are submitted together (run at the same time on an executor with room), then recorded here."""
+    pending: list[tuple[str, PendingEvaluation]] = []
+    for version_id, names in requests:
+        missing = [s for s in load_suites(ws, names) if ws.store.evaluation(version_id, s.sha256) is None]
+        if missing:
+            pending.append((version_id, submit_evaluation(ws, model_ref(ws, version_id), missing, version_id,
+                                                          progress)))
+    for version_id, p in pending:
+        for ev in p.result().values():
+            if ws.store.evaluation(version_id, ev.suite_sha256) is None:  # listed twice in ``requests``
+                ws.store.add_evaluation(ev, actor=actor)
+    return [evaluate_version(ws, version_id, names, progress=progress, actor=actor) for version_id, names in requests]
+
+
 class SuiteComparison(PairedComparison):
     suite: str
 
@@ -92,8 +128,7 @@ def compare_versions(ws: Workspace, version_a: str, version_b: str, *, progress:
     common = [s for s in sa[0] + sa[1] if s in sb[0] + sb[1]]
     if not common:
         raise LoopgateError(f"{version_a} and {version_b} share no suite to compare on")
-    ea = evaluate_version(ws, version_a, common, progress=progress)
-    eb = evaluate_version(ws, version_b, common, progress=progress)
+    ea, eb = evaluate_versions(ws, [(version_a, common), (version_b, common)], progress=progress)
     return Comparison(a=version_a, b=version_b, suites=[
         SuiteComparison(suite=s, **paired_comparison(ea[s], eb[s]).model_dump()) for s in common])
 

@@ -12,20 +12,22 @@ channel and need nothing here.
 from __future__ import annotations
 
 import time
-from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loopgate.errors import LoopgateError, TransferError
+from loopgate.evaluate.suites import Suite
 from loopgate.executors import jobs
 from loopgate.hashing import sha256_file, sha256_json
 from loopgate.loop.data import data_paths, history_data, replay_files
-from loopgate.loop.evaluation import evaluate_dir, line_suites, load_suites
+from loopgate.loop.evaluation import line_suites, load_suites, submit_evaluation
 from loopgate.loop.gating import baselines_for, decide_candidate, release_candidate
 from loopgate.loop.outcomes import PropagationOutcome
 from loopgate.loop.planning import plan, strategies_for  # noqa: F401  # plan: re-exported (read-only, light)
 from loopgate.loop.versions import adapter_parts, model_dir, register_model
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Verdict
+from loopgate.records import Evaluation, Verdict
 from loopgate.spec import Recipe, Tier
 from loopgate.store import VersionInfo
 from loopgate.train.transfer import TransferAttempt, TransferCandidate, shapes_match
@@ -33,71 +35,117 @@ from loopgate.train.transfer import TransferAttempt, TransferCandidate, shapes_m
 
 def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: bool = False
                    ) -> list[PropagationOutcome]:
-    """Run the wave below a newly released ``parent_version``: children first, then theirs (tier order)."""
+    """Run the wave below a newly released ``parent_version``: children first, then theirs (tier order).
+
+    The children of one tier are independent, so they are re-derived together (:func:`rederive_many`): their
+    candidates are built and evaluated as batches of jobs, which an executor with room runs at the same time."""
     outcomes: list[PropagationOutcome] = []
-    queue = deque([parent_version])
-    while queue:
-        released = queue.popleft()
-        for child in ws.eco.children(ws.store.version(released).line):
-            if ws.eco.lines[child].tier is Tier.app:
-                continue
-            outcome = rederive(ws, child, released, actor=actor, progress=progress)
-            outcomes.append(outcome)
-            if outcome.released and outcome.version:  # already-on-parent too: a resumed wave finishes below it
-                queue.append(outcome.version)
+    released = [parent_version]
+    while released:
+        pairs = [(child, r) for r in released for child in ws.eco.children(ws.store.version(r).line)
+                 if ws.eco.lines[child].tier is not Tier.app]
+        tier = rederive_many(ws, pairs, actor=actor, progress=progress)
+        outcomes.extend(tier)
+        # already-on-parent counts as released: a resumed wave finishes below it
+        released = [o.version for o in tier if o.released and o.version]
     return outcomes
 
 
 def rederive(ws: Workspace, child: str, parent_version: str, *, actor: str, progress: bool = False
              ) -> PropagationOutcome:
     """Re-derive ``child`` on ``parent_version``: the cheapest accepted strategy, released through the gates."""
-    prod = ws.store.channel(child, "production")
-    if prod is None:
-        return PropagationOutcome(line=child, to_parent=parent_version,
-                                  note="no production version yet; nothing to re-derive")
-    cv = ws.store.version(prod)
-    if cv.parent_version == parent_version:
-        return PropagationOutcome(line=child, from_parent=parent_version, to_parent=parent_version, version=prod,
-                                  released=True, note="already on this parent")
-    old_parent = cv.parent_version
-    if old_parent is None:
-        return PropagationOutcome(line=child, to_parent=parent_version, pinned=True,
-                                  note=f"{prod} records no parent version; cannot transfer")
-    key = sha256_json(["propagate", child, prod, parent_version])[:16]
-    existing = [v for v in ws.store.versions(child) if v.provenance.get("run_key") == key]
-    if existing:  # a resumed wave: the accepted child was registered before the kill
-        new_v = existing[-1]
-        attempts = [TransferAttempt.model_validate(a) for a in new_v.provenance.get("attempts", [])]
-    else:
+    return rederive_many(ws, [(child, parent_version)], actor=actor, progress=progress)[0]
+
+
+@dataclass
+class _Transfer:
+    """One child's re-derivation in progress: what every strategy's job and decision needs, and the attempts."""
+
+    child: str
+    prod: str
+    old_parent: str
+    parent_version: str
+    key: str
+    recipe: Recipe
+    replay: list[Path]
+    job_args: dict[str, Any]
+    suites: list[Suite]
+    work: Path
+    baselines: dict[str, str | None]
+    accept_gates: list[str]
+    strategies: list[str]
+    attempts: list[TransferAttempt] = field(default_factory=list)
+
+
+def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, progress: bool = False
+                  ) -> list[PropagationOutcome]:
+    """Re-derive each ``(child, parent_version)`` — independent lines — and release the accepted ones.
+
+    Every job (building candidates, evaluating them) is submitted for all children at once; every decision and
+    every registry write is made here, in the order of ``pairs``, so any executor records the same versions."""
+    outcomes: dict[int, PropagationOutcome] = {}
+    transfers: dict[int, _Transfer] = {}
+    found: dict[int, tuple[VersionInfo, list[TransferAttempt]]] = {}
+    old_parents: dict[int, str] = {}
+    for i, (child, parent_version) in enumerate(pairs):
+        prod = ws.store.channel(child, "production")
+        if prod is None:
+            outcomes[i] = PropagationOutcome(line=child, to_parent=parent_version,
+                                             note="no production version yet; nothing to re-derive")
+            continue
+        cv = ws.store.version(prod)
+        if cv.parent_version == parent_version:
+            outcomes[i] = PropagationOutcome(line=child, from_parent=parent_version, to_parent=parent_version,
+                                             version=prod, released=True, note="already on this parent")
+            continue
+        old_parent = cv.parent_version
+        if old_parent is None:
+            outcomes[i] = PropagationOutcome(line=child, to_parent=parent_version, pinned=True,
+                                             note=f"{prod} records no parent version; cannot transfer")
+            continue
+        old_parents[i] = old_parent
+        key = sha256_json(["propagate", child, prod, parent_version])[:16]
+        existing = [v for v in ws.store.versions(child) if v.provenance.get("run_key") == key]
+        if existing:  # a resumed wave: the accepted child was registered before the kill
+            found[i] = (existing[-1], [TransferAttempt.model_validate(a)
+                                       for a in existing[-1].provenance.get("attempts", [])])
+            continue
         try:
-            found = _accepted_candidate(ws, child, prod, old_parent, parent_version, key, actor=actor,
-                                        progress=progress)
+            transfers[i] = _transfer(ws, child, prod, old_parent, parent_version, key, progress=progress)
         except LoopgateError as e:  # e.g. replay the child's recipe asks for is not there: it stays pinned
-            return PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version, pinned=True,
-                                      note=str(e))
-        if isinstance(found, list):
-            attempts_json = [a.model_dump(mode="json") for a in found]
-            ws.store.record("propagation.pinned", child, {"parent": parent_version, "stays_on": old_parent,
-                                                          "attempts": attempts_json}, actor=actor)
-            ws.store.remove_work_dir(key)
-            return PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
-                                      attempts=found, pinned=True,
-                                      note=f"every strategy failed; stays on {old_parent}")
-        new_v, attempts = found
-        ws.store.remove_work_dir(key)
-    rel = release_candidate(ws, new_v.id, actor=actor, progress=progress)
-    return PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
-                              strategy=new_v.provenance.get("strategy"), attempts=attempts, version=new_v.id,
-                              verdict=rel.decision.verdict.value, released=rel.released, pinned=not rel.released,
-                              note="" if rel.released else f"decision {rel.decision.verdict.value}; "
-                                                           f"stays on {old_parent}")
+            outcomes[i] = PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version,
+                                             pinned=True, note=str(e))
+    for i, result in _accepted_candidates(ws, transfers, actor=actor, progress=progress).items():
+        t = transfers[i]
+        if isinstance(result, LoopgateError):
+            outcomes[i] = PropagationOutcome(line=t.child, from_parent=t.old_parent, to_parent=t.parent_version,
+                                             attempts=t.attempts, pinned=True, note=str(result))
+        elif isinstance(result, VersionInfo):
+            found[i] = (result, t.attempts)
+        else:
+            ws.store.record("propagation.pinned", t.child, {
+                "parent": t.parent_version, "stays_on": t.old_parent,
+                "attempts": [a.model_dump(mode="json") for a in t.attempts]}, actor=actor)
+            outcomes[i] = PropagationOutcome(line=t.child, from_parent=t.old_parent, to_parent=t.parent_version,
+                                             attempts=t.attempts, pinned=True,
+                                             note=f"every strategy failed; stays on {t.old_parent}")
+        ws.store.remove_work_dir(t.key)
+    for i in sorted(found):  # the accepted children face every gate, as any release
+        new_v, attempts = found[i]
+        child, parent_version = pairs[i]
+        old_parent = old_parents[i]
+        rel = release_candidate(ws, new_v.id, actor=actor, progress=progress)
+        outcomes[i] = PropagationOutcome(
+            line=child, from_parent=old_parent, to_parent=parent_version, strategy=new_v.provenance.get("strategy"),
+            attempts=attempts, version=new_v.id, verdict=rel.decision.verdict.value, released=rel.released,
+            pinned=not rel.released,
+            note="" if rel.released else f"decision {rel.decision.verdict.value}; stays on {old_parent}")
+    return [outcomes[i] for i in range(len(pairs))]
 
 
-def _accepted_candidate(ws: Workspace, child: str, prod: str, old_parent: str, parent_version: str, key: str,
-                        *, actor: str, progress: bool) -> tuple[VersionInfo, list[TransferAttempt]] | list[
-                            TransferAttempt]:
-    """Try the strategies cheapest first; the first candidate the acceptance gates pass is registered as a
-    version. Every attempt when none passes."""
+def _transfer(ws: Workspace, child: str, prod: str, old_parent: str, parent_version: str, key: str, *,
+              progress: bool) -> _Transfer:
+    """Everything a child's re-derivation needs before its first candidate is built."""
     spec = ws.eco.lines[child]
     recipe = ws.eco.recipe_for(child) if spec.recipe is not None else Recipe()
     own_data = history_data(ws, child)
@@ -107,46 +155,88 @@ def _accepted_candidate(ws: Workspace, child: str, prod: str, old_parent: str, p
     if child_adapter is None:
         old_child_dir = model_dir(ws, prod)
     owned, inherited = line_suites(ws, child)
-    suites = load_suites(ws, owned + inherited)
-    baselines = baselines_for(ws, child, built_from=prod, parent_version=parent_version)
-    accept_gates: list[str] = list(ws.eco.policy_for(child).propagation.accept_gates)
     work = ws.store.work_dir(key)
-    attempts: list[TransferAttempt] = []
-    strategies = strategies_for(ws, child, has_adapter=child_adapter is not None,
-                                shapes=shapes_match(old_parent_dir, new_parent_dir))
-    for strategy in strategies:
+    return _Transfer(
+        child=child, prod=prod, old_parent=old_parent, parent_version=parent_version, key=key, recipe=recipe,
+        replay=replay, suites=load_suites(ws, owned + inherited),
+        job_args={"old_parent": old_parent_dir, "new_parent": new_parent_dir, "old_child": old_child_dir,
+                  "child_adapter": child_adapter, "recipe": recipe, "data": data_paths(ws, own_data),
+                  "replay": replay, "progress": progress},
+        work=work,
+        baselines=baselines_for(ws, child, built_from=prod, parent_version=parent_version),
+        accept_gates=list(ws.eco.policy_for(child).propagation.accept_gates),
+        strategies=strategies_for(ws, child, has_adapter=child_adapter is not None,
+                                  shapes=shapes_match(old_parent_dir, new_parent_dir)))
+
+
+def _accepted_candidates(ws: Workspace, transfers: dict[int, _Transfer], *, actor: str, progress: bool
+                         ) -> dict[int, VersionInfo | list[TransferAttempt] | LoopgateError]:
+    """Try the strategies cheapest first, in rounds: round k builds every still-searching child's k-th candidate
+    (one batch of jobs), evaluates them (one batch), then decides each on the acceptance gates. The first
+    candidate a child's gates pass is registered as a version; a child with no strategy left gets its attempts;
+    a child whose job or decision fails (other than a strategy that does not apply) gets the error."""
+    results: dict[int, VersionInfo | list[TransferAttempt] | LoopgateError] = {}
+    searching = dict(transfers)
+    for k in range(max((len(t.strategies) for t in transfers.values()), default=0)):
+        for i in [i for i, t in searching.items() if k >= len(t.strategies)]:
+            results[i] = searching.pop(i).attempts
         started = time.perf_counter()
-        label = f"{child}<-{strategy}"
-        try:
-            cand: TransferCandidate = ws.executor.run(
-                jobs.transfer_candidate, strategy=strategy, old_parent=old_parent_dir, new_parent=new_parent_dir,
-                old_child=old_child_dir, child_adapter=child_adapter, recipe=recipe,
-                data=data_paths(ws, own_data), replay=replay, out_dir=work / strategy, progress=progress)
-        except TransferError as err:
-            attempts.append(TransferAttempt(strategy=strategy, accepted=False, reason=f"not applicable: {err}",
-                                            wall_s=round(time.perf_counter() - started, 3)))
-            continue
-        decision = decide_candidate(
-            ws, line=child, candidate=label, candidate_dir=Path(cand.model_dir),
-            candidate_evals=evaluate_dir(ws, Path(cand.model_dir), suites, label, progress), baselines=baselines,
-            requester=actor, gates=accept_gates, progress=progress)
-        # acceptance means the gates pass outright: an inconclusive candidate would block the release anyway
-        accepted = decision.verdict is Verdict.passed
-        reason = "; ".join(f"{g.name}: {g.verdict.value}" + ("" if accepted else f" — {g.summary}")
-                           for g in decision.gates if accepted or g.verdict is not Verdict.passed)
-        attempts.append(TransferAttempt(strategy=strategy, accepted=accepted, reason=reason,
-                                        wall_s=round(time.perf_counter() - started, 3)))
-        if accepted:
-            is_adapter = cand.adapter_dir is not None
-            version = register_model(
-                ws, child, Path(cand.adapter_dir) if is_adapter else Path(cand.model_dir),  # type: ignore[arg-type]
-                base=parent_version if is_adapter else None, actor=actor, source="transfer",
-                parent_version=parent_version, recipe=recipe.model_dump(mode="json"),
-                data_sha256=list(ws.store.version(prod).data_sha256), seed=recipe.seed,
-                provenance={"run_key": key, "strategy": strategy,
-                            "attempts": [a.model_dump(mode="json") for a in attempts], "built_from": prod,
-                            "transferred_from": {"old_parent": old_parent, "old_child": prod},
-                            "replay_sha256": [sha256_file(p) for p in replay],
-                            "decision_gates": accept_gates})
-            return version, attempts
-    return attempts
+        handles = {i: ws.executor.submit(jobs.transfer_candidate, strategy=t.strategies[k],
+                                         out_dir=t.work / t.strategies[k], **t.job_args)
+                   for i, t in searching.items()}
+        built: dict[int, TransferCandidate] = {}
+        for i, handle in handles.items():
+            t = searching[i]
+            try:
+                built[i] = handle.result()
+            except TransferError as err:
+                t.attempts.append(TransferAttempt(strategy=t.strategies[k], accepted=False,
+                                                  reason=f"not applicable: {err}",
+                                                  wall_s=round(time.perf_counter() - started, 3)))
+            except LoopgateError as err:
+                results[i] = err
+                del searching[i]
+        pending = {i: submit_evaluation(ws, Path(c.model_dir), searching[i].suites,
+                                        f"{searching[i].child}<-{searching[i].strategies[k]}", progress)
+                   for i, c in built.items()}
+        for i, cand in built.items():
+            t = searching[i]
+            try:
+                accepted = _accept(ws, t, t.strategies[k], cand, pending[i].result(), started, actor=actor,
+                                   progress=progress)
+            except LoopgateError as err:
+                results[i] = err
+                del searching[i]
+                continue
+            if accepted is not None:
+                results[i] = accepted
+                del searching[i]
+    results.update({i: t.attempts for i, t in searching.items()})
+    return results
+
+
+def _accept(ws: Workspace, t: _Transfer, strategy: str, cand: TransferCandidate, evals: dict[str, Evaluation],
+            started: float, *, actor: str, progress: bool) -> VersionInfo | None:
+    """Decide one candidate on the acceptance gates; register it as a version when they pass outright."""
+    decision = decide_candidate(
+        ws, line=t.child, candidate=f"{t.child}<-{strategy}", candidate_dir=Path(cand.model_dir),
+        candidate_evals=evals, baselines=t.baselines, requester=actor, gates=t.accept_gates, progress=progress)
+    # acceptance means the gates pass outright: an inconclusive candidate would block the release anyway
+    accepted = decision.verdict is Verdict.passed
+    reason = "; ".join(f"{g.name}: {g.verdict.value}" + ("" if accepted else f" — {g.summary}")
+                       for g in decision.gates if accepted or g.verdict is not Verdict.passed)
+    t.attempts.append(TransferAttempt(strategy=strategy, accepted=accepted, reason=reason,
+                                      wall_s=round(time.perf_counter() - started, 3)))
+    if not accepted:
+        return None
+    is_adapter = cand.adapter_dir is not None
+    return register_model(
+        ws, t.child, Path(cand.adapter_dir) if is_adapter else Path(cand.model_dir),  # type: ignore[arg-type]
+        base=t.parent_version if is_adapter else None, actor=actor, source="transfer",
+        parent_version=t.parent_version, recipe=t.recipe.model_dump(mode="json"),
+        data_sha256=list(ws.store.version(t.prod).data_sha256), seed=t.recipe.seed,
+        provenance={"run_key": t.key, "strategy": strategy,
+                    "attempts": [a.model_dump(mode="json") for a in t.attempts], "built_from": t.prod,
+                    "transferred_from": {"old_parent": t.old_parent, "old_child": t.prod},
+                    "replay_sha256": [sha256_file(p) for p in t.replay],
+                    "decision_gates": t.accept_gates})

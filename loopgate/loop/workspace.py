@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopgate.errors import LoopgateError
-from loopgate.executors import Executor, executor_from_env
+from loopgate.executors import Executor, executor_for, executor_from_env
 from loopgate.spec import SPEC_FILE, Ecosystem, load_ecosystem
 from loopgate.store import Store
 
@@ -78,7 +78,8 @@ class Workspace:
         changed = {name: line for name, line in declared.items() if known.get(name) != line}
         if changed:
             store.sync_lines(changed)
-        return cls(root=path, eco=eco, store=store)
+        # the spec's executor: section, unless LOOPGATE_EXECUTOR says otherwise
+        return cls(root=path, eco=eco, store=store, executor=executor_for(eco.executor))
 
     @classmethod
     def init(cls, root: str | Path, spec_text: str | None = None) -> tuple[Workspace, bool]:
