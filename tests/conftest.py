@@ -115,3 +115,19 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+# Tests of other layers that also run on PostgreSQL (a representative subset: the CLI's registry verbs through
+# the service layer): their `database` fixture is parametrized here, so their modules need no change. The
+# store, ledger and concurrency tests run on both databases through their own conftests.
+BOTH_DATABASES = {
+    "test_cli_core.py": {"test_status_json", "test_versions_json", "test_lineage_json",
+                         "test_channels_json_with_history", "test_gc_json", "test_audit_verify_and_log_json",
+                         "test_bad_input_is_one_paragraph_and_exit_2"},
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = BOTH_DATABASES.get(Path(str(metafunc.definition.fspath)).name, set())
+    if metafunc.definition.originalname in names and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
