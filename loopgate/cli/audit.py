@@ -15,7 +15,8 @@ from loopgate.loop.audit import ledger_tail, verify
 def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Also re-hash every stored file, "
                                                          "checkout and merged copy, naming each version hit.")] = False,
                  workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Walk the hash chain (and with --artifacts re-hash the stored files); exit 0 when all is intact, 1 naming
+    """Walk the hash chain, check the head recorded in the database and, with LOOPGATE_LEDGER_KEY set, every
+    entry's signature (and with --artifacts re-hash the stored files); exit 0 when all is intact, 1 naming
     the first bad ledger entry and every version whose files are missing, corrupted or differ otherwise."""
     rep = verify(open_workspace(workspace), artifacts=artifacts)
     files = rep.artifacts
@@ -27,7 +28,8 @@ def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Al
         emit(data)
     else:
         if rep.ledger.ok:
-            out.print(f"ledger intact: {rep.ledger.entries} entries, head {rep.ledger.head_hash[:12]}")
+            signed = ", every entry signed with LOOPGATE_LEDGER_KEY" if rep.ledger.signed else ""
+            out.print(f"ledger intact: {rep.ledger.entries} entries{signed}, head {rep.ledger.head_hash[:12]}")
         else:
             err.print(f"[red]ledger tampered[/]: {rep.ledger.problem} (first bad entry: {rep.ledger.first_bad_seq})",
                       soft_wrap=True)
