@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from loopgate.errors import LoopgateError
-from loopgate.executors.base import JobHandle
 from loopgate.spec import ExecutorSpec
 
 R = TypeVar("R")
@@ -64,6 +63,8 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 class _RayHandle(Generic[R]):
+    """A submitted Ray task (a :class:`~loopgate.executors.base.JobHandle`)."""
+
     def __init__(self, ray: Any, ref: Any) -> None:
         self._ray, self._ref = ray, ref
 
@@ -118,7 +119,7 @@ class RayExecutor:
         gpus = own.num_gpus if own is not None and own.num_gpus is not None else self.spec.num_gpus
         return cpus, gpus
 
-    def submit(self, job: Callable[..., R], /, **kwargs: Any) -> JobHandle[R]:
+    def submit(self, job: Callable[..., R], /, **kwargs: Any) -> _RayHandle[R]:
         ray = self._connect()
         cpus, gpus = self.resources(job)
         key = (job, cpus, gpus)
