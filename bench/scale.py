@@ -216,7 +216,10 @@ def main() -> None:
     print(json.dumps({str(n): {k: round(v, 3) for k, v in r.items()} for n, r in results.items()}))
     r10, r100 = results.get(10_000), results.get(100_000)
     growth = (max(r100[k] / r10[k] for k in ("status", "plan", "decide")) if r10 and r100 else float("nan"))
-    fmt = (lambda r, k: f"{r[k]:.2f}" if r else "nan")
+
+    def fmt(r: dict[str, float] | None, k: str) -> str:
+        return f"{r[k]:.2f}" if r else "nan"
+
     print(f"scale: status_10k_s={fmt(r10, 'status')} plan_10k_s={fmt(r10, 'plan')} "
           f"decide_10k_s={fmt(r10, 'decide')} growth_10k_to_100k={growth:.2f}")
 
