@@ -138,7 +138,7 @@ def lineage_graph(ws: Workspace, page: int, per_page: int, tier: str | None = No
         if p is not None:
             edges.append(Edge(x1=p.x + NODE_W, y1=p.y + NODE_H / 2, x2=n.x, y2=n.y + NODE_H / 2, pinned=bool(n.pinned),
                               title=n.pinned or f"{n.line} follows {p.line}"))
-    height = 40 + max(rows.values(), default=1) * ROW_H
+    height = 60 + max(rows.values(), default=1) * ROW_H
     off_page = sorted({n.parent for n in nodes.values() if n.parent and n.parent not in nodes})
     return Graph(nodes=list(nodes.values()), edges=edges, width=40 + len(TIERS) * COL_W, height=height, page=page,
                  pages=pages, total=len(order), tier=tier if tier in TIERS else None, running=running,
