@@ -21,6 +21,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
+	# the dashboard's browser test drives Debian's headless Chromium (root on these machines and in CI)
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update && apt-get install -y chromium chromium-driver)
 	@# the store, ledger and concurrency tests start their own PostgreSQL server (tests/pg.py): Debian's package
 	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "installing PostgreSQL for the tests (apt-get install postgresql)"; \
