@@ -114,6 +114,24 @@ def test_reads_run_a_fixed_number_of_statements(ecosystems: dict[int, Workspace]
         "a0@1"}
 
 
+def test_gate_context_reads_do_not_grow_with_lines(ecosystems: dict[int, Workspace]) -> None:
+    """A release decision's reads (baselines, the foundation reference, approvals, decisions) on a candidate of
+    an application line: the same statements on 50 and 500 lines (gates that need no weights)."""
+    from loopgate.loop import gating
+
+    counts = []
+    for ws in (ecosystems[22], ecosystems[247]):
+        with _statements() as seen:
+            baselines = gating.version_baselines(ws, "a0@2")
+            decision = gating.decide_candidate(ws, line="a0", candidate="a0@2", candidate_dir=ws.root,
+                                               candidate_evals={}, baselines=baselines, requester="test",
+                                               gates=["regression", "inheritance", "approval"])
+        assert baselines == {"production": None, "previous": "a0@1", "parent": "i0@1"}
+        assert [g.name for g in decision.gates] == ["regression", "inheritance", "approval"]
+        counts.append(len(seen))
+    assert counts[0] == counts[1] and counts[1] <= 12, counts
+
+
 def test_open_writes_only_lines_the_spec_changed(tmp_path: Path) -> None:
     ws = _ecosystem(tmp_path / "eco", 5)
     before = len(ws.store.ledger())
