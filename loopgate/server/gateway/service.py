@@ -105,6 +105,9 @@ class Gateway:
         self._pending: list[RequestRecord] = []
         self._since_analysis: dict[str, int] = {}
         self._lock = threading.Lock()
+        # held for a whole flush: a feedback that flushes must find its request written, not in another
+        # thread's half-done flush
+        self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="gateway-log", daemon=True)
         self._writer.start()
@@ -249,6 +252,10 @@ class Gateway:
 
     def flush(self) -> None:
         """Write the buffered request log; analyse live canaries that have new traffic."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             recs, self._pending = self._pending, []
         if not recs:
