@@ -15,9 +15,9 @@ import yaml
 from gateway_world import Server, copy_workspace, model, template_workspace, traffic
 
 from loopgate import loop
+from loopgate.hashing import sha256_file
 from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
-from loopgate.hashing import sha256_file
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Verdict
 
