@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -73,7 +74,7 @@ def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
 PLAIN_ABOVE = 300
 
 
-def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Columns padded to their widest cell, one line per row, written straight to stdout (linear and fast)."""
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
