@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 PG_USER = "postgres"  # Debian's package creates it; any unprivileged user works
+TEMPLATE = "loopgate_at_head"
 BIN_DIRS = ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"]
 
 # one parametrization for "the same test on both databases" (the `database` fixture in tests/conftest.py)
@@ -63,6 +64,11 @@ class PostgresServer:
                 "-c full_page_writes=off -c max_connections=100 -c shared_buffers=32MB")
         self._run(_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts,
                   "-w", "-t", "60", "start")
+        # one database migrated to head, copied for each test (CREATE DATABASE ... TEMPLATE): Alembic runs once
+        from loopgate.store import Store
+
+        self._admin(f"CREATE DATABASE {TEMPLATE}")
+        Store(self.root / "template-home", url=self.url(TEMPLATE)).close()
 
     def stop(self) -> None:
         try:
@@ -80,10 +86,10 @@ class PostgresServer:
             c.execute(sql)
 
     @contextmanager
-    def database(self) -> Iterator[str]:
-        """A fresh, empty database for one test; its URL (``postgresql+psycopg://``)."""
+    def database(self, migrated: bool = True) -> Iterator[str]:
+        """A fresh database for one test, its schema at head (or empty: ``migrated=False``); its URL."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        self._admin(f"CREATE DATABASE {name} STRATEGY FILE_COPY")
+        self._admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE if migrated else 'template0'} STRATEGY FILE_COPY")
         try:
             yield self.url(name)
         finally:
@@ -91,13 +97,14 @@ class PostgresServer:
 
 
 def open_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-    """The body of the ``database`` fixtures: ``request.param`` (default ``sqlite``) picks the database."""
+    """The body of the ``database`` fixtures: ``request.param`` (default ``sqlite``) picks the database;
+    ``postgresql`` starts at the current schema, ``postgresql-empty`` (for the migration tests) with nothing."""
     kind = getattr(request, "param", "sqlite")
     if kind == "sqlite":
         yield None
         return
-    assert kind == "postgresql", kind
+    assert kind in ("postgresql", "postgresql-empty"), kind
     server: PostgresServer = request.getfixturevalue("pg_server")
-    with server.database() as url:
+    with server.database(migrated=kind == "postgresql") as url:
         monkeypatch.setenv("LOOPGATE_DATABASE_URL", url)
         yield url

@@ -192,10 +192,9 @@ def test_deleted_head_record_is_detected(ledger_ws: Any, cli: Callable[..., Any]
     assert not rep.ok and "head record" in rep.problem
 
 
-def test_head_moved_back_with_the_tail_is_detected(ledger_ws: Any, cli: Callable[..., Any]) -> None:
-    """Deleting the last entries AND moving the head back to match: the chain and head agree, but a later
-    append does not bless the cut — it is caught by the signature check when a key is in use (below); here,
-    without a key, the cut tail itself is what a database writer can do undetected, as documented."""
+def test_without_a_key_a_cut_tail_with_its_head_put_back_goes_unseen(ledger_ws: Any) -> None:
+    """The documented limit: a database writer who deletes the newest entries and moves the head back to
+    match leaves a consistent ledger. With a key the moved head is caught (test_a_head_moved_without_the_key)."""
     n = len(rows(ledger_ws))
     with db(ledger_ws) as c:
         c.execute("DELETE FROM ledger WHERE seq > ?", (n - 2,))
