@@ -148,6 +148,8 @@ def test_review_blocked_and_approve_inconclusive_in_a_browser(served: dict[str, 
     assert driver.find_elements(By.ID, "matrix") and driver.find_elements(By.ID, "score-trend")
     shot("5-line-history")
     driver.get(url + "/ledger")
+    driver.find_element(By.ID, "verify").click()  # walk the chain now (the page may show an earlier walk)
+    WebDriverWait(driver, 60).until(lambda d: "ledger verified" in d.find_element(By.ID, "msg").text)
     assert "chain intact" in driver.find_element(By.ID, "verification").text
     first = driver.find_element(By.CSS_SELECTOR, "#ledger tr:nth-child(2)").text
     assert "dana" in first  # the newest entry: dana's release of support@2

@@ -250,6 +250,9 @@ def line_page(ws: Workspace, line: str) -> LinePage:
 
 _verified: dict[str, tuple[tuple[int, str], AuditReport, datetime]] = {}
 _verify_lock = threading.Lock()
+_walking: dict[str, threading.Thread] = {}
+# a page waits this long for a chain walk it started; a longer walk finishes in the background
+WAIT_FOR_WALK_S = 0.1
 
 
 class LedgerView(BaseModel):
@@ -260,29 +263,50 @@ class LedgerView(BaseModel):
     verified_at: datetime | None
     verified_head: int | None
     stale: bool
+    walking: bool
+
+
+def _head(ws: Workspace) -> tuple[int, str]:
+    top = ledger_page(ws.store, 0, 1)
+    return top.total, top.entries[0].hash if top.entries else ""
 
 
 def verify_now(ws: Workspace) -> AuditReport:
     """Walk the whole chain now and remember the result for the ledger page."""
     with _verify_lock:
+        key = _head(ws)
         report = verify(ws)
-        head = ledger_page(ws.store, 0, 1)
-        key = (head.total, head.entries[0].hash if head.entries else "")
         _verified[str(ws.root.resolve())] = (key, report, datetime.now(UTC))
         return report
 
 
+def _walk_in_background(ws: Workspace) -> threading.Thread:
+    where = str(ws.root.resolve())
+    running = _walking.get(where)
+    if running is None or not running.is_alive():
+        running = threading.Thread(target=verify_now, args=(ws,), daemon=True, name="ledger-verify")
+        _walking[where] = running
+        running.start()
+    return running
+
+
 def ledger_page_view(ws: Workspace, number: int, per_page: int) -> LedgerView:
-    """A page of the ledger (newest first) with the last full verification; the chain is walked again when
-    entries were appended since (or on the page's button)."""
+    """A page of the ledger (newest first) with the last full verification of the chain. When entries were
+    appended since, the chain is walked again in the background (the page waits briefly for it, so a small
+    ledger shows a fresh result at once, and a large one never holds the page up)."""
     total = ledger_page(ws.store, 0, 1)
     pages = max(1, math.ceil(total.total / per_page))
     number = min(number, pages)
     page = ledger_page(ws.store, (number - 1) * per_page, per_page)
     key = (total.total, total.entries[0].hash if total.entries else "")
-    known = _verified.get(str(ws.root.resolve()))
+    where = str(ws.root.resolve())
+    known = _verified.get(where)
+    walking = False
     if known is None or known[0] != key:
-        verify_now(ws)
-        known = _verified[str(ws.root.resolve())]
-    return LedgerView(page=page, pages=pages, number=number, verification=known[1], verified_at=known[2],
-                      verified_head=known[0][0], stale=known[0] != key)
+        walker = _walk_in_background(ws)
+        walker.join(WAIT_FOR_WALK_S)
+        walking = walker.is_alive()
+        known = _verified.get(where)
+    return LedgerView(page=page, pages=pages, number=number, verification=known[1] if known else None,
+                      verified_at=known[2] if known else None, verified_head=known[0][0] if known else None,
+                      stale=known is None or known[0] != key, walking=walking)
