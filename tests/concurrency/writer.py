@@ -8,12 +8,13 @@ for the file GO to appear so that every writer starts writing at the same moment
   ledger notes carrying (writer, i).
 - ``move VERSION``: read ``base/production``, wait, then move it to VERSION expecting what was read
   (compare-and-set); writes ``moved`` or ``conflict: <message>`` to HOME/out-ID.
-- ``kill VERSION``: move ``base/production`` to VERSION with LOOPGATE_KILL_AT set by the caller (the process
-  is killed inside the transaction and never returns).
+- ``kill VERSION``: move ``base/production`` to VERSION with LOOPGATE_KILL_AT=store.before-commit (the process
+  SIGKILLs itself inside the transaction, after its rows are written and before the commit).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def main(mode: str, home: str, writer: str, arg: str, go: str) -> int:
         (Path(home) / f"out-{writer}").write_text("moved")
         return 0
     if mode == "kill":
+        wait_for(Path(go))
+        os.environ["LOOPGATE_KILL_AT"] = "store.before-commit"  # dies after its rows are flushed, uncommitted
         store.move_channels([("base", "production", arg)], kind="release", reason="killed", actor=f"w{writer}")
         return 0
     raise SystemExit(f"unknown mode {mode}")
