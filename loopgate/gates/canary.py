@@ -117,9 +117,11 @@ def _metric(name: str, canary: Sequence[bool], production: Sequence[bool], toler
                         summary=f"{name} {rate_c:.3f} vs {rate_p:.3f}, θ ∈ [{low:+.3f}, {high:+.3f}]: {why}")
 
 
-def analyse(canary: Arm, production: Arm, policy: CanaryPolicy, *, prior_failures: int = 0) -> CanaryAnalysis:
+def analyse(canary: Arm, production: Arm, policy: CanaryPolicy, *, prior_failures: int = 0,
+            use_feedback: bool = True) -> CanaryAnalysis:
     """One measurement of ``canary`` against ``production``; ``prior_failures`` is the count of consecutive
-    failing measurements before this one."""
+    failing measurements before this one. Without ``use_feedback`` (a shadow canary: no user ever sees its
+    answers) the feedback metric is left out."""
     slow_ms = (float(np.percentile(production.latencies_ms, 95)) * policy.slow_latency_ratio
                if production.latencies_ms else None)
 
@@ -129,9 +131,11 @@ def analyse(canary: Arm, production: Arm, policy: CanaryPolicy, *, prior_failure
     metrics = [
         _metric("error_rate", canary.errors, production.errors, policy.max_error_rate_increase, policy),
         _metric("slow_rate", slow(canary), slow(production), policy.max_slow_rate_increase, policy),
-        _metric("bad_feedback_rate", [s < policy.bad_score for s in canary.scores],
-                [s < policy.bad_score for s in production.scores], policy.max_bad_feedback_increase, policy),
     ]
+    if use_feedback:
+        metrics.append(_metric("bad_feedback_rate", [s < policy.bad_score for s in canary.scores],
+                               [s < policy.bad_score for s in production.scores], policy.max_bad_feedback_increase,
+                               policy))
     verdicts = [m.verdict for m in metrics]
     if Verdict.failed in verdicts:
         measurement = Verdict.failed

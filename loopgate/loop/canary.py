@@ -128,7 +128,7 @@ def status(ws: Workspace, line: str) -> CanaryStatus:
     policy = ws.eco.policy_for(line)
     canary, production = _arms(ws, state, use_feedback=not state.shadow)
     analysis = analyse_arms(canary, production, policy.canary,
-                            prior_failures=mine[-1].consecutive_failures if mine else 0)
+                            prior_failures=mine[-1].consecutive_failures if mine else 0, use_feedback=not state.shadow)
     return CanaryStatus(line=line, state=state, analysis=analysis, outcome="watching", checks=checks)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from loopgate.errors import LoopgateError, NotFoundError, UnsafeModelError
 from loopgate.hashing import sha256_json
 from loopgate.loop.outcomes import ChannelReport, Lineage, LineageLink, StatusRow, VersionView
@@ -164,28 +166,29 @@ def ecosystem_status(ws: Workspace) -> list[StatusRow]:
     channels = ws.store.channel_table()
     latest = ws.store.latest_numbers()
     links = ws.store.version_links()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in _tier_order(ws):
         spec = ws.eco.lines[name]
         mine = channels.get(name, {})
         if spec.tier is Tier.app:
             assert spec.app is not None and spec.parent is not None
             target = channels.get(spec.parent, {}).get(spec.app.channel)
-            rows.append(StatusRow.model_construct(
-                line=name, tier=spec.tier.value, parent=spec.parent,
-                channels={"production": target, "canary": None, "staging": None}, latest=None,
-                note=f"app → {spec.parent}/{spec.app.channel}", pinned=False))
+            rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
+                         "channels": {"production": target, "canary": None, "staging": None}, "latest": None,
+                         "note": f"app → {spec.parent}/{spec.app.channel}"})
             continue
         prod = mine.get("production")
         note = ""
         if spec.parent is not None and prod is not None and prod in links:
             note = _pinned(links[prod].parent_version, channels.get(spec.parent, {}).get("production"))
         number = latest.get(name)
-        # built from the registry's own rows: constructed without re-validating 10,000 of them
-        rows.append(StatusRow.model_construct(
-            line=name, tier=spec.tier.value, parent=spec.parent, channels={c: mine.get(c) for c in CHANNELS},
-            latest=f"{name}@{number}" if number else None, note=note, pinned=bool(note)))
-    return rows
+        rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
+                     "channels": {c: mine.get(c) for c in CHANNELS}, "latest": f"{name}@{number}" if number else None,
+                     "note": note, "pinned": bool(note)})
+    return _STATUS_ROWS.validate_python(rows)  # one validation call for every row, in pydantic-core
+
+
+_STATUS_ROWS = TypeAdapter(list[StatusRow])
 
 
 def _tier_order(ws: Workspace) -> list[str]:

@@ -3,8 +3,12 @@ official ``openai`` client (completions, chat, streaming, errors) and raw reques
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -127,3 +131,30 @@ def test_every_answer_is_logged_with_its_version_and_feedback_joins_it(served: t
     assert server.post("/feedback", {"request_id": r.id, "score": 7}, keys["helper"])[0] == 400
     kinds = [e.kind for e in server.ws.store.ledger()]
     assert "gateway.requests" in kinds and "feedback" in kinds
+
+
+def test_a_request_past_the_timeout_gets_504(tmp_path: Path) -> None:
+    server = Server(copy_workspace(template_workspace(tmp_path / "t"), tmp_path / "ws"), require_keys=False,
+                    timeout_s=0.0001)
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            server.client("unused").completions.create(model="helper", prompt="apple?", max_tokens=4)
+        assert e.value.status_code == 504 and e.value.body["code"] == "timeout"  # type: ignore[index]
+    finally:
+        server.stop()
+
+
+def test_key_create_prints_the_key_once_and_stores_only_its_hash(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    ws_dir = copy_workspace(template_workspace(tmp_path / "t"), tmp_path / "ws")
+    made = cli("key", "create", "helper", workspace=ws_dir)
+    key = made.out.strip()
+    assert made.code == 0 and key.startswith("lg-") and len(key) > 30
+    ws = Workspace.open(ws_dir)
+    assert gw.key_app(ws.store, key) == "helper" and gw.key_app(ws.store, key + "x") is None
+    with closing(sqlite3.connect(ws_dir / ".loopgate" / "registry.db")) as db:
+        stored = "\n".join(db.iterdump())  # every table, every row
+    assert key not in stored and gw.key_sha256(key) in stored
+    assert all(key not in json.dumps(e.payload) for e in ws.store.ledger())
+    ws.store.close()
+    unknown = cli("key", "create", "nobody", workspace=ws_dir)
+    assert unknown.code == 2 and "unknown line 'nobody'" in unknown.err

@@ -6,9 +6,11 @@ feeds ``update``, and its suite gates the next release."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,11 +22,16 @@ from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Verdict
+from loopgate.store import gateway as gw
 
 
-def _with_canary(tmp: Path, kind: str) -> Path:
+def _with_canary(tmp: Path, kind: str, *, shadow: bool = False) -> Path:
     """A copy of the world whose base line released the ``kind`` model as its canary (base@2)."""
     ws_dir = copy_workspace(template_workspace(tmp / "template"), tmp / "ws")
+    if shadow:
+        spec = yaml.safe_load((ws_dir / "loopgate.yaml").read_text())
+        spec["policy"]["defaults"]["release"]["shadow"] = True
+        (ws_dir / "loopgate.yaml").write_text(yaml.safe_dump(spec))
     ws = Workspace.open(ws_dir)
     loop.register_model(ws, "base", model(kind))
     out = loop.release(ws, "base@2", actor="alice")
@@ -62,8 +69,8 @@ def bad_canary(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
-def test_a_bad_canary_fed_negative_feedback_is_rolled_back_with_its_evidence(bad_canary: Server,
-                                                                              tmp_path: Path) -> None:
+def test_a_bad_canary_fed_negative_feedback_is_rolled_back_with_its_evidence(bad_canary: Server, tmp_path: Path,
+                                                                              cli: Callable[..., Any]) -> None:
     server = bad_canary
     ws = server.ws
     # sticky: a user always meets the same version
@@ -106,6 +113,16 @@ def test_a_bad_canary_fed_negative_feedback_is_rolled_back_with_its_evidence(bad
     assert dpo.rows >= 5 and all(r["chosen"] == right[r["prompt"]] != r["rejected"] for r in dpo_rows)
     suite_rows = [json.loads(x) for x in (out / "suite.jsonl").read_text().splitlines()]
     assert suite.rows >= 5 and all(r["target"] == right[r["prompt"]] for r in suite_rows)
+    # the same through the CLI
+    shown = cli("canary", "status", "base", "--json", workspace=ws.root)
+    assert shown.code == 0 and shown.json()["outcome"] == "rolled_back"
+    assert any(c["outcome"] == "rolled_back" for c in shown.json()["checks"])
+    exported = cli("feedback", "export", "base", "--format", "dpo", "--out", out / "cli-dpo.jsonl", "--json",
+                   workspace=ws.root)
+    assert exported.code == 0 and exported.json()["rows"] == dpo.rows
+    assert (out / "cli-dpo.jsonl").read_text() == (out / "dpo.jsonl").read_text()
+    bad_format = cli("feedback", "export", "base", "--format", "csv", workspace=ws.root)
+    assert bad_format.code == 2 and "formats are sft, dpo, suite" in bad_format.err
 
     # the suite gates every later version: the bad model, offered again, is blocked by it
     server.stop()
@@ -147,5 +164,29 @@ def test_a_good_canary_is_promoted_and_too_little_traffic_stays_inconclusive(tmp
         assert all(m["verdict"] == "pass" for m in check.payload["evidence"]["analysis"]["metrics"])
         promote = next(e for e in ws.store.ledger() if e.kind == "channel.promote" and e.subject == "base/production")
         assert promote.payload["to"] == "base@2" and promote.payload["decision_id"] is not None
+    finally:
+        server.stop()
+
+
+def test_a_shadow_canary_answers_every_request_but_users_only_see_production(tmp_path: Path) -> None:
+    server = Server(_with_canary(tmp_path, "bad", shadow=True), require_keys=False)
+    try:
+        client = server.client("unused")
+        for u, (prompt, answer) in enumerate(traffic()[:12]):
+            raw = client.completions.with_raw_response.create(model="helper", prompt=prompt, max_tokens=4,
+                                                              user=f"user-{u}")
+            assert raw.headers["x-loopgate-version"] == "base@1" and raw.parse().choices[0].text == answer
+        deadline = time.monotonic() + 60
+        while len(gw.requests(server.ws.store, "base@2")) < 12:  # shadows answer after the user got theirs
+            assert time.monotonic() < deadline
+            server.gateway.flush()
+            time.sleep(0.05)
+        shadows = gw.requests(server.ws.store, "base@2")
+        assert all(r.shadow and r.channel == "canary" and r.ok for r in shadows)
+        right = dict(traffic())
+        assert sum(r.output != right[r.prompt] for r in shadows) >= 10  # the bad model's answers, never shown
+        status = canary_loop.status(server.ws, "base")
+        assert status.state.shadow and status.analysis is not None
+        assert [m.name for m in status.analysis.metrics] == ["error_rate", "slow_rate"]  # no user saw it: no feedback
     finally:
         server.stop()
