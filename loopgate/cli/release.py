@@ -113,7 +113,7 @@ def plan(version: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = False
     """The downstream wave of VERSION, in tier order, with the transfer strategies to try (runs nothing)."""
     wave = loop.plan(open_workspace(workspace), version)
     if json_out:
-        emit({"version": version, "wave": [w.model_dump(mode="json") for w in wave]})
+        emit({"version": version, "wave": wave})  # models serialised in one call (10,000-line waves)
         return
     t = Table(title=f"propagation plan for {version}")
     for col in ("line", "tier", "current", "action", "strategies (cheapest first)"):

@@ -61,7 +61,9 @@ def lock_head(session: Session) -> LedgerHeadRow:
 
 def append(session: Session, *, actor: str, kind: str, subject: str, payload: dict[str, Any],
            key: str | None = None) -> LedgerRow:
-    """Append one entry inside the caller's transaction (so the change and its record commit together)."""
+    """Append one entry inside the caller's transaction (so the change and its record commit together),
+    signed with ``key`` or the key the store put in the session (``Store._tx``)."""
+    key = key if key is not None else session.info.get("ledger_key")
     head = lock_head(session)
     last = session.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()
     seq = (last.seq + 1) if last else 1

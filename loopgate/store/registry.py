@@ -206,6 +206,7 @@ class Store:
         """One write transaction; writers are serialised (the ledger head's row lock on PostgreSQL, the write
         lock on SQLite), so what a write reads inside it is what it commits against."""
         with self._write_sessions() as s, s.begin():
+            s.info["ledger_key"] = self.ledger_key  # every ledger_mod.append in it signs (store/gateway.py too)
             ledger_mod.lock_head(s)  # first, always: one lock order for every writer, so no deadlocks
             yield s
             s.flush()

@@ -277,8 +277,12 @@ def _rechain_from(ws: Any, seq: int, actor: str) -> None:
 
 
 def test_signed_ledger_verifies(signed_ws: Any, cli: Callable[..., Any]) -> None:
+    from loopgate.store import ledger as ledger_mod
+
+    with signed_ws.store._tx() as s:  # an append from another store module, naming no key, is signed too
+        ledger_mod.append(s, actor="gw", kind="gateway.key", subject="helpdesk", payload={})
     rep = signed_ws.store.verify_ledger()
-    assert rep.ok and rep.signed and rep.entries == 4
+    assert rep.ok and rep.signed and rep.entries == 5
     res = cli("audit", "verify", "--json", workspace=signed_ws.root)
     assert res.code == 0 and res.json()["signed"] is True
     with db(signed_ws) as c:
