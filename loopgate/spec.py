@@ -102,6 +102,10 @@ class Recipe(_Strict):
     warmup_steps: int = 0
     max_length: int = Field(128, ge=8)
     seed: int = 0
+    # memory levers for big models (loopgate/train/precision.py): recompute activations in the backward pass;
+    # run each step's batch as ``grad_accum`` micro-batches (the same effective batch, less activation memory)
+    gradient_checkpointing: bool = False
+    grad_accum: int = Field(1, ge=1)
     lora: LoraSettings | None = None
     replay: ReplaySettings | None = None
     kl: KLSettings | None = None

@@ -4,10 +4,15 @@ How it is fast on a CPU:
 - prompts are tokenised once and sorted by length, so a batch holds prompts of similar length and
   little compute is spent on padding (results are put back in suite order);
 - generation is greedy ``model.generate`` with left padding and the KV cache, and a batch stops as soon
-  as every row has produced a stop string or eos (``_StopOnStrings``, checked on a short token tail);
+  as every row has produced a stop string or eos (``_StopOnStrings``, checked on token ids on the device);
 - multiple choice is one forward pass per batch, and the choices of a prompt share it: the prompt is
   laid out once, followed by every choice, with an attention mask that lets each choice see only the
   prompt and itself; a choice scores the summed log-probability of its tokens (argmax wins).
+
+And on a GPU: the model runs where it was loaded (``loopgate.models.load_model``: device and dtype), batches
+are sized from the device's free memory (up to ``max_gpu_batch_size`` rows; a batch that still runs out of
+memory is split in two and retried), stop strings never make the GPU wait for a host-side decode, and peak
+memory is the device's (``torch.cuda.max_memory_allocated``) instead of the process RSS.
 
 About latency: rows are served in batches, so a row's ``latency_ms`` is the *amortised* cost of its batch
 (batch wall time ÷ rows in the batch), which is what throughput costs per request. A request that has to
@@ -31,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
 from loopgate.errors import DataError
 from loopgate.evaluate.metrics import wilson_interval
@@ -65,6 +70,10 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_MEMORY_BUDGET_MB = 1024.0
+# on a GPU the budget is the free device memory (this share of it) and batches of hundreds of short sequences are
+# what makes a GPU fast (FIELD-NOTES: 64 → 512 rows took a 0.3 B model from 64 to 494 items/s on an H100)
+DEFAULT_MAX_GPU_BATCH_SIZE = 1024
+GPU_MEMORY_SHARE = 0.8
 
 ProgressFn = Callable[[int], None]
 
@@ -73,10 +82,11 @@ ProgressFn = Callable[[int], None]
 class EngineConfig:
     """Inference settings; none of them changes a result, only how fast it comes (so none is in the cache key)."""
 
-    batch_size: int | None = None  # None: chosen from memory_budget_mb
+    batch_size: int | None = None  # None: chosen from memory_budget_mb (on a GPU: from its free memory)
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB  # for activations, KV cache and logits (not weights)
     threads: int | None = None  # None: LOOPGATE_THREADS, default 1
+    max_gpu_batch_size: int = DEFAULT_MAX_GPU_BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,19 @@ def auto_batch_size(model: torch.nn.Module, seq_len: int, *, logits_positions: i
     return max(1, min(max_batch_size, fit))
 
 
+def gpu_budget_mb(device: torch.device) -> float:
+    """What a GPU's batches may use: a share of its free memory now (weights already loaded are not free)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return GPU_MEMORY_SHARE * free / 2**20
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: the device's allocated peak on a GPU (since the last reset), the process RSS else."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mb()
+
+
 def peak_rss_mb() -> float:
     """The process's peak resident memory so far (``getrusage``; Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -173,31 +196,44 @@ def peak_rss_mb() -> float:
 
 
 class _StopOnStrings(StoppingCriteria):
-    """Marks a row finished once its generated text contains a stop string.
+    """Marks a row finished once its generated text contains a stop string — on the device, with no host sync.
 
-    Only the last few tokens of unfinished rows are decoded each step: a stop string completed by the
-    newest token lies within that tail, and finished rows are never decoded again.
+    Single-character stops (the usual ``"\\n"``) are one ``isin`` of the newest token against the ids whose text
+    contains one (a stop character never spans tokens); longer stops go through transformers'
+    ``StopStringCriteria``, which matches token ids against the stop strings' possible splits, overhangs on both
+    ends included. Either way nothing is decoded on the host while generating: a GPU never waits for the CPU.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stops: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stops: Sequence[str],
+                 device: torch.device) -> None:
+        stops = [s for s in stops if s]
         self.prompt_len = prompt_len
-        self.stops = [s for s in stops if s]
-        # a stop string of n characters spans at most n tokens, plus a partial token on each side
-        self.window = max((len(s) for s in self.stops), default=0) + 2
-        self.done: torch.Tensor | None = None
+        chars = tuple(sorted({s for s in stops if len(s) == 1}))
+        self.ids = _ids_containing(tokenizer, chars).to(device) if chars else None
+        longer = sorted({s for s in stops if len(s) > 1 and not any(c in s for c in chars)})
+        self.strings = StopStringCriteria(tokenizer, longer) if longer else None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        if self.done is None:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        if self.stops:
-            start = max(self.prompt_len, input_ids.shape[1] - self.window)
-            rows = (~self.done).nonzero().flatten().tolist()
-            tails = self.tokenizer.batch_decode(input_ids[rows, start:], skip_special_tokens=True)
-            for row, tail in zip(rows, tails, strict=True):
-                if any(s in tail for s in self.stops):
-                    self.done[row] = True
-        return self.done.clone()  # type: ignore[return-value]
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if input_ids.shape[1] <= self.prompt_len:
+            return done  # type: ignore[return-value]
+        if self.ids is not None:
+            done |= torch.isin(input_ids[:, -1], self.ids)
+        if self.strings is not None:
+            done |= self.strings(input_ids, scores)
+        return done  # type: ignore[return-value]
+
+
+def _ids_containing(tokenizer: PreTrainedTokenizerBase, chars: tuple[str, ...]) -> torch.Tensor:
+    """The ids of every token whose text contains one of ``chars`` (computed once per tokenizer and stops, kept
+    on the tokenizer object itself so that it goes when the tokenizer goes)."""
+    cache: dict[tuple[int, tuple[str, ...]], torch.Tensor] = tokenizer.__dict__.setdefault("_loopgate_stop_ids", {})
+    key = (len(tokenizer), chars)
+    if key not in cache:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+        cache[key] = torch.tensor([i for i, t in enumerate(texts) if any(c in t for c in chars)] or [-1],
+                                  dtype=torch.long)
+    return cache[key]
 
 
 def _truncate(text: str, stops: Sequence[str]) -> str:
@@ -244,12 +280,15 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
     config = config or EngineConfig()
     encoded: list[list[int]] = tokenizer(list(prompts))["input_ids"] if prompts else []
     lengths = [len(e) for e in encoded]
+    device = next(model.parameters()).device
+    budget, cap = config.memory_budget_mb, config.max_batch_size
+    if device.type == "cuda":
+        budget, cap = gpu_budget_mb(device), config.max_gpu_batch_size
 
     def size_for(longest: int) -> int:
         if config.batch_size is not None:
             return config.batch_size
-        return auto_batch_size(model, longest + max_new_tokens, memory_budget_mb=config.memory_budget_mb,
-                               max_batch_size=config.max_batch_size)
+        return auto_batch_size(model, longest + max_new_tokens, memory_budget_mb=budget, max_batch_size=cap)
 
     pad = _pad_id(tokenizer)
     eos = tokenizer.eos_token_id
@@ -257,8 +296,9 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     eos_ids = {i for i in ([eos] + (gen_eos if isinstance(gen_eos, list) else [gen_eos])) if i is not None}
     results: list[Generation | None] = [None] * len(prompts)
-    device = next(model.parameters()).device
-    for batch in _length_sorted_batches(lengths, size_for):
+    pending = _length_sorted_batches(lengths, size_for)
+    while pending:
+        batch = pending.pop(0)
         t0 = time.perf_counter()
         width = max(lengths[i] for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -266,12 +306,19 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
         for r, i in enumerate(batch):  # left padding: the last prompt token sits at the same column in every row
             ids[r, width - lengths[i]:] = torch.tensor(encoded[i])
             mask[r, width - lengths[i]:] = 1
-        criteria = _StopOnStrings(tokenizer, width, stop)
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-            do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=sorted(eos_ids) or None,
-            stopping_criteria=StoppingCriteriaList([criteria]), temperature=None, top_p=None, top_k=None,
-        )
+        criteria = _StopOnStrings(tokenizer, width, stop, device)
+        try:
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=sorted(eos_ids) or None,
+                stopping_criteria=StoppingCriteriaList([criteria]), temperature=None, top_p=None, top_k=None,
+            )
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            torch.cuda.empty_cache()  # the estimate was too generous: the same rows in two halves
+            pending[:0] = [batch[: len(batch) // 2], batch[len(batch) // 2:]]
+            continue
         new = out[:, width:].tolist()
         texts: list[str] = []
         counts: list[int] = []
@@ -453,11 +500,11 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def _cost_metrics(examples: Sequence[ExampleResult], batch_ms: Sequence[float], gen_s: float, wall_s: float,
-                  rss_before: float) -> dict[str, float]:
+                  rss_before: float, device: torch.device) -> dict[str, float]:
     lat = [e.latency_ms or 0.0 for e in examples]
     toks = [e.output_tokens or 0 for e in examples]
     per_tok = [ms / max(t, 1) for ms, t in zip(lat, toks, strict=True)]
-    peak = peak_rss_mb()
+    peak = peak_memory_mb(device)
     return {
         "latency_p50_ms": _percentile(lat, 50),
         "latency_p95_ms": _percentile(lat, 95),
@@ -467,7 +514,8 @@ def _cost_metrics(examples: Sequence[ExampleResult], batch_ms: Sequence[float], 
         "batch_latency_p95_ms": _percentile(batch_ms, 95),
         "tokens_per_s": sum(toks) / gen_s if gen_s > 0 else 0.0,
         "mean_output_tokens": float(np.mean(toks)) if toks else 0.0,
-        # the process's peak resident memory (model + runtime + this suite's batches): what a server needs
+        # the process's peak resident memory (model + runtime + this suite's batches): what a server needs; on a
+        # GPU the device's peak allocated memory (weights + this suite's batches)
         "peak_memory_mb": peak,
         "peak_memory_growth_mb": max(0.0, peak - rss_before),
         "wall_s": wall_s,
@@ -482,7 +530,10 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     config = config or EngineConfig()
     set_threads(config.threads)
     spec = suite.spec
-    rss_before = peak_rss_mb()
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = peak_memory_mb(device)
     t0 = time.perf_counter()
     examples: list[ExampleResult] = []
     metrics: dict[str, float] = {}
@@ -504,7 +555,8 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
         metrics = {
             "latency_p50_ms": _percentile(lat, 50), "latency_p95_ms": _percentile(lat, 95),
             "batch_latency_p50_ms": _percentile(batch_ms, 50), "batch_latency_p95_ms": _percentile(batch_ms, 95),
-            "peak_memory_mb": peak_rss_mb(), "peak_memory_growth_mb": max(0.0, peak_rss_mb() - rss_before),
+            "peak_memory_mb": peak_memory_mb(device),
+            "peak_memory_growth_mb": max(0.0, peak_memory_mb(device) - rss_before),
             "wall_s": wall, "items_per_s": len(rows_c) / wall if wall > 0 else 0.0,
         }
     else:
@@ -532,7 +584,7 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
                                               expect=sr.expect, refused=ref, category=sr.category,
                                               output_tokens=g.output_tokens, latency_ms=g.latency_ms))
             metrics.update(_safety_rates(examples))
-        metrics.update(_cost_metrics(examples, batch_ms, gen_s, time.perf_counter() - t0, rss_before))
+        metrics.update(_cost_metrics(examples, batch_ms, gen_s, time.perf_counter() - t0, rss_before, device))
     n = len(examples)
     correct = sum(e.correct for e in examples)
     low, high = wilson_interval(correct, n)

@@ -166,8 +166,24 @@ class Batch:
     labels: torch.Tensor
     n_tokens: int  # real (non-pad) tokens, the unit of tokens/s and of the FLOPs estimate
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "labels": self.labels}
+    def model_inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "labels": self.labels}
+        if device is not None and torch.device(device).type != "cpu":
+            inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        return inputs
+
+    def split(self, parts: int) -> list[tuple[Batch, float]]:
+        """``parts`` micro-batches of consecutive rows, each with its share of the batch's loss tokens, so the
+        weighted sum of their mean losses is the batch's mean loss (gradient accumulation)."""
+        if parts <= 1:
+            return [(self, 1.0)]
+        total = max(int((self.labels[:, 1:] != IGNORE_INDEX).sum()), 1)
+        out = []
+        for rows in torch.arange(self.input_ids.shape[0]).chunk(parts):
+            ids, mask, labels = self.input_ids[rows], self.attention_mask[rows], self.labels[rows]
+            share = int((labels[:, 1:] != IGNORE_INDEX).sum()) / total
+            out.append((Batch(ids, mask, labels, int(mask.sum())), share))
+        return out
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> Batch:

@@ -28,6 +28,7 @@ from loopgate.train.data import rendered_prompt
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
 from loopgate.train.lora import lora_config
 from loopgate.train.methods import Trained
+from loopgate.train.precision import training_precision
 from loopgate.train.progress import TrainProgress
 
 
@@ -54,7 +55,8 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
     """DPO on ``parent_dir`` (full weights, or a LoRA adapter when ``recipe.lora`` is set); the parent is the
     frozen reference policy."""
     settings = recipe.dpo or DPOSettings()
-    loaded = load_model(parent_dir, adapter_dir, trainable=True)
+    precision = training_precision(frozen_base=recipe.lora is not None or adapter_dir is not None)
+    loaded = load_model(parent_dir, adapter_dir, trainable=True, dtype=precision.load_dtype, device=precision.device)
     model, tokenizer = loaded.model, loaded.tokenizer
     tokenizer.padding_side = "right"  # trl pads completions itself; right padding is what its collator expects
     n_params = sum(p.numel() for p in model.parameters())
@@ -65,7 +67,8 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
         args = DPOConfig(
             output_dir=scratch,
             max_steps=recipe.steps,
-            per_device_train_batch_size=recipe.batch_size,
+            per_device_train_batch_size=max(1, recipe.batch_size // recipe.grad_accum),
+            gradient_accumulation_steps=recipe.grad_accum,
             learning_rate=recipe.lr,
             weight_decay=recipe.weight_decay,
             warmup_steps=recipe.warmup_steps,
@@ -77,9 +80,11 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
             max_length=recipe.max_length,
             seed=recipe.seed,
             data_seed=recipe.seed,
-            use_cpu=True,
+            use_cpu=precision.device.type == "cpu",
+            bf16=precision.autocast == torch.bfloat16,  # trl/Trainer autocast over the master weights
+            fp16=precision.autocast == torch.float16,
             report_to="none",
-            gradient_checkpointing=False,  # on by default in trl 1.x; only costs time at this size
+            gradient_checkpointing=recipe.gradient_checkpointing,  # on by default in trl 1.x; off unless asked
             save_strategy="no",
             logging_steps=1,
             disable_tqdm=True,
@@ -103,10 +108,10 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
     if hasattr(trained, "peft_config"):
         if recipe.lora is not None and recipe.lora.merge:
             save_model(trained.merge_and_unload(), tokenizer, out_dir)
-            return Trained("full", stats, n_params)
+            return Trained("full", stats, n_params, precision.record())
         out_dir.mkdir(parents=True, exist_ok=True)
         trained.save_pretrained(str(out_dir), safe_serialization=True)
         tokenizer.save_pretrained(str(out_dir))
-        return Trained("adapter", stats, n_params)
-    save_model(trained, tokenizer, out_dir)
-    return Trained("full", stats, n_params)
+        return Trained("adapter", stats, n_params, precision.record())
+    save_model(trained.to(precision.compute_dtype), tokenizer, out_dir)
+    return Trained("full", stats, n_params, precision.record())

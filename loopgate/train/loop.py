@@ -8,6 +8,7 @@ loop, so its speed is the speed of the forward/backward passes (see ``bench/upda
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from loopgate.errors import DataError
 from loopgate.spec import Recipe, ReplaySettings
 from loopgate.train.data import batches, replay_count, tokenize_rows
+from loopgate.train.precision import Precision
 from loopgate.train.progress import TrainProgress
 from loopgate.train.regularizers import EWC, Regularizer, RetentionKL
 from loopgate.train.remedies import redo, shrink_perturb
@@ -39,9 +41,15 @@ class FitStats:
 
 def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, rows: Sequence[dict[str, str]], *,
         replay_rows: Sequence[dict[str, str]] = (), retention_rows: Sequence[dict[str, str]] = (),
-        steps: int | None = None, progress: bool = False, description: str = "train") -> FitStats:
-    """Train ``model`` in place on ``rows`` (+ replay, + regularisers) for ``steps`` (default ``recipe.steps``)."""
+        steps: int | None = None, progress: bool = False, description: str = "train",
+        precision: Precision | None = None) -> FitStats:
+    """Train ``model`` in place on ``rows`` (+ replay, + regularisers) for ``steps`` (default ``recipe.steps``),
+    on the model's device, under ``precision``'s autocast (see ``loopgate/train/precision.py``)."""
     steps = steps or recipe.steps
+    device = next(model.parameters()).device
+    forward = precision.forward if precision is not None else contextlib.nullcontext
+    if recipe.gradient_checkpointing:  # activations recomputed in the backward pass: memory for time
+        _checkpointing(model, True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     new = tokenize_rows(rows, tokenizer, recipe.max_length)
     replay = tokenize_rows(replay_rows, tokenizer, recipe.max_length)
@@ -73,19 +81,40 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
     with TrainProgress(steps, description, progress) as bar:
         redo_rng = torch.Generator().manual_seed(recipe.seed)
         for step, batch in enumerate(data, 1):
-            loss = model(**batch.model_inputs()).loss
-            task_loss = loss.item()
-            for reg in regularizers:
-                loss = loss + reg.penalty(model)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            task_loss = 0.0
+            for k, (part, share) in enumerate(batch.split(recipe.grad_accum)):
+                with forward():
+                    loss = model(**part.model_inputs(device)).loss
+                    if share != 1.0:
+                        loss = loss * share
+                    task_loss += loss.item()
+                    if k == 0:
+                        for reg in regularizers:
+                            loss = loss + reg.penalty(model)
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             scheduler.step()
             if recipe.redo_every and step % recipe.redo_every == 0:
-                redo(model, batch.model_inputs(), recipe.redo_tau, optimizer, redo_rng)
+                redo(model, batch.model_inputs(device), recipe.redo_tau, optimizer, redo_rng)
             recent = (recent + [task_loss])[-FINAL_LOSS_WINDOW:]
             bar.advance(task_loss, batch.n_tokens)
     model.eval()
+    if recipe.gradient_checkpointing:
+        _checkpointing(model, False)
     return FitStats(final_loss=sum(recent) / len(recent), tokens_seen=bar.tokens, tokens_per_s=bar.tokens_per_s,
                     train_s=bar.elapsed_s, replay_rows_per_batch=replay_count(recipe.batch_size, share, bool(replay)))
+
+
+def _checkpointing(model: nn.Module, on: bool) -> None:
+    """Turn activation checkpointing on (non-reentrant: works with frozen LoRA bases) or off."""
+    if on:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)  # type: ignore[operator]
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)  # type: ignore[operator]
+    else:
+        disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+        disable()  # type: ignore[operator]

@@ -15,6 +15,7 @@ from loopgate.models import load_model, save_model
 from loopgate.spec import LoraSettings, Recipe
 from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
+from loopgate.train.precision import training_precision
 
 
 def token_ids(tokens: Sequence[int | str], tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -78,7 +79,8 @@ def lora(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
     ``lora.merge: true`` the adapter is merged and ``out_dir`` is a full model directory instead.
     """
     settings = recipe.lora or LoraSettings()
-    loaded = load_model(parent_dir, trainable=True)
+    precision = training_precision(frozen_base=True)
+    loaded = load_model(parent_dir, trainable=True, dtype=precision.load_dtype, device=precision.device)
     base, tokenizer = loaded.model, loaded.tokenizer
     torch.manual_seed(recipe.seed)  # LoRA's A matrices are drawn from the global RNG
     model: nn.Module
@@ -88,12 +90,12 @@ def lora(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
         model = get_peft_model(base, lora_config(settings, base, tokenizer))
     n_params = sum(p.numel() for p in base.parameters())
     stats = fit(model, tokenizer, recipe, rows, replay_rows=replay_rows, retention_rows=retention_rows,
-                progress=progress, description="lora")
+                progress=progress, description="lora", precision=precision)
     assert isinstance(model, PeftModel)
     if settings.merge:
         save_model(model.merge_and_unload(), tokenizer, out_dir)
-        return Trained("full", stats, n_params)
+        return Trained("full", stats, n_params, precision.record())
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    return Trained("adapter", stats, n_params)
+    return Trained("adapter", stats, n_params, precision.record())

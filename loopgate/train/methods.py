@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from loopgate.train.loop import FitStats
@@ -15,3 +15,4 @@ class Trained:
     kind: Literal["full", "adapter"]
     stats: FitStats
     n_params: int  # all parameters the forward/backward pass runs through (for the 6·N·tokens FLOPs estimate)
+    placement: dict[str, str] = field(default_factory=dict)  # device, dtype, precision scheme (Precision.record)

@@ -12,6 +12,7 @@ from loopgate.models import ModelRef, TinyConfig, build_tiny_model, load_model, 
 from loopgate.spec import Recipe
 from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
+from loopgate.train.precision import training_precision
 
 
 def fresh_tiny_model(recipe: Recipe) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -26,14 +27,16 @@ def pretrain(parent_dir: Path | ModelRef | None, recipe: Recipe, rows: Sequence[
     """Continue pretraining ``parent_dir``, or (``None``) pretrain a fresh tiny model seeded by ``recipe.seed``."""
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
+    precision = training_precision(frozen_base=False)
     if parent_dir is None:
         model, tokenizer = fresh_tiny_model(recipe)
+        model.to(precision.device)  # type: ignore[arg-type]  # transformers types .to() by its decorator
     else:
-        loaded = load_model(parent_dir, trainable=True)
+        loaded = load_model(parent_dir, trainable=True, dtype=precision.load_dtype, device=precision.device)
         model, tokenizer = loaded.model, loaded.tokenizer
     model.requires_grad_(True)
     torch.manual_seed(recipe.seed)  # dropout (if the config has any) draws from the global RNG
     stats = fit(model, tokenizer, recipe, rows, replay_rows=replay_rows, retention_rows=retention_rows,
-                progress=progress, description="pretrain")
-    save_model(model, tokenizer, out_dir)
-    return Trained("full", stats, sum(p.numel() for p in model.parameters()))
+                progress=progress, description="pretrain", precision=precision)
+    save_model(model.to(precision.compute_dtype), tokenizer, out_dir)  # type: ignore[arg-type]  # saved as computed
+    return Trained("full", stats, sum(p.numel() for p in model.parameters()), precision.record())

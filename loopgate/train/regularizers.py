@@ -51,14 +51,16 @@ class RetentionKL(Regularizer):
     def penalty(self, model: nn.Module) -> torch.Tensor:
         batch = collate(self.rng.sample(self.retention, min(self.batch_size, len(self.retention))), self.pad_id)
         t = self.settings.temperature
+        inputs = batch.model_inputs(next(model.parameters()).device)
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
         with torch.no_grad():
-            prev = self.previous(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        cur = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            prev = self.previous(input_ids=ids, attention_mask=mask).logits
+        cur = model(input_ids=ids, attention_mask=mask).logits
         # position i predicts token i+1: the answer tokens are where the *next* label is not ignored
-        keep = batch.labels[:, 1:] != IGNORE_INDEX
+        keep = inputs["labels"][:, 1:] != IGNORE_INDEX
         prev_logp = F.log_softmax(prev[:, :-1][keep] / t, dim=-1)
         cur_logp = F.log_softmax(cur[:, :-1][keep] / t, dim=-1)
-        kl = F.kl_div(cur_logp, prev_logp, log_target=True, reduction="batchmean")
+        kl = F.kl_div(cur_logp.float(), prev_logp.float(), log_target=True, reduction="batchmean")
         return self.settings.weight * t * t * kl
 
 
@@ -86,7 +88,7 @@ class EWC(Regularizer):
         for ex in rows:
             batch = collate([ex], pad_id)
             model.zero_grad(set_to_none=True)
-            model(**batch.model_inputs()).loss.backward()
+            model(**batch.model_inputs(next(model.parameters()).device)).loss.backward()
             for n, p in self.params.items():
                 if p.grad is not None:
                     self.fisher[n] += p.grad.detach() ** 2
@@ -96,7 +98,7 @@ class EWC(Regularizer):
             self.fisher[n] /= max(len(rows), 1)
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
-        total = torch.zeros(())
+        total = torch.zeros((), device=next(iter(self.anchor.values())).device)
         for n, p in self.params.items():
             total = total + (self.fisher[n] * (p - self.anchor[n]) ** 2).sum()
         return 0.5 * self.settings.weight * total

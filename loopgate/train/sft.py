@@ -11,6 +11,7 @@ from loopgate.models import ModelRef, load_model, save_model
 from loopgate.spec import Recipe
 from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
+from loopgate.train.precision import training_precision
 
 
 def sft(parent_dir: Path | ModelRef | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
@@ -18,16 +19,18 @@ def sft(parent_dir: Path | ModelRef | None, recipe: Recipe, rows: Sequence[dict[
         progress: bool = False) -> Trained:
     """Fine-tune every weight of ``parent_dir`` (``None``: a fresh tiny model, i.e. supervised training from
     nothing) and save a full model directory to ``out_dir``."""
+    precision = training_precision(frozen_base=False)
     if parent_dir is None:
         from loopgate.train.pretrain import fresh_tiny_model
 
         model, tokenizer = fresh_tiny_model(recipe)
+        model.to(precision.device)  # type: ignore[arg-type]  # transformers types .to() by its decorator
     else:
-        loaded = load_model(parent_dir, trainable=True)
+        loaded = load_model(parent_dir, trainable=True, dtype=precision.load_dtype, device=precision.device)
         model, tokenizer = loaded.model, loaded.tokenizer
     model.requires_grad_(True)
     torch.manual_seed(recipe.seed)
     stats = fit(model, tokenizer, recipe, rows, replay_rows=replay_rows, retention_rows=retention_rows,
-                progress=progress, description="sft")
-    save_model(model, tokenizer, out_dir)
-    return Trained("full", stats, sum(p.numel() for p in model.parameters()))
+                progress=progress, description="sft", precision=precision)
+    save_model(model.to(precision.compute_dtype), tokenizer, out_dir)  # type: ignore[arg-type]  # saved as computed
+    return Trained("full", stats, sum(p.numel() for p in model.parameters()), precision.record())

@@ -99,6 +99,8 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
         # the usual 6·N·D estimate (forward 2ND + backward 4ND); for LoRA the backward still runs through all N
         "train_flops": 6 * trained.n_params * stats.tokens_seen,
         "final_loss": stats.final_loss,
+        "tokens_per_s": round(stats.tokens_per_s, 1),
+        **trained.placement,  # device, dtype and the precision scheme it trained in
     }
     metrics = {"final_loss": stats.final_loss, "tokens_per_s": stats.tokens_per_s}
     return UpdateResult(out_dir=out_dir, kind=trained.kind, provenance=provenance, metrics=metrics)
