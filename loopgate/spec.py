@@ -80,6 +80,32 @@ class DPOSettings(_Strict):
     sft_weight: float = 1.0
 
 
+class RewardSpec(_Strict):
+    """One reward term of a ``grpo`` update, scored against each row's ``completion`` (its target); the reward of a
+    sampled answer is the weighted sum of the terms (``loopgate/train/rewards.py``)."""
+
+    kind: Literal["exact", "contains", "regex", "numeric", "custom"] = "exact"
+    weight: float = 1.0
+    pattern: str | None = None  # regex: a match of this pattern (``{target}`` is replaced by the escaped target)
+    tolerance: float = Field(0.0, ge=0.0)  # numeric: |answer - target| <= tolerance scores 1
+    function: str | None = None  # custom: "package.module:function", code the team owns (imported, never eval'd)
+    normalize: bool = True  # strip and lower-case before comparing
+
+
+class GRPOSettings(_Strict):
+    """Group-relative policy optimisation (trl's ``GRPOTrainer``) anchored to the version the update starts from."""
+
+    beta: float = Field(0.04, gt=0.0)  # KL weight to the reference (the line's production version): never 0
+    num_generations: int = Field(4, ge=2)
+    max_new_tokens: int = Field(16, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    rewards: list[RewardSpec] = [RewardSpec()]
+    # rows whose target is a refusal (the line's safety prompts, e.g. replayed from its safety suite's
+    # train_path) are rewarded for refusing, with this weight, instead of by ``rewards``
+    safety_weight: float = Field(1.0, ge=0.0)
+    refusal_markers: list[str] = ["I cannot help", "I can't help", "I won't", "I cannot assist"]
+
+
 class TinyModelSettings(_Strict):
     """Shape of the built-in tiny model, for a foundation trained from nothing (``pretrain``/``sft`` with no
     parent version)."""
@@ -94,7 +120,7 @@ class TinyModelSettings(_Strict):
 class Recipe(_Strict):
     """How a line is updated: method, hyper-parameters, replay and regularisers."""
 
-    method: Literal["pretrain", "sft", "lora", "dpo"] = "sft"
+    method: Literal["pretrain", "sft", "lora", "dpo", "grpo"] = "sft"
     steps: int = Field(200, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -111,7 +137,14 @@ class Recipe(_Strict):
     kl: KLSettings | None = None
     ewc: EWCSettings | None = None
     dpo: DPOSettings | None = None
+    grpo: GRPOSettings | None = None
     model: TinyModelSettings | None = None
+    # plasticity remedies (loopgate/train/remedies.py): shrink-and-perturb before the first step (θ ← shrink·θ +
+    # noise·θ_fresh_init), ReDo re-initialisation of τ-dormant MLP units every ``redo_every`` steps
+    shrink: float | None = Field(None, gt=0.0, le=1.0)
+    noise: float = Field(0.0, ge=0.0)
+    redo_every: int | None = Field(None, ge=1)
+    redo_tau: float = Field(0.1, ge=0.0)
     # plasticity remedies (loopgate/train/remedies.py): shrink-and-perturb before the first step (θ ← shrink·θ +
     # noise·θ_fresh_init), ReDo re-initialisation of τ-dormant MLP units every ``redo_every`` steps
     shrink: float | None = Field(None, gt=0.0, le=1.0)

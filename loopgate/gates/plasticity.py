@@ -35,9 +35,9 @@ def remedy(candidate: dict[str, float], reference: dict[str, float]) -> str:
                 "units are dormant than in the reference")
     ref_norm, norm = reference.get("weight_norm"), candidate.get("weight_norm")
     if ref_norm and norm and norm / ref_norm >= GROWTH_SIGN:
-        return (f"shrink-and-perturb — add 'shrink: 0.5' and 'noise: 0.5' to the recipe: the weights grew to "
+        return (f"shrink-and-perturb — add 'shrink: 0.2' and 'noise: 0.8' to the recipe: the weights grew to "
                 f"{norm / ref_norm:.1f}× the reference's norm")
-    return ("shrink-and-perturb — add 'shrink: 0.5' and 'noise: 0.5' to the recipe, and train gentler (a lower lr, "
+    return ("shrink-and-perturb — add 'shrink: 0.2' and 'noise: 0.8' to the recipe, and train gentler (a lower lr, "
             "more replay)")
 
 

@@ -23,6 +23,7 @@ from loopgate.models import ModelRef, set_threads
 from loopgate.spec import Recipe
 from loopgate.train.data import data_sha256, load_rows, row_kind_for
 from loopgate.train.dpo import dpo
+from loopgate.train.grpo import grpo
 from loopgate.train.lora import lora
 from loopgate.train.methods import Trained
 from loopgate.train.pretrain import pretrain
@@ -72,6 +73,9 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
         assert parent_dir is not None
         trained = lora(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, replay_rows=replay_rows,
                        retention_rows=retention_rows, progress=progress)
+    elif recipe.method == "grpo":
+        assert parent_dir is not None  # the KL anchor: the version the update starts from (production, if any)
+        trained = grpo(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows, progress=progress)
     else:
         assert parent_dir is not None
         trained = dpo(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, progress=progress)
