@@ -54,7 +54,7 @@ def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     ws = open_workspace(workspace)
     rows = loop.ecosystem_status(ws)
     if json_out:
-        emit({"ecosystem": ws.eco.name, "lines": [r.model_dump(mode="json") for r in rows]})
+        emit({"ecosystem": ws.eco.name, "lines": rows})
         return
     columns = ("line", "tier", "parent", "production", "canary", "latest", "note")
     cells = [(r.line, r.tier, r.parent or "", r.channels.get("production") or "—", r.channels.get("canary") or "",
