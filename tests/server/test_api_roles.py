@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from test_api_world import AUTHOR, build_world
+from test_api_world import AUTHOR, world_copy
 
 from loopgate.server.api.auth import ALLOWED, PUBLIC, role_of, walk_routes
 from loopgate.server.app import create_app
@@ -85,8 +85,7 @@ def _table(ws_root: Path, tokens: dict[str, str]) -> dict[tuple[str, str], Call 
 
 @pytest.fixture(scope="module")
 def app_under_test(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("roles") / "ws"
-    build_world(root, tiny_model_dir)
+    root = world_copy(tiny_model_dir, tmp_path_factory, tmp_path_factory.mktemp("roles") / "ws")["root"]
     app = create_app(root, gateway=False)
     store = app.state.workspace.store
     tokens = {role: create_token(store, role=role, name=NAMES[role], actor="test").token for role in ROLES}

@@ -90,15 +90,23 @@ def build_world(root: Path, model_dir: Path) -> dict[str, Any]:
     return {"base@1": base, "support@1": first, "support@2": candidate, "guard@1": blocked}
 
 
-def copy_world(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest)
-    return dest
+_BUILT: dict[str, dict[str, Any]] = {}
+
+
+def world_copy(model_dir: Path, factory: pytest.TempPathFactory, dest: Path) -> dict[str, Any]:
+    """A private copy of the world in ``dest``: built once per test session (about ten seconds), then copied,
+    so each test module can change its own registry."""
+    key = str(model_dir)
+    if key not in _BUILT:
+        root = factory.getbasetemp() / "control-world" / "ws"
+        _BUILT[key] = {"root": root, "outcomes": build_world(root, model_dir)}
+    shutil.copytree(_BUILT[key]["root"], dest)
+    return {"root": dest, "outcomes": _BUILT[key]["outcomes"]}
 
 
 @pytest.fixture(scope="module")
 def world(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("world") / "ws"
-    return {"root": root, "outcomes": build_world(root, tiny_model_dir)}
+    return world_copy(tiny_model_dir, tmp_path_factory, tmp_path_factory.mktemp("world") / "ws")
 
 
 def test_the_world_holds_a_released_line_a_blocked_and_an_inconclusive_candidate(world: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_api_world import build_world
+from test_api_world import world_copy
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -39,8 +39,7 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     from loopgate.server.app import create_app
     from loopgate.store.tokens import create_token
 
-    root = tmp_path_factory.mktemp("browser") / "ws"
-    build_world(root, tiny_model_dir)
+    root = world_copy(tiny_model_dir, tmp_path_factory, tmp_path_factory.mktemp("browser") / "ws")["root"]
     app = create_app(root, gateway=False)
     store = app.state.workspace.store
     tokens = {role: create_token(store, role=role, name=name, actor="test").token
