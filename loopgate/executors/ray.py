@@ -42,9 +42,12 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_task(job: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str]) -> Any:
-    """Inside a Ray worker: the driver's environment for this job, its thread count, then the job."""
+def _run_task(job: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str], cwd: str) -> Any:
+    """Inside a Ray worker: the driver's environment and folder (a workspace opened as ``.`` gives relative
+    paths) for this job, its thread count, then the job."""
     os.environ.update(env)
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
     from loopgate.models import set_threads
 
     set_threads()
@@ -128,7 +131,7 @@ class RayExecutor:
                                                               name=f"loopgate.{job.__name__}")
         env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
         env.setdefault("LOOPGATE_THREADS", "1")
-        return _RayHandle(ray, self._remote[key].remote(job, kwargs, env))
+        return _RayHandle(ray, self._remote[key].remote(job, kwargs, env, os.getcwd()))
 
     def run(self, job: Callable[..., R], /, **kwargs: Any) -> R:
         return self.submit(job, **kwargs).result()
