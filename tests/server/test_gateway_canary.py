@@ -79,6 +79,11 @@ def test_a_bad_canary_fed_negative_feedback_is_rolled_back_with_its_evidence(bad
                                                         user="same-user").headers["x-loopgate-version"]
             for _ in range(5)}
     assert len(seen) == 1
+    # LINE:channel is exactly that channel, for every user
+    for channel, version in (("canary", "base@2"), ("production", "base@1")):
+        assert {client.completions.with_raw_response.create(model=f"base:{channel}", prompt="tiger?", max_tokens=4,
+                                                            user=f"u{u}").headers["x-loopgate-version"]
+                for u in range(6)} == {version}
     split = _drive(server, range(2000, 2040), rate=False)  # unrated traffic: nothing to judge the canary by
     assert 0.25 < split.get("base@2", 0) / 40 < 0.75, split  # canary_weight 0.5
     assert ws.store.channels("base")["canary"] == "base@2"

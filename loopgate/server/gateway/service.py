@@ -64,11 +64,12 @@ class Target:
 
     name: str
     line: str
-    channel: str  # production: the canary may take a share; canary / staging: exactly that channel
+    channel: str
     app: str | None
     template: str
     max_new_tokens: int
     stop: tuple[str, ...]
+    split: bool = True  # production traffic the live canary takes its share of (not for ``LINE:channel``)
 
 
 class TokenBucket:
@@ -157,7 +158,7 @@ class Gateway:
             return Target(name=name, line=spec.parent, channel=app.channel, app=name, template=app.prompt_template,
                           max_new_tokens=app.max_new_tokens, stop=tuple(app.stop))
         return Target(name=name, line=name, channel=channel or "production", app=None, template="{input}",
-                      max_new_tokens=16, stop=())
+                      max_new_tokens=16, stop=(), split=not channel)
 
     def state(self, line: str) -> LineState:
         now = time.monotonic()
@@ -173,7 +174,7 @@ class Gateway:
 
     def route(self, target: Target, user: str) -> tuple[str, str, str | None]:
         """(version, channel, shadow version) answering this request."""
-        if target.channel != "production":
+        if target.channel != "production" or not target.split:
             version = self.ws.store.channel(target.line, target.channel)
             if version is None:
                 raise GatewayError(404, f"line '{target.line}' has no {target.channel} version",
