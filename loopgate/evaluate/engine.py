@@ -219,8 +219,8 @@ class _StopOnStrings(StoppingCriteria):
             return done  # type: ignore[return-value]
         if self.ids is not None:
             done |= torch.isin(input_ids[:, -1], self.ids)
-        if self.strings is not None:
-            done |= self.strings(input_ids, scores)
+        if self.strings is not None:  # the generated tokens only: a stop straddling the prompt's end is no stop
+            done |= self.strings(input_ids[:, self.prompt_len:], scores)
         return done  # type: ignore[return-value]
 
 

@@ -134,7 +134,21 @@ def _weights_sha256(model_dir: Path | None) -> str | None:
     if model_dir is None:
         return None
     files = sorted(Path(model_dir).glob("*.safetensors"))
-    return sha256_file(files[0]) if len(files) == 1 else "+".join(sha256_file(f) for f in files) or None
+    known = _checkout_hashes(Path(model_dir))
+
+    def sha(f: Path) -> str:
+        return known.get(f.name) or sha256_file(f)
+
+    return sha(files[0]) if len(files) == 1 else "+".join(sha(f) for f in files) or None
+
+
+def _checkout_hashes(folder: Path) -> dict[str, str]:
+    """A store checkout's recorded hashes, when its files still match them (stat signatures: no re-reading
+    gigabytes of weights a run has just verified); empty for any other folder."""
+    from loopgate.store import copy_differences, read_manifest
+
+    recorded = read_manifest(folder)
+    return recorded if recorded and not copy_differences(folder) else {}
 
 
 def code_version() -> str:
