@@ -103,16 +103,20 @@ def test_a_token_bucket_per_key_answers_429(tmp_path: Path) -> None:
     key = gw.create_key(ws.store, "helper", actor="alice")[0]
     other = gw.create_key(ws.store, "helper", actor="alice")[0]
     ws.store.close()
-    server = Server(ws_dir, rate_per_s=0.01, burst=2)
+    server = Server(ws_dir, rate_per_s=0.01, burst=2, flush_s=3600)  # the log is written only at shutdown
     try:
         client = server.client(key)
         for _ in range(2):
             client.completions.create(model="helper", prompt="apple?", max_tokens=2)
-        with pytest.raises(openai.RateLimitError):
+        with pytest.raises(openai.RateLimitError) as e429:
             client.completions.create(model="helper", prompt="apple?", max_tokens=2)
+        assert int(e429.value.response.headers["retry-after"]) >= 1
         server.client(other).completions.create(model="helper", prompt="apple?", max_tokens=2)  # its own bucket
     finally:
         server.stop()
+    ws = Workspace.open(ws_dir)
+    assert gw.request_count(ws.store, "base") == 3  # shutdown flushed the buffered log; the refused one is not there
+    ws.store.close()
 
 
 def test_every_answer_is_logged_with_its_version_and_feedback_joins_it(served: tuple[Server, dict[str, str]]
