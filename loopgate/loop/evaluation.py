@@ -142,20 +142,41 @@ def import_evaluations(ws: Workspace, version_id: str, evaluations: list[Evaluat
 
 def profile_dir(ws: Workspace, path: Path | ModelRef, probe_steps: int = 30) -> dict[str, float]:
     """Model-level figures of a model folder (parameter count, plasticity), cached by the weights' content."""
+    return profile_dirs(ws, [(path, probe_steps)])[0]
+
+
+def profile_dirs(ws: Workspace, requests: list[tuple[Path | ModelRef, int]]) -> list[dict[str, float]]:
+    """:func:`profile_dir` of several ``(model, probe steps)``: the ones not cached yet are profiled as one batch
+    of jobs (at the same time on an executor with room)."""
     from loopgate.evaluate.cache import directory_model_key
 
-    ref = model_ref_of(path)
-    cache = ws.store.cache_dir("profiles") / f"{directory_model_key(ref.base, ref.adapter)}-{probe_steps}.json"
-    if cache.exists():
-        return {k: float(v) for k, v in json.loads(cache.read_text()).items()}
-    prof = ws.executor.run(jobs.profile, model_dir=path, probe_steps=probe_steps)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(prof))
-    os.replace(tmp, cache)
-    return prof
+    caches: list[Path] = []
+    for path, probe_steps in requests:
+        ref = model_ref_of(path)
+        key = directory_model_key(ref.base, ref.adapter)
+        caches.append(ws.store.cache_dir("profiles") / f"{key}-{probe_steps}.json")
+    handles = {i: ws.executor.submit(jobs.profile, model_dir=path, probe_steps=probe_steps)
+               for i, ((path, probe_steps), cache) in enumerate(zip(requests, caches, strict=True))
+               if not cache.exists()}
+    profiles: list[dict[str, float]] = []
+    for i, cache in enumerate(caches):
+        if i not in handles:
+            profiles.append({k: float(v) for k, v in json.loads(cache.read_text()).items()})
+            continue
+        prof = handles[i].result()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(prof))
+        os.replace(tmp, cache)
+        profiles.append(prof)
+    return profiles
 
 
 def profile_version(ws: Workspace, version_id: str, probe_steps: int = 30) -> dict[str, float]:
     """:func:`profile_dir` of a version's loadable weights."""
     return profile_dir(ws, model_ref(ws, version_id), probe_steps)
+
+
+def profile_versions(ws: Workspace, requests: list[tuple[str, int]]) -> list[dict[str, float]]:
+    """:func:`profile_version` of several ``(version, probe steps)``, the uncached ones as one batch of jobs."""
+    return profile_dirs(ws, [(model_ref(ws, version_id), probe_steps) for version_id, probe_steps in requests])

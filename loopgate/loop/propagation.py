@@ -21,7 +21,7 @@ from loopgate.evaluate.suites import Suite
 from loopgate.executors import jobs
 from loopgate.hashing import sha256_file, sha256_json
 from loopgate.loop.data import data_paths, history_data, replay_files
-from loopgate.loop.evaluation import line_suites, load_suites, submit_evaluation
+from loopgate.loop.evaluation import line_suites, load_suites, profile_versions, submit_evaluation
 from loopgate.loop.gating import baselines_for, decide_candidate, release_candidate
 from loopgate.loop.outcomes import PropagationOutcome
 from loopgate.loop.planning import plan, strategies_for  # noqa: F401  # plan: re-exported (read-only, light)
@@ -130,7 +130,12 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
                                              attempts=t.attempts, pinned=True,
                                              note=f"every strategy failed; stays on {t.old_parent}")
         ws.store.remove_work_dir(t.key)
-    for i in sorted(found):  # the accepted children face every gate, as any release
+    # the accepted children face every gate, as any release, one by one (serving speed is measured back to back
+    # and must not share the machine); what the gates need from the weights alone — the profiles — is measured
+    # first, for all of them as one batch (a resumed child may have its decision already: nothing to measure)
+    fresh = [v for i, (v, _) in found.items() if i in transfers]
+    profile_versions(ws, [(v.id, ws.eco.policy_for(v.line).plasticity.probe_steps) for v in fresh])
+    for i in sorted(found):
         new_v, attempts = found[i]
         child, parent_version = pairs[i]
         old_parent = old_parents[i]

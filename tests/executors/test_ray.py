@@ -207,3 +207,6 @@ def test_a_wave_of_four_children_on_ray_records_the_same_versions_as_in_process(
     log = ray_ws.executor.log  # type: ignore[attr-defined]
     assert log[:8] == [("submit", "transfer_candidate")] * 4 + [("result", "transfer_candidate")] * 4
     assert log[8:12] == [("submit", "evaluate")] * 4
+    # and before the releases decide one by one, the four new versions' profiles were measured as one batch
+    first = log.index(("submit", "profile"))
+    assert log[first:first + 4] == [("submit", "profile")] * 4
