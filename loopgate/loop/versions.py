@@ -162,10 +162,10 @@ def app_target(ws: Workspace, app_line: str) -> str | None:
 def ecosystem_status(ws: Workspace) -> list[StatusRow]:
     """Every line in tier order: its channels, latest version, and whether it is pinned to an old parent.
 
-    A fixed number of queries (channels, latest numbers, version links), not one per line."""
+    A fixed number of queries (channels, latest numbers, production versions), not one per line."""
     channels = ws.store.channel_table()
     latest = ws.store.latest_numbers()
-    links = ws.store.version_links()
+    prods = ws.store.production_links()
     rows: list[dict[str, Any]] = []
     for name in _tier_order(ws):
         spec = ws.eco.lines[name]
@@ -177,10 +177,9 @@ def ecosystem_status(ws: Workspace) -> list[StatusRow]:
                          "channels": {"production": target, "canary": None, "staging": None}, "latest": None,
                          "note": f"app → {spec.parent}/{spec.app.channel}"})
             continue
-        prod = mine.get("production")
         note = ""
-        if spec.parent is not None and prod is not None and prod in links:
-            note = _pinned(links[prod].parent_version, channels.get(spec.parent, {}).get("production"))
+        if spec.parent is not None and name in prods:
+            note = _pinned(prods[name].parent_version, channels.get(spec.parent, {}).get("production"))
         number = latest.get(name)
         rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
                      "channels": {c: mine.get(c) for c in CHANNELS}, "latest": f"{name}@{number}" if number else None,

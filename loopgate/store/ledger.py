@@ -32,6 +32,7 @@ from loopgate.store.db import LedgerRow
 from loopgate.store.tables_team import HEAD_ID, LedgerHeadRow
 
 GENESIS = "0" * 64
+DELETED = -1  # the seq of a head row re-created after the real one was deleted
 
 
 def entry_hash(seq: int, ts: str, actor: str, kind: str, subject: str, payload: str, prev_hash: str) -> str:
@@ -52,8 +53,8 @@ def lock_head(session: Session) -> LedgerHeadRow:
     """The head row, locked until the transaction ends (PostgreSQL; SQLite's writer lock already is one)."""
     head = session.execute(select(LedgerHeadRow).where(LedgerHeadRow.id == HEAD_ID).with_for_update()
                            ).scalar_one_or_none()
-    if head is None:  # deleted behind Loopgate's back: verify reports it; appends start a new head
-        head = LedgerHeadRow(id=HEAD_ID, seq=0, hash=GENESIS, signature=None)
+    if head is None:  # deleted behind Loopgate's back: a stand-in (seq -1) that never moves, and verify reports
+        head = LedgerHeadRow(id=HEAD_ID, seq=DELETED, hash=GENESIS, signature=None)
         session.add(head)
         session.flush()
     return head
@@ -136,8 +137,8 @@ def verify(session: Session, key: str | None = None) -> VerifyReport:
             hash_at[row.seq] = row.hash
         prev = row.hash
         expected_seq += 1
-    if head is None:
-        return bad(None, "the ledger's head record (table ledger_head) is missing: it was deleted", count)
+    if head is None or head.seq == DELETED:
+        return bad(None, "the ledger's head record (table ledger_head) was deleted", count)
     if head.seq > count:
         return bad(count + 1, f"the ledger ends at entry {count} but entry {head.seq} was recorded: "
                               "entries were deleted from the end", count)

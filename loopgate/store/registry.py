@@ -383,6 +383,14 @@ class Store:
                     out[row[0]] = VersionLink(*row)
         return out
 
+    def production_links(self) -> dict[str, VersionLink]:
+        """Every line's production version as a :class:`VersionLink` (``{line: link}``), in one query."""
+        q = (select(VersionRow.id, VersionRow.line, VersionRow.number, VersionRow.kind, VersionRow.parent_version,
+                    VersionRow.base_version)
+             .join(ChannelRow, ChannelRow.version_id == VersionRow.id).where(ChannelRow.name == "production"))
+        with self._read() as s:
+            return {row[1]: VersionLink(*row) for row in s.execute(q)}
+
     def line_versions(self, line: str) -> list[VersionInfo]:
         """:meth:`versions` of one line in two queries (rows, then all their files), not one per version."""
         with self._read() as s:

@@ -190,6 +190,9 @@ def test_deleted_head_record_is_detected(ledger_ws: Any, cli: Callable[..., Any]
         c.execute("DELETE FROM ledger_head")
     rep = ledger_ws.store.verify_ledger()
     assert not rep.ok and "head record" in rep.problem
+    ledger_ws.store.record("note", "base", {"after": "the deletion"})  # a later write does not hide it
+    rep = ledger_ws.store.verify_ledger()
+    assert not rep.ok and "head record (table ledger_head) was deleted" in rep.problem
 
 
 def test_without_a_key_a_cut_tail_with_its_head_put_back_goes_unseen(ledger_ws: Any) -> None:
