@@ -162,3 +162,22 @@ def test_key_create_prints_the_key_once_and_stores_only_its_hash(tmp_path: Path,
     ws.store.close()
     unknown = cli("key", "create", "nobody", workspace=ws_dir)
     assert unknown.code == 2 and "unknown line 'nobody'" in unknown.err
+
+
+def test_a_version_whose_weights_are_damaged_answers_503_and_is_logged_as_an_error(tmp_path: Path) -> None:
+    ws_dir = copy_workspace(template_workspace(tmp_path / "t"), tmp_path / "ws")
+    ws = Workspace.open(ws_dir)
+    weights = ws.store.checkout("plain@1") / "model.safetensors"
+    weights.chmod(0o644)
+    weights.write_bytes(weights.read_bytes()[:1000])  # the checkout's file is a link to the stored blob: both break
+    ws.store.close()
+    server = Server(ws_dir, require_keys=False)
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            server.client("unused").completions.create(model="plain", prompt="apple?", max_tokens=4)
+        assert e.value.status_code == 503 and e.value.body["code"] == "model_unavailable"  # type: ignore[index]
+        server.gateway.flush()
+        logged = gw.requests(server.ws.store, "plain@1")
+        assert len(logged) == 1 and not logged[0].ok and "plain@1" in (logged[0].error or "")
+    finally:
+        server.stop()

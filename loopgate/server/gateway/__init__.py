@@ -118,7 +118,11 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         split_key, user_hash = _user_key(body.user, rid)
         version, channel, shadow = gateway.route(target, split_key)
-        srv = await gateway.server(version)
+        try:
+            srv = await gateway.server(version)
+        except GatewayError as e:  # the version cannot serve: an error of that version, for the canary analysis
+            gateway.log(rid, target, version, channel, t0, 0, 0, None, None, user_hash=user_hash, error=e.message)
+            raise
         max_new = (getattr(body, "max_completion_tokens", None) or body.max_tokens or target.max_new_tokens)
         if max_new > gateway.settings.max_tokens:
             raise GatewayError(400, f"max_tokens {max_new} is over this gateway's limit of "
@@ -135,8 +139,9 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
             prompts = [render_template(target.template, str(text))]
         else:
             raw = body.prompt if isinstance(body.prompt, list) else [body.prompt]
-            if not raw:
-                raise GatewayError(400, "prompt: give a string or a list of strings", param="prompt")
+            if not raw or len(raw) > gateway.settings.max_batch:
+                raise GatewayError(400, f"prompt: give a string or a list of 1 to {gateway.settings.max_batch} "
+                                   "strings", param="prompt")
             prompts = [render_template(target.template, p) for p in raw]
         counts = [srv.count_tokens(p) for p in prompts]
         if srv.max_positions and max(counts) + max_new > srv.max_positions:

@@ -196,7 +196,12 @@ class Gateway:
         return await asyncio.shield(task)
 
     async def _load(self, version: str) -> VersionServer:
-        loaded = await asyncio.to_thread(lambda: load_model(model_ref(self.ws, version)))
+        try:
+            loaded = await asyncio.to_thread(lambda: load_model(model_ref(self.ws, version)))
+        except Exception as e:  # a missing or corrupted artifact: answer 503 and try again on the next request
+            self._loading.pop(version, None)
+            raise GatewayError(503, f"{version} cannot be loaded: {e}", "server_error", code="model_unavailable"
+                               ) from None
         srv = VersionServer(version, loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
                             max_wait_ms=self.settings.max_wait_ms)
         self.servers[version] = srv
