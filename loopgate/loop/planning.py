@@ -25,8 +25,7 @@ def strategies_for(ws: Workspace, line: str, *, has_adapter: bool, shapes: bool 
 def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
     """The downstream wave of a version: every descendant line in tier order and the strategies to try."""
     v = ws.store.version(version_id)
-    channels = ws.store.channel_table()
-    links = ws.store.version_links()
+    prods = ws.store.production_links()
     wave: list[dict[str, Any]] = []
     for d in ws.eco.descendants(v.line):
         spec = ws.eco.lines[d]
@@ -35,13 +34,12 @@ def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
             wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent,
                              action=f"follows {spec.parent}/{spec.app.channel}"))
             continue
-        prod = channels.get(d, {}).get("production")
-        if prod is None or prod not in links:
+        pv = prods.get(d)
+        if pv is None:
             wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent,
                              action="no production version: nothing to re-derive"))
             continue
-        pv = links[prod]
-        wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent, current=prod,
+        wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent, current=pv.id,
                          built_on=pv.parent_version, action="re-derive by capability transfer, then gate",
                          strategies=strategies_for(ws, d, has_adapter=pv.kind == "adapter", shapes=None)))
     return _WAVE.validate_python(wave)  # one validation call for the whole wave, in pydantic-core
