@@ -285,7 +285,7 @@ def stop_impls(model_dir: Path, gen: list[dict], bs: int) -> dict[str, float]:
         for i in range(0, len(gen), bs):
             enc = tok([r["prompt"] for r in gen[i: i + bs]], return_tensors="pt", padding=True)
             kw: dict = ({"stopping_criteria": StoppingCriteriaList([_StopOnStrings(tok, enc.input_ids.shape[1],
-                                                                                   ["\n"])])}
+                                                                                   ["\n"], model.device)])}
                         if name == "criteria" else {"stop_strings": ["\n"], "tokenizer": tok})
             model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tok.pad_token_id, **kw)
         out[name] = len(gen) / (time.perf_counter() - t0)
