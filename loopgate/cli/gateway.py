@@ -13,7 +13,6 @@ from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, err, op
 from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.workspace import current_user
-from loopgate.store import gateway as gw
 
 canary_app = typer.Typer(no_args_is_help=True, help="The live canary of a line and its analysis.")
 feedback_app = typer.Typer(no_args_is_help=True, help="User feedback on served answers, into the next update.")
@@ -80,9 +79,7 @@ def key_create(app_name: Annotated[str, typer.Argument(metavar="APP", help="The 
                                                        "serves.")],
                actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Make an API key for APP and print it once (only its sha256 is stored)."""
-    ws = open_workspace(workspace)
-    ws.eco.line(app_name)  # a clear error for a name the spec does not declare
-    key, info = gw.create_key(ws.store, app_name, actor=actor or current_user())
+    key, info = feedback_loop.create_key(open_workspace(workspace), app_name, actor=actor or current_user())
     if json_out:
         emit({"key": key, **info.model_dump(mode="json")})
         return

@@ -1,5 +1,5 @@
-"""The user signal: the request log, feedback joined to the version that answered, and feedback exported into
-the next update.
+"""The user signal: API keys of the apps that send it, the request log, feedback joined to the version that
+answered, and feedback exported into the next update.
 
 ``export`` turns rated answers into the three things the loop consumes (each a JSONL file):
 
@@ -28,7 +28,7 @@ from loopgate.errors import LoopgateError
 from loopgate.loop.canary import CanaryStatus, analyse, line_state, model_line
 from loopgate.loop.workspace import Workspace
 from loopgate.store import gateway as gw
-from loopgate.store.gateway import FeedbackRecord, RequestRecord
+from loopgate.store.gateway import FeedbackRecord, KeyInfo, RequestRecord
 
 ExportFormat = Literal["sft", "dpo", "suite"]
 FORMATS: tuple[str, ...] = ("sft", "dpo", "suite")
@@ -46,6 +46,22 @@ class ExportOutcome(BaseModel):
     rows: int
     rated: int  # rated answers considered
     skipped: dict[str, int] = {}  # why rated answers did not become rows
+
+
+def create_key(ws: Workspace, app: str, *, actor: str) -> tuple[str, KeyInfo]:
+    """A new API key for ``app`` (an app or a model line of the spec): the key, to show once, and what is kept."""
+    ws.eco.line(app)  # a clear error for a name the spec does not declare
+    return gw.create_key(ws.store, app, actor=actor)
+
+
+def key_app(ws: Workspace, key: str) -> str | None:
+    """The app an API key belongs to; None for an unknown or revoked key."""
+    return gw.key_app(ws.store, key)
+
+
+def request(ws: Workspace, request_id: str) -> RequestRecord | None:
+    """One logged request (None when the log has no such id)."""
+    return gw.request(ws.store, request_id)
 
 
 def log_requests(ws: Workspace, records: Sequence[RequestRecord]) -> None:

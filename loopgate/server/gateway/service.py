@@ -26,8 +26,7 @@ from loopgate.models.io import load_model
 from loopgate.records import utcnow
 from loopgate.server.gateway.batching import VersionServer
 from loopgate.spec import AppSpec, Tier
-from loopgate.store import gateway as gw
-from loopgate.store.gateway import RequestRecord
+from loopgate.store.gateway import RequestRecord, key_sha256
 
 ANALYSE_EVERY = 10  # new requests on a line with a live canary between two analyses from the log writer
 
@@ -123,10 +122,10 @@ class Gateway:
         if not key:
             raise GatewayError(401, "no API key: send 'Authorization: Bearer KEY' (make one with `loopgate key "
                                "create APP`)", "authentication_error", code="invalid_api_key")
-        digest = gw.key_sha256(key)
+        digest = key_sha256(key)
         app = self._keys.get(digest)
         if app is None:
-            app = gw.key_app(self.ws.store, key)
+            app = feedback_loop.key_app(self.ws, key)
             if app is None:
                 raise GatewayError(401, "unknown or revoked API key", "authentication_error", code="invalid_api_key")
             self._keys[digest] = app
@@ -287,7 +286,7 @@ class Gateway:
     def feedback(self, request_id: str, score: float, label: str | None, comment: str | None,
                  key_app: str | None) -> dict[str, Any]:
         self.flush()  # the request may still be in the buffer
-        req = gw.request(self.ws.store, request_id)
+        req = feedback_loop.request(self.ws, request_id)
         if req is None or req.shadow:
             raise GatewayError(404, f"no request '{request_id}'; send the id a completion returned",
                                param="request_id", code="request_not_found")
