@@ -84,6 +84,44 @@ def build_world(root: Path, steps: int, hidden: int) -> Path:
     return eco
 
 
+class Timed:
+    """Any executor, adding up per job kind the seconds the loop spent waiting for jobs (in-process: running
+    them; Ray: until their results came back) — where the wave's wall time went."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name = inner, inner.name
+        self.waited: dict[str, float] = {}
+
+    def _add(self, kind: str, since: float) -> None:
+        self.waited[kind] = self.waited.get(kind, 0.0) + time.perf_counter() - since
+
+    def submit(self, job: Any, /, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        handle = self.inner.submit(job, **kwargs)
+        self._add(job.__name__, started)
+        timed = self
+
+        class Handle:
+            def result(self) -> Any:
+                since = time.perf_counter()
+                try:
+                    return handle.result()
+                finally:
+                    timed._add(job.__name__, since)
+
+        return Handle()
+
+    def run(self, job: Any, /, **kwargs: Any) -> Any:
+        return self.submit(job, **kwargs).result()
+
+    def map(self, job: Any, kwargs_list: list[dict[str, Any]], /) -> list[Any]:
+        handles = [self.submit(job, **kw) for kw in kwargs_list]
+        return [h.result() for h in handles]
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {v:.1f} s" for k, v in sorted(self.waited.items(), key=lambda kv: -kv[1]))
+
+
 def wave(eco: Path, dest: Path, executor: Any) -> tuple[float, dict[str, dict[str, str]]]:
     """Seconds of the wave below base@2 on a copy of ``eco``, and the new versions' files."""
     from loopgate import loop
@@ -91,10 +129,11 @@ def wave(eco: Path, dest: Path, executor: Any) -> tuple[float, dict[str, dict[st
 
     shutil.copytree(eco, dest)
     ws = Workspace.open(dest)
-    ws.executor = executor
+    ws.executor = executor = Timed(executor)
     started = time.perf_counter()
     outcomes = loop.propagate_from(ws, "base@2", actor="bench")
     wall = time.perf_counter() - started
+    print(f"  {executor.name}: waiting for jobs by kind: {executor.summary()}", flush=True)
     assert [o.line for o in outcomes] == CHILDREN and all(o.released for o in outcomes), outcomes
     files = {o.version: ws.store.version(o.version).files for o in outcomes if o.version}
     ws.store.close()
