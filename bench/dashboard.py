@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -206,10 +207,24 @@ def main() -> None:
             results[name] = (statistics.median(times), max(times))
             print(f"{name:36s} {path:34s} median {results[name][0]:7.1f} ms  worst {results[name][1]:7.1f} ms"
                   f"  {len(r.content) // 1024} KiB", flush=True)
+        # right after a write the ledger page starts a new walk of the chain in the background and waits
+        # 0.1 s for it: time that first load too (a fresh write before each)
+        times = []
+        for i in range(args.repeats):
+            create_token(ws.store, role="viewer", name=f"bench-write-{i}", actor="bench")
+            t0 = time.perf_counter()
+            assert client.get("/ledger").status_code == 200
+            times.append((time.perf_counter() - t0) * 1000)
+            while any(t.is_alive() for t in threading.enumerate() if t.name == "ledger-verify"):
+                time.sleep(0.05)
+        name = "ledger first page, after a write"
+        results[name] = (statistics.median(times), max(times))
+        print(f"{name:36s} {'/ledger':34s} median {results[name][0]:7.1f} ms  worst {results[name][1]:7.1f} ms",
+              flush=True)
     slowest = max(results, key=lambda k: results[k][0])
     over = [k for k, (med, _) in results.items() if med >= BUDGET_MS]
-    print(f"ledger: {entries} entries, full chain walk {verify_ms:.0f} ms (on the first ledger page load after a "
-          f"write, and on 'verify now')")
+    print(f"ledger: {entries} entries, full chain walk {verify_ms:.0f} ms ('verify now'; after a write the ledger "
+          "page starts it in the background)")
     if over:
         print(f"OVER BUDGET ({BUDGET_MS:.0f} ms): {', '.join(over)}")
     print(f"dashboard: lines={args.lines} slowest_page_ms={results[slowest][0]:.0f} ({slowest}) "
