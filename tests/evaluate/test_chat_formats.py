@@ -22,10 +22,12 @@ TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% en
 SYSTEM = {"role": "system", "content": "answer in one word"}
 PAIRS = [("sky colour?", "blue"), ("grass colour?", "green"), ("snow colour?", "white"),
          ("coal colour?", "black"), ("sun colour?", "yellow"), ("rose colour?", "red")]
+# the same question asks for another answer under another system message: only the rendered chat says which
+ECHO = {"role": "system", "content": "repeat the thing"}
 
 
-def chat(question: str) -> list[dict[str, str]]:
-    return [SYSTEM, {"role": "user", "content": question}]
+def chat(question: str, system: dict[str, str] = SYSTEM) -> list[dict[str, str]]:
+    return [system, {"role": "user", "content": question}]
 
 
 def build_tokenizer(chat_template: str | None) -> Any:
@@ -39,7 +41,7 @@ def build_tokenizer(chat_template: str | None) -> Any:
     specials = ["</s>", "<|system|>", "<|user|>", "<|assistant|>"]
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([f"{q} {a} {SYSTEM['content']}" for q, a in PAIRS] * 4, trainer)
+    tok.train_from_iterator([f"{q} {a} {SYSTEM['content']} {ECHO['content']}" for q, a in PAIRS] * 4, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>")
     if chat_template is not None:
         fast.chat_template = chat_template
@@ -91,23 +93,30 @@ def test_a_tokenizer_without_a_chat_template_is_a_clear_error(tmp_path: Path, pl
         tokenize_row(row, tok, 64)
 
 
+def tasks() -> list[tuple[str, list[dict[str, str]], str]]:
+    """(id, messages, answer): each question twice, its colour under SYSTEM and itself under ECHO."""
+    return [(f"{q}/{k}", chat(q, system), answer) for q, a in PAIRS
+            for k, system, answer in (("colour", SYSTEM, a), ("echo", ECHO, q.split()[0]))]
+
+
 def test_sft_on_messages_rows_teaches_the_answers_the_chat_suite_asks_for(tmp_path: Path, chat_model: Path) -> None:
-    """Trained on chat rows, the model answers the same questions asked through the template — and not asked
-    raw, which proves training and evaluation render the same text."""
-    data = write_jsonl(tmp_path / "train.jsonl", [{"messages": chat(q) + [{"role": "assistant", "content": a}]}
-                                                  for q, a in PAIRS])
+    """Trained on chat rows, the model answers them asked through the template. The same user message wants two
+    answers under two system messages, so it takes the rendered chat — rendered alike in training and evaluation
+    — to get both right: the raw user messages cannot score more than half."""
+    data = write_jsonl(tmp_path / "train.jsonl", [{"messages": m + [{"role": "assistant", "content": a}]}
+                                                  for _, m, a in tasks()])
     [row, *_] = load_rows(data, "sft")
     assert row["completion"] == "blue" and rendered_prompt(row, load_tokenizer(chat_model)).endswith("<|assistant|>")
-    recipe = Recipe(method="sft", steps=120, batch_size=12, lr=3e-3, warmup_steps=5, max_length=48)
+    recipe = Recipe(method="sft", steps=150, batch_size=12, lr=3e-3, warmup_steps=5, max_length=48)
     out = run_update(chat_model, recipe, [data], tmp_path / "out").out_dir
     chat_suite = load_suite("chat", SuiteSpec(path=str(write_jsonl(
-        tmp_path / "chat.jsonl", [{"id": q, "messages": chat(q), "target": a} for q, a in PAIRS]))))
+        tmp_path / "chat.jsonl", [{"id": i, "messages": m, "target": a} for i, m, a in tasks()]))))
     raw_suite = load_suite("raw", SuiteSpec(path=str(write_jsonl(
-        tmp_path / "raw.jsonl", [{"id": q, "prompt": q, "target": a} for q, a in PAIRS]))))
+        tmp_path / "raw.jsonl", [{"id": i, "prompt": m[-1]["content"], "target": a} for i, m, a in tasks()]))))
     chat_ev, raw_ev = evaluate_model(out, [chat_suite, raw_suite], version="v", cache_dir=None)
-    assert chat_ev.score >= 5 / 6, [e.output for e in chat_ev.examples]
-    assert raw_ev.score <= chat_ev.score - 0.5, [e.output for e in raw_ev.examples]
-    assert chat_ev.examples[0].prompt.startswith("<|system|>")
+    assert chat_ev.score >= 11 / 12, [e.output for e in chat_ev.examples]
+    assert raw_ev.score <= 0.5 < chat_ev.score - 0.4
+    assert chat_ev.examples[0].prompt.startswith("<|system|>answer in one word")
 
 
 def test_dpo_on_messages_rows(tmp_path: Path, chat_model: Path) -> None:
