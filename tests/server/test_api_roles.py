@@ -59,6 +59,7 @@ def _table(ws_root: Path, tokens: dict[str, str]) -> dict[tuple[str, str], Call 
         # the REST API
         ("GET", "/api/v1/me"): ("/api/v1/me", None),
         ("GET", "/api/v1/lines"): ("/api/v1/lines", None),
+        ("GET", "/api/v1/line-summaries"): ("/api/v1/line-summaries?offset=1&limit=2", None),
         ("GET", "/api/v1/lines/{line}/versions"): ("/api/v1/lines/support/versions", None),
         ("GET", "/api/v1/lines/{line}/channels"): ("/api/v1/lines/support/channels", None),
         ("GET", "/api/v1/versions/{version_id}"): ("/api/v1/versions/guard@1", None),
@@ -188,3 +189,12 @@ def test_a_revoked_token_is_refused_and_token_changes_are_in_the_ledger(app_unde
     kinds = [(e["kind"], e["subject"]) for e in ledger]
     assert ("token.create", f"token/{new['id']}") in kinds and ("token.revoke", f"token/{new['id']}") in kinds
     assert client.get("/api/v1/ledger/verify", headers=admin).json()["ok"] is True
+
+
+def test_line_summaries_are_paged_in_tier_order(app_under_test: dict[str, Any]) -> None:
+    client, tokens = app_under_test["client"], app_under_test["tokens"]
+    h = {"Authorization": f"Bearer {tokens['viewer']}"}
+    page = client.get("/api/v1/line-summaries?offset=1&limit=2", headers=h).json()
+    assert (page["total"], [x["name"] for x in page["lines"]]) == (4, ["support", "guard"])
+    assert page["lines"][1]["latest"] == "guard@1" and page["lines"][1]["latest_verdict"] == "fail"
+    assert client.get("/api/v1/line-summaries?limit=501", headers=h).status_code == 422

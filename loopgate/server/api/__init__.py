@@ -36,7 +36,7 @@ from loopgate.records import Decision, Evaluation
 from loopgate.report.content import ReleaseNotes, release_notes
 from loopgate.server.api.auth import LoopgateRoute, RoleRequirement, TwoPersonRuleError
 from loopgate.store import Approval
-from loopgate.store.pages import LedgerPage, ledger_page
+from loopgate.store.pages import LedgerPage, LineSummary, Page, ledger_page, line_summaries
 from loopgate.store.tokens import NewToken, TokenInfo, create_token, list_tokens, revoke_token
 
 PREFIX = "/api/v1"
@@ -66,6 +66,10 @@ class GcBody(BaseModel):
     dry_run: bool = True
 
 
+class LineSummaryPage(Page):
+    lines: list[LineSummary]
+
+
 class VersionDetail(BaseModel):
     version: VersionView
     decisions: list[Decision]
@@ -84,6 +88,17 @@ def approve_as(ws: Workspace, version_id: str, approver: str, reason: str, overr
         raise TwoPersonRuleError(f"{approver} requested the release of {version_id} and cannot approve it "
                                  "(two-person rule); ask another approver")
     return loop.approve(ws, version_id, approver, reason, overrides)
+
+
+def tier_order(ws: Workspace) -> list[str]:
+    """The spec's lines in tier order (computed once: the spec is fixed while the app runs)."""
+    cached: list[str] | None = getattr(ws, "_tier_order", None)
+    if cached is None:
+        names = list(ws.eco.lines)
+        at = {n: i for i, n in enumerate(names)}
+        cached = sorted(names, key=lambda n: (ws.eco.lines[n].tier.rank, at[n]))
+        ws._tier_order = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def router(ws: Workspace) -> APIRouter:
@@ -105,6 +120,17 @@ def router(ws: Workspace) -> APIRouter:
     def lines(_: TokenInfo = viewer) -> list[StatusRow]:
         """Every line with its channels, latest version and pinning (``loopgate status``)."""
         return loop.ecosystem_status(ws)
+
+    @r.get("/line-summaries", response_model=LineSummaryPage)
+    def line_summary_page(_: TokenInfo = viewer, offset: Annotated[int, Query(ge=0)] = 0,
+                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> LineSummaryPage:
+        """A page of lines in tier order — channels, latest version, its latest verdict, the parent version
+        production was built on — in a bounded number of queries (``/lines`` returns every line)."""
+        order = tier_order(ws)
+        names = order[offset:offset + limit]
+        found = line_summaries(ws.store, names)
+        return LineSummaryPage(offset=offset, limit=limit, total=len(order),
+                               lines=[found[n] for n in names if n in found])
 
     @r.get("/lines/{line}/versions", response_model=list[VersionView])
     def versions(line: str, _: TokenInfo = viewer) -> list[VersionView]:

@@ -20,6 +20,7 @@ from loopgate.records import Decision, Evaluation
 from loopgate.report.content import latest_by_suite
 from loopgate.report.evidence import GateView, Interval, gate_view, lookup_from_store
 from loopgate.report.render import FILTERS, TEMPLATES
+from loopgate.server.api import tier_order
 from loopgate.spec import Tier
 from loopgate.store import Approval, ChannelMove, VersionInfo
 from loopgate.store.pages import LedgerPage, LineSummary, children_of, ledger_page, line_summaries, running_lines
@@ -87,19 +88,9 @@ class Graph(BaseModel):
 NODE_W, NODE_H, COL_W, ROW_H = 210.0, 46.0, 260.0, 58.0
 
 
-def _tier_order(ws: Workspace) -> list[str]:
-    cached = getattr(ws, "_dashboard_order", None)
-    if cached is None:
-        names = list(ws.eco.lines)
-        at = {n: i for i, n in enumerate(names)}
-        cached = sorted(names, key=lambda n: (ws.eco.lines[n].tier.rank, at[n]))
-        ws._dashboard_order = cached  # type: ignore[attr-defined]  # the spec is fixed while the app runs
-    return list(cached)
-
-
 def lineage_graph(ws: Workspace, page: int, per_page: int, tier: str | None = None) -> Graph:
     """One page of lines in tier order, laid out in one column per tier, with their parents' edges."""
-    order = _tier_order(ws)
+    order = list(tier_order(ws))
     if tier in TIERS:
         order = [n for n in order if ws.eco.lines[n].tier.value == tier]
     pages = max(1, math.ceil(len(order) / per_page))
