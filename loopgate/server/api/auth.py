@@ -19,7 +19,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from loopgate.errors import GateBlocked, ImmutableError, LoopgateError, NotFoundError
+from loopgate.errors import ConflictError, GateBlocked, ImmutableError, LoopgateError, NotFoundError
 from loopgate.loop.workspace import Workspace
 from loopgate.store.tokens import ROLES, TokenInfo, authenticate
 
@@ -77,13 +77,13 @@ def may(token: TokenInfo | None, role: str) -> bool:
 
 def status_for(e: LoopgateError) -> int:
     """HTTP status of a user error: 404 for what does not exist, 403 for the two-person rule, 409 for a
-    conflict with recorded state, 400 otherwise. A gate that blocks a release is not an error: the route
-    answers 200 with the decision."""
+    conflict with recorded state (an immutable record, another writer's channel move), 400 otherwise. A gate
+    that blocks a release is not an error: the route answers 200 with the decision."""
     if isinstance(e, NotFoundError):
         return 404
     if isinstance(e, TwoPersonRuleError):
         return 403
-    if isinstance(e, ImmutableError | GateBlocked):
+    if isinstance(e, ImmutableError | ConflictError | GateBlocked):
         return 409
     return 400
 
