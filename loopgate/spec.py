@@ -145,12 +145,6 @@ class Recipe(_Strict):
     noise: float = Field(0.0, ge=0.0)
     redo_every: int | None = Field(None, ge=1)
     redo_tau: float = Field(0.1, ge=0.0)
-    # plasticity remedies (loopgate/train/remedies.py): shrink-and-perturb before the first step (θ ← shrink·θ +
-    # noise·θ_fresh_init), ReDo re-initialisation of τ-dormant MLP units every ``redo_every`` steps
-    shrink: float | None = Field(None, gt=0.0, le=1.0)
-    noise: float = Field(0.0, ge=0.0)
-    redo_every: int | None = Field(None, ge=1)
-    redo_tau: float = Field(0.1, ge=0.0)
 
 
 # --------------------------------------------------------------------------- suites
