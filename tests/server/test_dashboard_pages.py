@@ -65,3 +65,17 @@ def test_pages_show_buttons_only_to_roles_that_may_use_them(workspace: Any, tiny
         assert r.status_code == 303 and store.channel("base", "production") == "base@1"
         history = client.get("/lines/base", headers={"Authorization": f"Bearer {tokens['viewer']}"}).text
         assert "rollback" in history and "releaser-x" in history  # the move, its kind and its actor
+
+
+def test_the_ledger_page_says_each_entry_in_words(workspace: Any, tiny_model_dir: Path) -> None:
+    from loopgate.server.app import create_app
+    from loopgate.store.tokens import create_token
+
+    _pinned_workspace(workspace, tiny_model_dir)
+    app = create_app(workspace.root, gateway=False)
+    token = create_token(app.state.workspace.store, role="viewer", name="v", actor="t").token
+    with TestClient(app) as client:
+        client.post("/ledger/verify", headers={"Authorization": f"Bearer {token}"})
+        page = client.get("/ledger", headers={"Authorization": f"Bearer {token}"}).text
+    assert "chain intact" in page and "channel.release" in page and "version.create" in page
+    assert "{&#34;" not in page and '{"' not in page  # payloads in words, not JSON

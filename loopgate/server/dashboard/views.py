@@ -35,8 +35,26 @@ def environment() -> Environment:
     env = Environment(loader=ChoiceLoader([FileSystemLoader(str(HERE)), FileSystemLoader(str(TEMPLATES))]),
                       autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(FILTERS)
+    env.filters["brief"] = brief
     env.globals["gate_view"] = gate_view
     return env
+
+
+def brief(value: Any, limit: int = 90) -> str:
+    """A ledger payload value in words: hashes cut to 12 characters, mappings as ``key value`` pairs."""
+    if isinstance(value, dict):
+        text = ", ".join(f"{k} {brief(v, limit)}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(brief(v, limit) for v in value) or "none"
+    elif value is None:
+        text = "—"
+    elif isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = str(value)
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            text = text[:12]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def render(template: str, **context: Any) -> str:
