@@ -19,6 +19,13 @@ from loopgate.store import artifacts as artifacts_mod
 MakeFiles = Callable[[str], dict[str, Path]]
 
 
+@pytest.fixture
+def database() -> None:
+    """SQLite only: these tests prove the artifact files; the registry's queries run on both databases in the
+    other store tests (and PostgreSQL's runs of them would cost the test budget for nothing new)."""
+    return None
+
+
 def blobs(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
