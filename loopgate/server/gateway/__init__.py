@@ -160,7 +160,7 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
             raise GatewayError(500, f"the model failed: {e}", "server_error") from None
         for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
             gateway.log(rid if len(prompts) == 1 else f"{rid}-{i}", target, version, channel, t0,
-                        srv.count_tokens(p), g.output_tokens, p, g.text, user_hash=user_hash)
+                        counts[i], g.output_tokens, p, g.text, user_hash=user_hash)
         if shadow is not None:
             for p in prompts:
                 gateway.shadow(target, shadow, p, max_new, stop, user_hash)

@@ -103,6 +103,7 @@ class Gateway:
         self._keys: dict[str, str] = {}  # sha256 of a key → its app
         self._buckets: dict[str, TokenBucket] = {}
         self._pending: list[RequestRecord] = []
+        self._log_text: dict[str, str] = {}
         self._since_analysis: dict[str, int] = {}
         self._lock = threading.Lock()
         # held for a whole flush: a feedback that flushes must find its request written, not in another
@@ -240,7 +241,9 @@ class Gateway:
     def log(self, request_id: str, target: Target, version: str, channel: str, t0: float, prompt_tokens: int,
             output_tokens: int, prompt: str | None, output: str | None, *, user_hash: str | None,
             shadow: bool = False, error: str | None = None) -> None:
-        keep = self.ws.eco.policy_for(target.line).canary.log_text
+        keep = self._log_text.get(target.line)
+        if keep is None:  # the spec is read once per process: merging the policy per request costs real time
+            keep = self._log_text[target.line] = self.ws.eco.policy_for(target.line).canary.log_text
 
         def kept(text: str | None) -> str | None:
             if text is None or keep == "off":
