@@ -36,8 +36,8 @@ class Figure(BaseModel):
     """One measured figure against its threshold: ``value`` ``op`` ``threshold`` should hold."""
 
     label: str
-    value: float | str | None
-    threshold: float | str | None = None
+    value: bool | int | float | str | None
+    threshold: bool | int | float | str | None = None
     op: Literal["≥", "≤", "="] | None = None
     ok: bool | None = None
     note: str = ""
