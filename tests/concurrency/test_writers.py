@@ -96,14 +96,16 @@ def test_eight_writers_fifty_writes_each_land_once(workspace: Any, cli: Callable
     assert res.code == 0 and res.json()["ok"] is True and res.json()["entries"] == len(ledger)
 
 
-def test_of_four_moves_decided_on_the_same_state_exactly_one_wins(workspace: Any, tmp_path: Path) -> None:
+def test_of_four_releases_and_rollbacks_decided_on_one_state_exactly_one_wins(workspace: Any, tmp_path: Path) -> None:
     store = workspace.store
     v1, v2, v3 = register(store, tmp_path, 3)
     for v in (v1, v3):
         store.move_channels([("base", "production", v)], kind="release", reason="r", actor="ana")
     before = len(store.ledger())
     targets = [v1, v2, v1, v2]
-    results = run_together(store.home, [("move", str(w), t) for w, t in enumerate(targets)])
+    kinds = ["rollback", "release", "release", "rollback"]  # two rollbacks and two releases of one line
+    jobs = [("move", str(w), f"{t}:{k}") for w, (t, k) in enumerate(zip(targets, kinds, strict=True))]
+    results = run_together(store.home, jobs)
     winners = [w for w, (code, out, _) in enumerate(results) if code == 0 and out.strip() == "moved"]
     losers = [(code, out) for code, out, _ in results if code != 0]
     assert len(winners) == 1, results
@@ -112,8 +114,9 @@ def test_of_four_moves_decided_on_the_same_state_exactly_one_wins(workspace: Any
         assert out.startswith("conflict: base/production changed while this command ran") and "Nothing was moved" in out
         assert f"pointed at {v3} when the command read it and points at {targets[winners[0]]} now" in out
     assert store.channel("base", "production") == targets[winners[0]]
-    rollbacks = [m for m in store.channel_history("base", "production") if m.kind == "rollback"]
-    assert len(rollbacks) == 1 and rollbacks[0].from_version == v3
+    history = store.channel_history("base", "production")
+    assert [(m.from_version, m.to_version, m.kind) for m in history[2:]] == [
+        (v3, targets[winners[0]], kinds[winners[0]])]  # one move after the two set-up releases
     assert len(store.ledger()) == before + 1 and store.verify_ledger().ok
 
 

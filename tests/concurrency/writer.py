@@ -6,7 +6,8 @@ for the file GO to appear so that every writer starts writing at the same moment
 
 - ``writes N``: N writes in turn — a version of ``base`` (every 5th), a move of ``base/staging`` to it, and
   ledger notes carrying (writer, i).
-- ``move VERSION``: read ``base/production``, wait, then move it to VERSION expecting what was read
+- ``move VERSION:KIND``: read ``base/production``, wait, then move it to VERSION (a ``release`` or a
+  ``rollback``) expecting what was read
   (compare-and-set); writes ``moved`` or ``conflict: <message>`` to HOME/out-ID.
 - ``kill VERSION``: move ``base/production`` to VERSION with LOOPGATE_KILL_AT=store.before-commit (the process
   SIGKILLs itself inside the transaction, after its rows are written and before the commit).
@@ -51,10 +52,11 @@ def main(mode: str, home: str, writer: str, arg: str, go: str) -> int:
                 store.record("note", f"w{writer}", {"writer": writer, "i": i}, actor=f"w{writer}")
         return 0
     if mode == "move":
+        version, _, kind = arg.partition(":")
         seen = store.channel("base", "production")
         wait_for(Path(go))
         try:
-            store.move_channels([("base", "production", arg)], kind="rollback", reason=f"by {writer}",
+            store.move_channels([("base", "production", version)], kind=kind, reason=f"by {writer}",
                                 actor=f"w{writer}", expected={("base", "production"): seen})
         except ConflictError as err:
             (Path(home) / f"out-{writer}").write_text(f"conflict: {err}")
