@@ -35,8 +35,8 @@ def _child(args: tuple[str, ...], env: dict[str, str]) -> None:
     os._exit(code)
 
 
-def run_together(home: Path, jobs: list[tuple[str, str, str]], env: dict[str, str] | None = None
-                 ) -> list[tuple[int, str, str]]:
+def run_together(home: Path, jobs: list[tuple[str, str, str]], env: dict[str, str] | None = None,
+                 while_running: Callable[[], None] | None = None) -> list[tuple[int, str, str]]:
     """Fork one process per (mode, writer, arg), wait until each has opened the store and read what it
     needs, then let all of them write at once; (exit code, what it wrote to out-ID, err-ID) of each."""
     go = home / "go"
@@ -50,6 +50,8 @@ def run_together(home: Path, jobs: list[tuple[str, str, str]], env: dict[str, st
             [(home / f"err-{w}").read_text() for _, w, _ in jobs if (home / f"err-{w}").exists()]
         time.sleep(0.02)
     go.touch()
+    while while_running is not None and any(p.is_alive() for p in procs):
+        while_running()
     results = []
     for p, (_, w, _) in zip(procs, jobs, strict=True):
         p.join(timeout=300)
@@ -72,8 +74,17 @@ def register(store: Store, tmp: Path, n: int) -> list[str]:
 def test_eight_writers_fifty_writes_each_land_once(workspace: Any, cli: Callable[..., Any]) -> None:
     home = workspace.store.home
     before = len(workspace.store.ledger())
-    results = run_together(home, [("writes", str(w), str(WRITES)) for w in range(WRITERS)])
+    audits: list[int] = []
+
+    def audit_while_they_write() -> None:  # on one snapshot: a commit landing mid-walk is never "tampering"
+        rep = workspace.store.verify_ledger()
+        assert rep.ok, rep.problem
+        audits.append(rep.entries)
+
+    results = run_together(home, [("writes", str(w), str(WRITES)) for w in range(WRITERS)],
+                           while_running=audit_while_they_write)
     assert [code for code, _, _ in results] == [0] * WRITERS, [err[-2000:] for _, _, err in results]
+    assert audits and audits == sorted(audits)  # audited mid-way, each time a consistent, growing ledger
 
     ledger = workspace.store.ledger()
     assert [e.seq for e in ledger] == list(range(1, len(ledger) + 1))
