@@ -140,6 +140,18 @@ def wave(eco: Path, dest: Path, executor: Any) -> tuple[float, dict[str, dict[st
     return wall, files
 
 
+def _warm(model_dir: Path) -> int:
+    """A Ray worker's first job: import what the wave's jobs import and load a model once."""
+    import loopgate.evaluate.plasticity
+    import loopgate.evaluate.runner
+    import loopgate.evaluate.serving
+    import loopgate.train.transfer  # noqa: F401
+    from loopgate.executors import jobs
+
+    jobs.load_check(model_dir=model_dir)
+    return os.getpid()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=60, help="the children's recipe steps (the fine-tune is 30 %%)")
@@ -150,7 +162,7 @@ def main() -> None:
 
     import ray
 
-    from loopgate.executors import InProcessExecutor, jobs
+    from loopgate.executors import InProcessExecutor
     from loopgate.executors.ray import RayExecutor
 
     root = Path(tempfile.mkdtemp(prefix="lg-ray-wave-"))
@@ -164,7 +176,8 @@ def main() -> None:
         t = time.perf_counter()
         ray.init(num_cpus=2, _temp_dir=str(root / "ray-temp"), include_dashboard=False, log_to_driver=False)
         ex = RayExecutor()
-        ex.map(jobs.load_check, [{"model_dir": root / "tiny"}] * 2)  # two workers up, torch imported
+        # two workers up, with what the jobs import already imported — as in this process after the build
+        ex.map(_warm, [{"model_dir": root / "tiny"}] * 2)
         print(f"cluster started and warmed in {time.perf_counter() - t:.1f} s (not in the Ray figure)", flush=True)
         ray_s, there = wave(eco, root / "ray", ex)
         ray.shutdown()
