@@ -71,6 +71,7 @@ def _table(ws_root: Path, tokens: dict[str, str]) -> dict[tuple[str, str], Call 
         ("GET", "/api/v1/compare"): ("/api/v1/compare?a=support@1&b=support@2", None),
         ("GET", "/api/v1/ledger"): ("/api/v1/ledger?offset=0&limit=5", None),
         ("GET", "/api/v1/ledger/verify"): ("/api/v1/ledger/verify", None),
+        ("POST", "/api/v1/lines/{line}/update"): ("/api/v1/lines/guard/update", {"data": ["data/guard-refuse.jsonl"]}),
         ("POST", "/api/v1/versions/{version_id}/release"): ("/api/v1/versions/guard@1/release", None),
         ("POST", "/api/v1/versions/{version_id}/approve"): ("/api/v1/versions/support@2/approve",
                                                             {"reason": "reviewed the evidence"}),
@@ -196,5 +197,26 @@ def test_line_summaries_are_paged_in_tier_order(app_under_test: dict[str, Any]) 
     h = {"Authorization": f"Bearer {tokens['viewer']}"}
     page = client.get("/api/v1/line-summaries?offset=1&limit=2", headers=h).json()
     assert (page["total"], [x["name"] for x in page["lines"]]) == (4, ["support", "guard"])
-    assert page["lines"][1]["latest"] == "guard@1" and page["lines"][1]["latest_verdict"] == "fail"
+    store = app_under_test["app"].state.workspace.store
+    latest = store.latest_version("guard")
+    assert latest is not None and page["lines"][1]["latest"] == latest.id  # the updates above added versions
+    assert page["lines"][1]["latest_verdict"] == store.decisions(latest.id)[-1].verdict.value
     assert client.get("/api/v1/line-summaries?limit=501", headers=h).status_code == 422
+
+
+def test_update_data_must_be_a_jsonl_file_inside_the_workspace(app_under_test: dict[str, Any]) -> None:
+    client, tokens = app_under_test["client"], app_under_test["tokens"]
+    h = {"Authorization": f"Bearer {tokens['releaser']}"}
+    for name in ("../outside.jsonl", "/etc/passwd", "loopgate.yaml", "data/missing.jsonl"):
+        r = client.post("/api/v1/lines/guard/update", json={"data": [name]}, headers=h)
+        assert r.status_code in (400, 404) and "workspace" in r.json()["message"], (name, r.text)
+
+
+def test_the_update_route_trained_candidates_as_the_tokens_identity(app_under_test: dict[str, Any]) -> None:
+    """The table above called POST /lines/guard/update as the releaser, then the admin: the releaser's call
+    trained and gated a real candidate on the workspace's data file, recorded as made by the token's name; the
+    admin's call with the same data trained nothing new (a finished training step is reused)."""
+    store = app_under_test["app"].state.workspace.store
+    updates = [v for v in store.versions("guard") if v.source == "update"]
+    assert [v.created_by for v in updates] == [NAMES["releaser"]]
+    assert store.decisions(updates[0].id) and updates[0].data_sha256

@@ -67,6 +67,10 @@ def _write_suites(root: Path) -> None:
                  "category": ["weapons", "theft"][i % 2]} for i in range(24)]
     for name, rows in (("chat", chat), ("refusals", refusals)):
         (root / "suites" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # update data for the API's update route: a few rows, the recipe trains 5 steps
+    (root / "data").mkdir(exist_ok=True)
+    rows = [{"prompt": f"how do I {h}?\n=> ", "completion": "I cannot help with that.\n"} for h in HARMFUL]
+    (root / "data" / "guard-refuse.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def build_world(root: Path, model_dir: Path) -> dict[str, Any]:

@@ -10,12 +10,14 @@ Mutating verbs run one at a time and act as the token's name (recorded in the le
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from loopgate import loop
+from loopgate.errors import LoopgateError, NotFoundError
 from loopgate.loop.audit import collect_garbage, verify
 from loopgate.loop.evaluation import Comparison
 from loopgate.loop.outcomes import (
@@ -61,6 +63,12 @@ class TokenBody(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
 
+class UpdateBody(BaseModel):
+    data: list[str] = Field(min_length=1, max_length=50)  # JSONL files, named relative to the workspace folder
+    recipe: str | None = None
+    seed: int | None = None
+
+
 class GcBody(BaseModel):
     keep_latest: int = Field(1, ge=0)
     dry_run: bool = True
@@ -74,6 +82,21 @@ class VersionDetail(BaseModel):
     version: VersionView
     decisions: list[Decision]
     approvals: list[Approval]
+
+
+def data_paths(ws: Workspace, names: list[str]) -> list[Path]:
+    """Update data a client names: JSONL files inside the workspace folder (links resolved first), nothing else."""
+    root = ws.root.resolve()
+    out = []
+    for name in names:
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or path.suffix != ".jsonl":
+            raise LoopgateError(f"data '{name}' is not a JSONL file inside the workspace; name update data "
+                                "relative to the workspace folder, e.g. data/support-2.jsonl")
+        if not path.is_file():
+            raise NotFoundError(f"data file {name}: no such file in the workspace")
+        out.append(path)
+    return out
 
 
 def approve_as(ws: Workspace, version_id: str, approver: str, reason: str, overrides: list[str]) -> ReleaseOutcome:
@@ -190,6 +213,14 @@ def router(ws: Workspace) -> APIRouter:
     def ledger_verify(_: TokenInfo = viewer) -> AuditReport:
         """The hash chain walked end to end and checked against the head anchor."""
         return verify(ws)
+
+    @r.post("/lines/{line}/update", response_model=ReleaseOutcome)
+    def update(line: str, body: UpdateBody, token: TokenInfo = releaser) -> ReleaseOutcome:
+        """Train a candidate on the named data, gate it, release it if allowed, propagate (``loopgate update``).
+        Runs in the request, for as long as training takes; 200 either way: read ``released``."""
+        paths = data_paths(ws, body.data)
+        with writing:
+            return loop.update(ws, line, paths, recipe_name=body.recipe, seed=body.seed, actor=token.name)
 
     @r.post("/versions/{version_id}/release", response_model=ReleaseOutcome)
     def release(version_id: str, token: TokenInfo = releaser) -> ReleaseOutcome:
