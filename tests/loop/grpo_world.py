@@ -14,9 +14,12 @@ TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size":
 
 
 def spec(seed: int) -> dict[str, Any]:
-    grpo = {"method": "grpo", "steps": 40, "batch_size": 32, "lr": 3e-4, "max_length": 64, "seed": seed,
+    # diverse samples (temperature 1.2) and a small lr: greedy accuracy rose on seeds 0-2 (measured); at lr 1e-3 a
+    # model that was already right fell from 1.00 to 0.52 in 30 steps
+    grpo = {"method": "grpo", "steps": 80, "batch_size": 32, "lr": 2e-4, "max_length": 64, "seed": seed,
             "replay": {"share": 0.3, "sources": ["suites"]},
-            "grpo": {"num_generations": 8, "max_new_tokens": 12, "beta": 0.04, "rewards": [{"kind": "exact"}],
+            "grpo": {"num_generations": 8, "max_new_tokens": 12, "beta": 0.04, "temperature": 1.2,
+                     "rewards": [{"kind": "exact"}],
                      "refusal_markers": ["I cannot help"]}}
     gamed = {**grpo, "lr": 1e-3, "grpo": {**grpo["grpo"], "max_new_tokens": 24,
                                            "rewards": [{"kind": "custom", "function":

@@ -35,7 +35,9 @@ def test_a_rule_reward_raises_the_suite_score_and_passes_the_gates(world: dict[s
     assert out.released, [(g.name, g.verdict.value, g.summary) for g in out.decision.gates]
     assert all(g.verdict is Verdict.passed for g in out.decision.gates if g.blocking)
     before, after = _score(ws, world["v1"], "reverse"), _score(ws, out.version, "reverse")
-    assert after >= before + 0.05, (before, after)  # measured seed 0: 0.74 → 0.88
+    # 80 steps at lr 2e-4, sampling at temperature 1.2: seeds 0-2 pass; seed 2 measured 0.69 → 0.80. With 40 steps
+    # at 3e-4 and temperature 1.0 seed 2 went 0.69 → 0.66 (greedy accuracy moves slowly under GRPO), at 1e-3 to 0.46
+    assert after >= before + 0.05, (before, after)
     assert gates["safety"].verdict is Verdict.passed
     prov = ws.store.version(out.version).provenance
     assert prov["method"] == "grpo" and prov["built_from"] == world["v1"]  # anchored to production: v1
