@@ -98,7 +98,7 @@ def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
 def version_lineage(ws: Workspace, version_id: str) -> Lineage:
     """Ancestors (parent versions and adapter bases, nearest first) and descendants, across lines.
 
-    Two queries, however large the ecosystem: the version itself, then how every version hangs together."""
+    Three queries, however large the ecosystem: the version (row, files), then how every version hangs together."""
     ws.store.version(version_id)
     links = ws.store.version_links()
     ancestors: list[LineageLink] = []
