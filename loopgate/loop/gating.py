@@ -93,8 +93,15 @@ def serving_measurements(ws: Workspace, ctx: GateContext, candidate_dir: Path | 
     absolute = (policy.max_latency_p95_ms, policy.min_tokens_per_s, policy.max_cost_per_1k_requests)
     if not traffic or (all(w is None for w in absolute) and (replaced is None or all(w is None for w in ratios))):
         return {}
-    measured = ws.executor.run(jobs.serving, candidate_dir=candidate_dir,
-                               baseline_dir=model_ref(ws, replaced[1]) if replaced else None,
+    baseline_dir = None
+    if replaced:
+        try:
+            baseline_dir = model_ref(ws, replaced[1])
+        except ArtifactError:
+            # the replaced version's weights are gone: the rollback gate reports that and blocks; the cost
+            # gate judges the candidate on what needs no baseline
+            return {}
+    measured = ws.executor.run(jobs.serving, candidate_dir=candidate_dir, baseline_dir=baseline_dir,
                                suites=load_suites(ws, traffic))
     return {m.suite: m for m in measured}
 
