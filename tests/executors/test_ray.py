@@ -167,14 +167,18 @@ def test_jobs_submitted_together_run_at_once_and_a_job_error_comes_back_unchange
                                                                                    tmp_path: Path) -> None:
     ex = RayExecutor()
 
-    def span(seconds: float) -> tuple[int, float, float]:
-        start = time.time()
-        time.sleep(seconds)
-        return os.getpid(), start, time.time()
+    def meet(me: str, other: str) -> tuple[int, bool]:
+        """Mark this task as running, then wait (at most 2 minutes) for the other one to be running too."""
+        (tmp_path / me).touch()
+        deadline = time.time() + 120
+        while time.time() < deadline and not (tmp_path / other).exists():
+            time.sleep(0.05)
+        return os.getpid(), (tmp_path / other).exists()
 
-    (pid_a, start_a, end_a), (pid_b, start_b, end_b) = ex.map(span, [{"seconds": 1.5}, {"seconds": 1.5}])
-    # two tasks on two worker processes whose runs overlap, however busy the machine is
-    assert pid_a != pid_b != os.getpid() and max(start_a, start_b) < min(end_a, end_b)
+    # each task returns only once it has seen the other one running: true for both only if they ran at the
+    # same time, on two worker processes (however slowly the workers start on a busy machine)
+    (pid_a, met_a), (pid_b, met_b) = ex.map(meet, [{"me": "a", "other": "b"}, {"me": "b", "other": "a"}])
+    assert met_a and met_b and len({pid_a, pid_b, os.getpid()}) == 3
     with pytest.raises(UnsafeModelError, match="is not a folder") as err:
         ex.run(jobs.load_check, model_dir=tmp_path / "missing")
     assert type(err.value) is UnsafeModelError  # the job's own class, not Ray's wrapper
@@ -210,3 +214,16 @@ def test_a_wave_of_four_children_on_ray_records_the_same_versions_as_in_process(
     # and before the releases decide one by one, the four new versions' profiles were measured as one batch
     first = log.index(("submit", "profile"))
     assert log[first:first + 4] == [("submit", "profile")] * 4
+
+    # several versions evaluated at once (each on a suite it has no evaluation for yet): one batch of jobs,
+    # recorded in the registry, the same scores as in-process
+    from loopgate.loop.evaluation import evaluate_versions
+
+    del log[:]
+    asked = [("c0@2", ["c1"]), ("c1@2", ["c0"])]
+    remote_evals = evaluate_versions(ray_ws, asked)
+    assert log == [("submit", "evaluate")] * 2 + [("result", "evaluate")] * 2
+    local_evals = evaluate_versions(local_ws, asked)
+    assert [{n: e.score for n, e in r.items()} for r in remote_evals] == [
+        {n: e.score for n, e in r.items()} for r in local_evals]
+    assert ray_ws.store.evaluations("c0@2", remote_evals[0]["c1"].suite_sha256)
