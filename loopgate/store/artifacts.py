@@ -187,11 +187,14 @@ class ArtifactStore:
         return dest
 
     def unlinked_files(self, files: dict[str, str], folder: Path) -> list[str]:
-        """The files of a checkout that are not its blob (a copy, or a link to something else)."""
+        """The files of a checkout that are not its blob (a copy, or a link to something else). A file whose blob
+        was deleted is not counted: the link still holds the content (checked against the manifest like any other
+        file), as a copy did before checkouts were links."""
         out = []
         for rel, sha in files.items():
+            blob = self.path_for(sha)
             try:
-                if not os.path.samefile(Path(folder) / rel, self.path_for(sha)):
+                if blob.exists() and not os.path.samefile(Path(folder) / rel, blob):
                     out.append(rel)
             except OSError:
                 out.append(rel)
