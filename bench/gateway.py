@@ -1,6 +1,6 @@
 """Gateway benchmark: dynamic batching against one request at a time, and the gateway's own overhead.
 
-    .venv/bin/python bench/gateway.py [--clients 32] [--requests 8] [--max-tokens 24]
+    .venv/bin/python bench/gateway.py [--clients 32] [--requests 4] [--max-tokens 64]
 
 Builds a throw-away workspace with one untrained tiny model (``TinyConfig`` defaults, ~1.1 M parameters),
 starts ``loopgate serve`` twice as a subprocess on 127.0.0.1 (``--max-batch 32``, then ``--max-batch 1``)
