@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from loopgate.evaluate.metrics import plasticity_headroom
+from loopgate.train.remedies import scored_forward
 
 __all__ = [
     "DEFAULT_TAU",
@@ -88,15 +89,6 @@ def _probe_batch(tokenizer: Any, device: torch.device) -> dict[str, torch.Tensor
     return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
 
 
-def _mlp_activation_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules whose *input* is the per-unit MLP activation (down projection), one per layer."""
-    found = [m for name, m in model.named_modules()
-             if name.endswith(("mlp.down_proj", "mlp.c_proj", "mlp.fc2", "mlp.dense_4h_to_h"))]
-    if not found:
-        raise ValueError("no MLP down projection found (looked for mlp.down_proj / c_proj / fc2 / dense_4h_to_h)")
-    return found
-
-
 def effective_rank(features: np.ndarray | torch.Tensor) -> float:
     """exp(entropy of the singular values normalised to sum 1); 0 for an all-zero matrix."""
     x = torch.as_tensor(features, dtype=torch.float64)
@@ -116,31 +108,12 @@ def dormant_ratio(model: nn.Module, tokenizer: Any, tau: float = DEFAULT_TAU) ->
 
 
 def _forward_figures(model: nn.Module, batch: dict[str, torch.Tensor], tau: float) -> tuple[float, float]:
-    """(dormant ratio, effective rank of the last hidden states) from one forward pass."""
-    mask = batch["attention_mask"].bool()
-    sums: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        # mean |activation| per unit over the real (non-pad) tokens
-        sums.append(args[0][mask].abs().float().mean(dim=0))
-
-    handles = [m.register_forward_pre_hook(hook) for m in _mlp_activation_modules(model)]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(**batch, output_hidden_states=True)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    dormant = total = 0
-    for unit_mean in sums:
-        layer_mean = unit_mean.mean()
-        score = unit_mean / layer_mean if layer_mean > 0 else torch.zeros_like(unit_mean)
-        dormant += int((score <= tau).sum())
-        total += unit_mean.numel()
-    last_hidden = out.hidden_states[-1][mask]
+    """(dormant ratio, effective rank of the last hidden states) from one forward pass; a unit's score is the
+    one the ReDo remedy uses (:func:`loopgate.train.remedies.unit_scores`)."""
+    scores, out = scored_forward(model, batch, output_hidden_states=True)
+    dormant = sum(int((score <= tau).sum()) for score in scores)
+    total = sum(score.numel() for score in scores)
+    last_hidden = out.hidden_states[-1][batch["attention_mask"].bool()]
     return dormant / total, effective_rank(last_hidden)
 
 

@@ -18,6 +18,8 @@ the same score as the dormant-unit ratio's in :mod:`loopgate.evaluate.plasticity
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +42,13 @@ def unit_scores(model: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.
     """Per layer, each MLP unit's score: mean |activation| over the batch's real tokens / the layer's mean.
 
     The model's train/eval mode is left as it was."""
+    return scored_forward(model, batch)[0]
+
+
+def scored_forward(model: nn.Module, batch: dict[str, torch.Tensor], **forward_kwargs: Any
+                   ) -> tuple[list[torch.Tensor], Any]:
+    """:func:`unit_scores` and the model's output of the same no-grad eval-mode forward pass (the plasticity
+    profile reads the hidden states of the pass that scored the units)."""
     mask = batch["attention_mask"].bool()
     means: list[torch.Tensor] = []
 
@@ -51,12 +60,12 @@ def unit_scores(model: nn.Module, batch: dict[str, torch.Tensor]) -> list[torch.
     model.eval()
     try:
         with torch.no_grad():
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **forward_kwargs)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return [m / m.mean() if m.mean() > 0 else torch.zeros_like(m) for m in means]
+    return [m / m.mean() if m.mean() > 0 else torch.zeros_like(m) for m in means], out
 
 
 def _check_full_model(model: nn.Module, remedy: str) -> None:
