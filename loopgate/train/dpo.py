@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import PrinterCallback
 from trl import DPOConfig, DPOTrainer
 
 from loopgate.models import load_model, save_model
@@ -30,24 +30,7 @@ from loopgate.train.lora import lora_config
 from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
 from loopgate.train.progress import TrainProgress
-
-
-class _ProgressCallback(TrainerCallback):
-    """Feeds trl's per-step loss and token count into Loopgate's progress bar (trl's own tqdm is off)."""
-
-    def __init__(self, bar: TrainProgress) -> None:
-        self.bar, self.losses, self.tokens = bar, [0.0], 0
-
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
-        if logs and "loss" in logs:
-            self.losses.append(float(logs["loss"]))
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
-        seen = int(state.num_input_tokens_seen)
-        self.bar.advance(self.losses[-1], seen - self.tokens)
-        self.tokens = seen
+from loopgate.train.trainer_progress import ProgressCallback
 
 
 def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
@@ -92,7 +75,7 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
             include_num_input_tokens_seen="non_padding",
         )
         with TrainProgress(recipe.steps, "dpo", progress) as bar:
-            callback = _ProgressCallback(bar)
+            callback = ProgressCallback(bar)
             plain = [{"prompt": rendered_prompt(r, tokenizer), "chosen": r["chosen"], "rejected": r["rejected"]}
                      for r in rows]
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(plain),

@@ -23,11 +23,10 @@ import random
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from loopgate.errors import SpecError
@@ -37,28 +36,7 @@ from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
 from loopgate.train.methods import Trained
 from loopgate.train.progress import TrainProgress
 from loopgate.train.rewards import Reward
-
-
-class _ProgressCallback(TrainerCallback):
-    """trl's per-step reward and token count into Loopgate's progress bar (trl's own tqdm is off)."""
-
-    def __init__(self, bar: TrainProgress) -> None:
-        self.bar, self.tokens = bar, 0
-        self.rewards: list[float] = []
-        self.losses = [0.0]
-
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
-        if logs and "loss" in logs:
-            self.losses.append(float(logs["loss"]))
-        if logs and "reward" in logs:
-            self.rewards.append(float(logs["reward"]))
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
-        seen = int(state.num_input_tokens_seen)
-        self.bar.advance(self.losses[-1], seen - self.tokens)
-        self.tokens = seen
+from loopgate.train.trainer_progress import ProgressCallback
 
 
 def check_recipe(recipe: Recipe) -> GRPOSettings:
@@ -124,7 +102,7 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
             include_num_input_tokens_seen="non_padding",
         )
         with TrainProgress(recipe.steps, "grpo", progress) as bar:
-            callback = _ProgressCallback(bar)
+            callback = ProgressCallback(bar)
             trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data,
                                   processing_class=tokenizer, callbacks=[callback])
             trainer.remove_callback(PrinterCallback)
