@@ -21,10 +21,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
-	# the dashboard's browser test drives Debian's headless Chromium (root on these machines and in CI)
+	@# the dashboard's browser test drives Debian's headless Chromium (root on these machines and in CI)
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || (apt-get update && apt-get install -y chromium chromium-driver)
 	@# the store, ledger and concurrency tests start their own PostgreSQL server (tests/pg.py): Debian's package
-	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@# (the package also creates the unprivileged 'postgres' user the tests run the server as)
+	@if { ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	    || ! id postgres >/dev/null 2>&1; then \
 	  echo "installing PostgreSQL for the tests (apt-get install postgresql)"; \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } || { \
 	    echo "make test needs PostgreSQL's initdb and pg_ctl and could not install them: install Debian's" \
