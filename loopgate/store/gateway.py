@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from loopgate.errors import LoopgateError, NotFoundError
+from loopgate.errors import NotFoundError
 from loopgate.hashing import sha256_json
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.db import ChannelMoveRow, ChannelRow, LineRow, VersionRow
+from loopgate.store.db import LineRow
 from loopgate.store.registry import ChannelMove, Store
 from loopgate.store.tables_gateway import CanaryCheckRow, FeedbackRow, GatewayKeyRow, GatewayRequestRow
 
@@ -235,24 +235,8 @@ def record_canary_check(store: Store, *, line: str, canary_version: str, product
             "outcome": outcome, "consecutive_failures": consecutive_failures, "evidence": evidence})
         why = reason or f"canary check {row.id}: {outcome}"
         for mline, channel, version_id, kind, decision_id in moves:
-            v = s.get(VersionRow, version_id)
-            if v is None or v.line != mline:
-                raise LoopgateError(f"no version {version_id} on line {mline}")
-            ch = s.get(ChannelRow, (mline, channel))
-            prev = ch.version_id if ch else None
-            if ch is None:
-                s.add(ChannelRow(line=mline, name=channel, version_id=version_id, updated_at=utcnow()))
-            else:
-                ch.version_id, ch.updated_at = version_id, utcnow()
-            move = ChannelMoveRow(line=mline, channel=channel, from_version=prev, to_version=version_id, kind=kind,
-                                  reason=why, actor=actor, decision_id=decision_id, created_at=utcnow())
-            s.add(move)
-            s.flush()
-            ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{mline}/{channel}", payload={
-                "from": prev, "to": version_id, "reason": why, "decision_id": decision_id, "canary_check": row.id})
-            done.append(ChannelMove(id=move.id, line=mline, channel=channel, from_version=prev,
-                                    to_version=version_id, kind=kind, reason=why, actor=actor,
-                                    decision_id=decision_id, created_at=move.created_at))
+            done.append(store._move_in(s, mline, channel, version_id, kind=kind, reason=why, actor=actor,
+                                       decision_id=decision_id, extra={"canary_check": row.id}))
         check = CanaryCheck(id=row.id, line=line, canary_version=canary_version,
                             production_version=production_version, verdict=verdict, outcome=outcome,
                             consecutive_failures=consecutive_failures, evidence=evidence, created_at=row.created_at)

@@ -43,6 +43,7 @@ from loopgate.store.db import (
 )
 
 CHANNELS = ("staging", "canary", "production")
+_UNSEEN = object()  # no version was seen on the channel: the move is not a compare-and-set
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -608,31 +609,41 @@ class Store:
         done: list[ChannelMove] = []
         with self._tx() as s:
             for line, name, version_id in moves:
-                if name not in CHANNELS:
-                    raise LoopgateError(f"unknown channel '{name}'; channels are {', '.join(CHANNELS)}")
-                v = s.get(VersionRow, version_id)
-                if v is None or v.line != line:
-                    raise NotFoundError(f"no version {version_id} on line {line}")
-                row = s.execute(select(ChannelRow).where(ChannelRow.line == line, ChannelRow.name == name)
-                                .with_for_update()).scalar_one_or_none()
-                prev = row.version_id if row else None
-                if expected is not None and (line, name) in expected and expected[(line, name)] != prev:
-                    raise ConflictError(self._conflict(s, line, name, expected[(line, name)], prev, version_id))
-                if row is None:
-                    s.add(ChannelRow(line=line, name=name, version_id=version_id, updated_at=utcnow()))
-                else:
-                    row.version_id, row.updated_at = version_id, utcnow()
-                move = ChannelMoveRow(line=line, channel=name, from_version=prev, to_version=version_id, kind=kind,
-                                      reason=reason, actor=actor, decision_id=decision_id, created_at=utcnow())
-                s.add(move)
-                s.flush()
-                ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{line}/{name}", payload={
-                    "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id},
-                    key=self.ledger_key)
-                done.append(ChannelMove(id=move.id, line=line, channel=name, from_version=prev,
-                                        to_version=version_id, kind=kind, reason=reason, actor=actor,
-                                        decision_id=decision_id, created_at=move.created_at))
+                saw = expected.get((line, name), _UNSEEN) if expected is not None else _UNSEEN
+                done.append(self._move_in(s, line, name, version_id, kind=kind, reason=reason, actor=actor,
+                                          decision_id=decision_id, expected=saw))
         return done
+
+    def _move_in(self, s: Session, line: str, name: str, version_id: str, *, kind: str, reason: str, actor: str,
+                 decision_id: int | None, expected: object = _UNSEEN,
+                 extra: dict[str, Any] | None = None) -> ChannelMove:
+        """One channel move inside the caller's transaction, with its history row and ledger entry: the one
+        place a channel pointer changes (releases, rollbacks, and the canary analysis's moves). ``expected``
+        is the version the caller saw there (``_UNSEEN``: no compare-and-set); ``extra`` joins the ledger
+        payload."""
+        if name not in CHANNELS:
+            raise LoopgateError(f"unknown channel '{name}'; channels are {', '.join(CHANNELS)}")
+        v = s.get(VersionRow, version_id)
+        if v is None or v.line != line:
+            raise NotFoundError(f"no version {version_id} on line {line}")
+        row = s.execute(select(ChannelRow).where(ChannelRow.line == line, ChannelRow.name == name)
+                        .with_for_update()).scalar_one_or_none()
+        prev = row.version_id if row else None
+        if expected is not _UNSEEN and expected != prev:
+            raise ConflictError(self._conflict(s, line, name, expected, prev, version_id))  # type: ignore[arg-type]
+        if row is None:
+            s.add(ChannelRow(line=line, name=name, version_id=version_id, updated_at=utcnow()))
+        else:
+            row.version_id, row.updated_at = version_id, utcnow()
+        move = ChannelMoveRow(line=line, channel=name, from_version=prev, to_version=version_id, kind=kind,
+                              reason=reason, actor=actor, decision_id=decision_id, created_at=utcnow())
+        s.add(move)
+        s.flush()
+        ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{line}/{name}", payload={
+            "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id, **(extra or {})},
+            key=self.ledger_key)
+        return ChannelMove(id=move.id, line=line, channel=name, from_version=prev, to_version=version_id, kind=kind,
+                           reason=reason, actor=actor, decision_id=decision_id, created_at=move.created_at)
 
     @staticmethod
     def _conflict(s: Session, line: str, name: str, saw: str | None, now: str | None, wanted: str) -> str:
