@@ -19,16 +19,23 @@ from loopgate.evaluate.suites import Suite, scorer_config
 from loopgate.hashing import sha256_file, sha256_json
 from loopgate.models import model_files
 from loopgate.records import Evaluation
+from loopgate.store import trusted_hashes
 
 
 def directory_model_key(model_dir: str | Path, adapter_dir: str | Path | None = None) -> str:
-    """sha256 over every model (and adapter) file's relative path and content hash."""
+    """sha256 over every model (and adapter) file's relative path and content hash.
+
+    A version's checkout is not read: its manifest's hashes are used while its files keep the stat signatures
+    they were checked out with (``trusted_hashes``), so evaluating an 8 B version does not hash 16 GB first.
+    """
     parts: dict[str, dict[str, str]] = {}
     for label, folder in (("model", model_dir), ("adapter", adapter_dir)):
         if folder is None:
             continue
         root = Path(folder)
-        parts[label] = {p.relative_to(root).as_posix(): sha256_file(p) for p in model_files(root)}
+        known = trusted_hashes(root)
+        parts[label] = {rel: known.get(rel) or sha256_file(p)
+                        for rel, p in ((p.relative_to(root).as_posix(), p) for p in model_files(root))}
     return sha256_json(parts)
 
 

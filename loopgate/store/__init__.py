@@ -1,6 +1,13 @@
 """Registry, content-addressed artifact store and ledger, behind one interface (:class:`Store`)."""
 
-from loopgate.store.artifacts import ArtifactStore, copy_differences, copy_files, read_manifest, write_manifest
+from loopgate.store.artifacts import (
+    ArtifactStore,
+    copy_differences,
+    copy_files,
+    read_manifest,
+    trusted_hashes,
+    write_manifest,
+)
 from loopgate.store.registry import (
     CHANNELS,
     Approval,
@@ -27,5 +34,6 @@ __all__ = [
     "copy_files",
     "parse_version_id",
     "read_manifest",
+    "trusted_hashes",
     "write_manifest",
 ]

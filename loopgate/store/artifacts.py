@@ -102,6 +102,14 @@ def copy_differences(folder: Path, expected: dict[str, str] | None = None, *, fu
     return problems
 
 
+def trusted_hashes(folder: Path) -> dict[str, str]:
+    """Each file's sha256 (relative path → hex) from a store copy's manifest when the copy is intact by the rule
+    of :func:`copy_differences`, so nothing is read; empty for any folder that is not an intact store copy.
+    Keys a checkout's content without re-hashing gigabytes of weights on every evaluation and update."""
+    recorded = read_manifest(Path(folder))
+    return recorded if recorded and not copy_differences(Path(folder)) else {}
+
+
 class ArtifactStore:
     """Blobs under ``root/ab/cdef…``; writes are atomic (temp file in the same folder + rename)."""
 

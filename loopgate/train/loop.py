@@ -75,20 +75,23 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
 
     model.train()
-    recent: list[float] = []
+    # the step losses stay on the device and are read back once, at the end (and by the progress bar when it
+    # redraws): a ``.item()`` per step would make the host wait for the GPU every step, and a loop that cannot
+    # queue the next step's kernels while the GPU runs this one is launch-bound on small models
+    recent: list[torch.Tensor] = []
     data = batches(new, replay, batch_size=recipe.batch_size, share=share, steps=steps, seed=recipe.seed,
                    pad_id=pad_id)
     with TrainProgress(steps, description, progress) as bar:
         redo_rng = torch.Generator().manual_seed(recipe.seed)
         for step, batch in enumerate(data, 1):
             optimizer.zero_grad(set_to_none=True)
-            task_loss = 0.0
-            for k, (part, share) in enumerate(batch.split(recipe.grad_accum)):
+            task_loss = torch.zeros((), device=device)
+            for k, (part, weight) in enumerate(batch.split(recipe.grad_accum)):
                 with forward():
                     loss = model(**part.model_inputs(device)).loss
-                    if share != 1.0:
-                        loss = loss * share
-                    task_loss += loss.item()
+                    if weight != 1.0:
+                        loss = loss * weight
+                    task_loss += loss.detach().float()
                     if k == 0:
                         for reg in regularizers:
                             loss = loss + reg.penalty(model)
@@ -100,11 +103,13 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
                 redo(model, batch.model_inputs(device), recipe.redo_tau, optimizer, redo_rng)
             recent = (recent + [task_loss])[-FINAL_LOSS_WINDOW:]
             bar.advance(task_loss, batch.n_tokens)
+    final_loss = float(torch.stack(recent).mean())  # the one read-back: waits for the last step to finish
+    train_s = bar.elapsed_s  # measured after it, so a GPU's queued work is inside the figure
     model.eval()
     if recipe.gradient_checkpointing:
         _checkpointing(model, False)
-    return FitStats(final_loss=sum(recent) / len(recent), tokens_seen=bar.tokens, tokens_per_s=bar.tokens_per_s,
-                    train_s=bar.elapsed_s, replay_rows_per_batch=replay_count(recipe.batch_size, share, bool(replay)))
+    return FitStats(final_loss=final_loss, tokens_seen=bar.tokens, tokens_per_s=bar.tokens / max(train_s, 1e-9),
+                    train_s=train_s, replay_rows_per_batch=replay_count(recipe.batch_size, share, bool(replay)))
 
 
 def _checkpointing(model: nn.Module, on: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +55,20 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
     replay, retention = list(replay or []), list(retention or [])
     _check_inputs(parent_dir, recipe, adapter_dir, replay, retention)
     started = time.perf_counter()
+    # Provenance that costs I/O runs beside the training: hashing a parent outside the store reads every byte of
+    # its weights (seconds for a 1 B model), and hashlib and file reads release the GIL, so on a GPU it is free.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loopgate-provenance")
+    try:
+        return _run(parent_dir, recipe, data, out_dir, adapter_dir=adapter_dir, replay=replay, retention=retention,
+                    progress=progress, started=started, parent_sha=pool.submit(_weights_sha256, parent_dir),
+                    commit=pool.submit(code_version))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a failed run does not wait for its provenance
+
+
+def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Path, *, adapter_dir: Path | None,
+         replay: list[Path], retention: list[Path], progress: bool, started: float,
+         parent_sha: Future[str | None], commit: Future[str]) -> UpdateResult:
     set_threads()
     set_seed(recipe.seed)  # python, numpy and torch RNGs; each method re-seeds right before it draws
 
@@ -84,7 +99,7 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
     provenance: dict[str, Any] = {
         "method": recipe.method,
         "parent_dir": str(parent_dir) if parent_dir is not None else None,
-        "parent_weights_sha256": _weights_sha256(parent_dir),
+        "parent_weights_sha256": parent_sha.result(),
         "adapter_dir": str(adapter_dir) if adapter_dir is not None else None,
         "data_sha256": data_sha256(data),
         "replay_sha256": data_sha256(replay),
@@ -95,7 +110,7 @@ def run_update(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_di
         "seed": recipe.seed,
         "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
         "threads": torch.get_num_threads(),
-        "code_version": code_version(),
+        "code_version": commit.result(),
         "wall_s": round(time.perf_counter() - started, 3),
         "train_s": round(stats.train_s, 3),
         "tokens_seen": stats.tokens_seen,
@@ -130,25 +145,19 @@ def _full_parent(parent_dir: Path | None, adapter_dir: Path | None) -> Path | Mo
 
 
 def _weights_sha256(model_dir: Path | None) -> str | None:
-    """One sha256 over the parent's safetensors files, so provenance pins the exact weights trained from."""
+    """One sha256 over the parent's safetensors files, so provenance pins the exact weights trained from (a store
+    checkout's recorded hashes when it is intact: no re-reading gigabytes of weights a run has just verified)."""
     if model_dir is None:
         return None
+    from loopgate.store import trusted_hashes
+
     files = sorted(Path(model_dir).glob("*.safetensors"))
-    known = _checkout_hashes(Path(model_dir))
+    known = trusted_hashes(Path(model_dir))
 
     def sha(f: Path) -> str:
         return known.get(f.name) or sha256_file(f)
 
     return sha(files[0]) if len(files) == 1 else "+".join(sha(f) for f in files) or None
-
-
-def _checkout_hashes(folder: Path) -> dict[str, str]:
-    """A store checkout's recorded hashes, when its files still match them (stat signatures: no re-reading
-    gigabytes of weights a run has just verified); empty for any other folder."""
-    from loopgate.store import copy_differences, read_manifest
-
-    recorded = read_manifest(folder)
-    return recorded if recorded and not copy_differences(folder) else {}
 
 
 def code_version() -> str:

@@ -12,9 +12,9 @@ import pytest
 from loopgate.errors import DataError
 from loopgate.evaluate.runner import evaluate_model
 from loopgate.evaluate.suites import load_suite, suite_prompts
-from loopgate.models import TinyConfig, build_tiny_model, load_tokenizer, save_model
+from loopgate.models import TinyConfig, build_tiny_model, char_tokenizer, load_tokenizer, save_model
 from loopgate.spec import Recipe, SuiteSpec
-from loopgate.train.data import load_rows, rendered_prompt, tokenize_row
+from loopgate.train.data import load_rows, rendered_prompt, tokenize_row, tokenize_rows
 from loopgate.train.update import run_update
 
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -91,6 +91,25 @@ def test_a_tokenizer_without_a_chat_template_is_a_clear_error(tmp_path: Path, pl
     [row] = load_rows(data, "sft")
     with pytest.raises(DataError, match=r"d.jsonl:1: .*no chat template"):
         tokenize_row(row, tok, 64)
+    with pytest.raises(DataError, match=r"d.jsonl:1: .*no chat template"):
+        tokenize_rows([row], tok, 64)
+
+
+@pytest.mark.parametrize("max_length", [6, 64])
+def test_batched_tokenisation_is_the_row_by_row_one(tmp_path: Path, chat_model: Path, max_length: int) -> None:
+    """``tokenize_rows`` encodes in batched calls; every example must be the one ``tokenize_row`` makes, for text,
+    prompt and messages rows mixed in one file, truncated or not, with a BPE and the tiny family's tokenizer."""
+    rows = [{"text": "snow colour? white"}, {"prompt": "sky colour?", "completion": " blue"},
+            {"messages": chat("rose colour?") + [{"role": "assistant", "content": "red"}]},
+            {"prompt": "", "completion": "x"}, {"text": "coal"}]
+    [chat_row] = load_rows(write_jsonl(tmp_path / "m.jsonl", [rows[2]]), "sft")
+    rows[2] = chat_row
+    for tok in (load_tokenizer(chat_model), char_tokenizer()):
+        plain = [r for r in rows if "messages" not in r] if tok.chat_template is None else rows
+        batched = tokenize_rows(plain, tok, max_length)
+        assert batched == [tokenize_row(r, tok, max_length) for r in plain]
+        assert len(batched) == len(plain) and all(len(e.input_ids) <= max_length for e in batched)
+    assert tokenize_rows([], char_tokenizer(), 8) == []
 
 
 def tasks() -> list[tuple[str, list[dict[str, str]], str]]:

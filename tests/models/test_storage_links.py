@@ -87,3 +87,28 @@ def test_checkouts_are_links_and_an_adapter_version_costs_its_adapter(workspace:
     assert after - before < adapter_bytes + 256 * 1024, (before, after, adapter_bytes, weights)
     assert not ws.store.merged_root.exists()
     assert ev.n == 4
+
+
+def test_a_checkout_is_keyed_from_its_manifest_until_a_file_changes(workspace: Any, base_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """Evaluation and update provenance key a version's checkout by its manifest's hashes, not by reading its
+    weights again; a file that no longer matches its stat signature is read, and the key follows the content."""
+    import json
+    import shutil
+
+    from loopgate.evaluate.cache import directory_model_key
+
+    ws = workspace
+    register_model(ws, "base", base_dir)
+    folder = model_ref(ws, "base@1").base
+    assert directory_model_key(folder) == directory_model_key(base_dir)  # the same content, the same key
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"]["model.safetensors"]["sha256"] = "0" * 64  # a manifest that lies, stat signature intact
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    assert directory_model_key(folder) != directory_model_key(base_dir)  # so the weights were not read
+    changed = tmp_path / "changed"
+    shutil.copytree(base_dir, changed)
+    (changed / "config.json").write_text((base_dir / "config.json").read_text() + "\n")
+    (folder / "config.json").unlink()
+    shutil.copy(changed / "config.json", folder / "config.json")  # a different file: its signature differs
+    assert directory_model_key(folder) == directory_model_key(changed)  # every file re-read, the lie ignored

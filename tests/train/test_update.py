@@ -24,6 +24,7 @@ def test_same_inputs_give_bit_identical_weights(v1: Path, data_dir: dict[str, Pa
     recipe = SFT_B.model_copy(update={**TINY_STEPS, "replay": ReplaySettings(share=0.25), "kl": KLSettings()})
     runs = [run_update(v1, recipe, [data_dir["B"]], tmp_path / f"run{i}", replay=[data_dir["A"]]) for i in (0, 1)]
     assert sha256_file(runs[0].out_dir / "model.safetensors") == sha256_file(runs[1].out_dir / "model.safetensors")
+    assert runs[0].provenance["replay_rows_per_batch"] == 2  # a quarter of 8 (a loop variable once shadowed it: 7)
     other = run_update(v1, recipe.model_copy(update={"seed": SEED + 1}), [data_dir["B"]], tmp_path / "seed1",
                        replay=[data_dir["A"]])
     assert sha256_file(other.out_dir / "model.safetensors") != sha256_file(runs[0].out_dir / "model.safetensors")
