@@ -5,10 +5,11 @@ both sides load it in bf16 onto the GPU, wrap it with the same ``LoraConfig``, r
 same batches (built once with ``loopgate.train.data.batches``, outside the hand-written timer) under bf16
 autocast, and save the adapter. Tokens/s = real tokens / wall seconds of the whole update, best of
 ``--repeats`` alternating runs. Prints ``gpu_update: vs_handwritten=R`` (Loopgate ÷ hand-written; the issue asks
-R ≥ 0.9). Without a CUDA device it prints that nothing was measured and exits 0; ``--smoke`` runs both sides on
-the CPU with a tiny model to check the script itself.
+R ≥ 0.9). Without a CUDA device it prints that nothing was measured and exits 0; ``--cpu`` runs the comparison on
+the CPU in float32 with a 0.04 B model (20 steps × batch 8 unless given; the CPU's figures, not the issue's);
+``--smoke`` runs both sides on the CPU with a tiny model to check the script itself.
 
-    .venv/bin/python bench/gpu_update.py [--steps 100] [--batch-size 32] [--repeats 2] [--smoke]
+    .venv/bin/python bench/gpu_update.py [--steps 100] [--batch-size 32] [--repeats 2] [--cpu | --smoke]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from gpu_eval import FULL, SMOKE, random_llama, word_tokenizer  # noqa: E402
+from gpu_eval import CPU, FULL, SMOKE, random_llama, word_tokenizer  # noqa: E402
 
 from loopgate.models import load_model, save_model  # noqa: E402
 from loopgate.spec import LoraSettings, Recipe  # noqa: E402
@@ -96,19 +97,25 @@ def sync(device: torch.device) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=None, help="default 100 (20 with --cpu)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 32 (8 with --cpu)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--cpu", action="store_true", help="the comparison on the CPU with a 0.04 B model")
+    where.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
     args = ap.parse_args()
-    if not args.smoke and not torch.cuda.is_available():
+    if not (args.smoke or args.cpu) and not torch.cuda.is_available():
         print("gpu_update: no GPU: not measured (no CUDA device on this machine; run it on one, see "
-              "docs/benchmarks.md)")
+              "docs/benchmarks.md; --cpu runs the comparison on this CPU)")
         return 0
-    if args.smoke:
+    small = args.smoke or args.cpu
+    args.steps = args.steps or (20 if small else 100)
+    args.batch_size = args.batch_size or (8 if small else 32)
+    if small:
         os.environ["LOOPGATE_DEVICE"] = "cpu"
+    if args.smoke:
         args.steps, args.batch_size, args.repeats = min(args.steps, 4), min(args.batch_size, 8), 1
-    shape = SMOKE if args.smoke else FULL
+    shape = SMOKE if args.smoke else CPU if args.cpu else FULL
     recipe = Recipe(method="lora", steps=args.steps, batch_size=args.batch_size, lr=1e-4, max_length=64,
                     lora=LoraSettings(r=16, alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     prec = training_precision(frozen_base=True)
@@ -119,7 +126,8 @@ def main() -> int:
         n_params = sum(p.numel() for p in model.parameters())
         del model
         data = make_data(root / "data.jsonl", shape["vocab"])
-        name = torch.cuda.get_device_name(prec.device) if prec.device.type == "cuda" else "cpu (smoke)"
+        name = (torch.cuda.get_device_name(prec.device) if prec.device.type == "cuda"
+                else f"cpu ({'smoke' if args.smoke else f'{torch.get_num_threads()} threads'})")
         print(f"gpu_update: {name}, random Llama {n_params / 1e9:.2f} B params, LoRA r=16 (q,k,v,o), "
               f"{prec.scheme}, {args.steps} steps × batch {args.batch_size}")
         best = {"handwritten": 0.0, "loopgate": 0.0}
