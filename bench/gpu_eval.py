@@ -10,7 +10,7 @@ nothing is downloaded — runs 512 greedy generations of 32 new tokens in bf16:
 
 Prints one line per path and ``gpu_eval: vs_plain=R`` (engine items/s ÷ the best plain items/s; the issue asks
 R ≥ 0.8). Without a CUDA device it prints that nothing was measured and exits 0. ``--cpu`` runs the same comparison
-on the CPU in float32 with a 0.04 B model (the CPU's figures, not the issue's); ``--smoke`` runs every path on the
+on the CPU in float32 with a 0.06 B model (the CPU's figures, not the issue's); ``--smoke`` runs every path on the
 CPU with a tiny model and a few prompts, to check the script itself (its figures mean nothing).
 
     .venv/bin/python bench/gpu_eval.py [--cpu | --smoke]
@@ -135,7 +135,7 @@ def continuous(model: Any, tok: Any, texts: list[str], new: int, device: torch.d
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cpu", action="store_true", help="the comparison on the CPU with a 0.04 B model")
+    where.add_argument("--cpu", action="store_true", help="the comparison on the CPU with a 0.06 B model")
     where.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
     args = parser.parse_args()
     on_cpu = args.smoke or args.cpu

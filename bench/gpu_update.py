@@ -6,7 +6,7 @@ same batches (built once with ``loopgate.train.data.batches``, outside the hand-
 autocast, and save the adapter. Tokens/s = real tokens / wall seconds of the whole update, best of
 ``--repeats`` alternating runs. Prints ``gpu_update: vs_handwritten=R`` (Loopgate ÷ hand-written; the issue asks
 R ≥ 0.9). Without a CUDA device it prints that nothing was measured and exits 0; ``--cpu`` runs the comparison on
-the CPU in float32 with a 0.04 B model (20 steps × batch 8 unless given; the CPU's figures, not the issue's);
+the CPU in float32 with a 0.06 B model (20 steps × batch 8 unless given; the CPU's figures, not the issue's);
 ``--smoke`` runs both sides on the CPU with a tiny model to check the script itself.
 
     .venv/bin/python bench/gpu_update.py [--steps 100] [--batch-size 32] [--repeats 2] [--cpu | --smoke]
@@ -101,7 +101,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="default 32 (8 with --cpu)")
     ap.add_argument("--repeats", type=int, default=2)
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--cpu", action="store_true", help="the comparison on the CPU with a 0.04 B model")
+    where.add_argument("--cpu", action="store_true", help="the comparison on the CPU with a 0.06 B model")
     where.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the script only")
     args = ap.parse_args()
     if not (args.smoke or args.cpu) and not torch.cuda.is_available():

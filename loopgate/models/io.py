@@ -345,17 +345,36 @@ def model_placement(model: torch.nn.Module) -> dict[str, str]:
     return {"device": p.device.type if len(devices) <= 1 else "+".join(sorted(devices)), "dtype": dtype_name(p.dtype)}
 
 
+SPREAD_OVER_SHARE = 0.8  # weights above this share of a GPU's free memory are spread with accelerate
+
+
+def device_map_for(device: torch.device, weight_bytes: int, free_bytes: int | None, wanted: str = ""
+                   ) -> str | dict[str, Any] | None:
+    """Where ``from_pretrained`` puts the weights: straight onto ``device``, or spread over the GPUs (and the CPU)
+    by accelerate (``"auto"``) when they take more than ``SPREAD_OVER_SHARE`` of the GPU's free memory.
+
+    ``wanted`` is ``LOOPGATE_DEVICE_MAP``: ``auto`` always spreads (on the CPU too, where accelerate keeps every
+    layer on the CPU behind its hooks: the path a multi-GPU load takes, testable without GPUs), ``single`` never
+    does. None means transformers' own plain CPU load.
+    """
+    wanted = wanted.strip().lower()
+    if wanted not in ("", "auto", "single"):
+        raise DeviceError(f"LOOPGATE_DEVICE_MAP={wanted!r}: use auto (spread with accelerate) or single (one device)")
+    if wanted == "auto":
+        return "auto"
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda" and wanted != "single" and free_bytes is not None and \
+            weight_bytes > SPREAD_OVER_SHARE * free_bytes:
+        return "auto"
+    return {"": device}
+
+
 def _device_map(device: torch.device, shapes: dict[Path, dict[str, tuple[int, ...]]], dtype: torch.dtype
                 ) -> str | dict[str, Any] | None:
-    """Straight onto ``device``; on a GPU too small for the weights, spread with accelerate (``"auto"``)."""
-    if device.type == "cpu":
-        return None  # transformers' own CPU load: no accelerate hooks on the model
-    if device.type == "cuda" and os.environ.get("LOOPGATE_DEVICE_MAP", "").lower() != "single":
-        numel = sum(math.prod(shape) for tensors in shapes.values() for shape in tensors.values())
-        free, _ = torch.cuda.mem_get_info(device)
-        if os.environ.get("LOOPGATE_DEVICE_MAP", "").lower() == "auto" or numel * dtype.itemsize > 0.8 * free:
-            return "auto"
-    return {"": device}
+    numel = sum(math.prod(shape) for tensors in shapes.values() for shape in tensors.values())
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    return device_map_for(device, numel * dtype.itemsize, free, os.environ.get("LOOPGATE_DEVICE_MAP", ""))
 
 
 @dataclass

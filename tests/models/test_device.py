@@ -104,3 +104,74 @@ def test_cli_device_option_reaches_the_loader(workspace: Any, tiny_model_dir: Pa
     assert cli("register", "support", "--model", tiny_model_dir, workspace=workspace.root).code == 0
     res = cli("--device", "cuda", "evaluate", "support@1", workspace=workspace.root)
     assert res.code == 2 and "'cuda' is not available on this machine" in res.err
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(("device", "weights", "free", "wanted", "expected"), [
+    ("cuda", 10 * GIB, 70 * GIB, "", {"": "cuda"}),      # fits one GPU: straight onto it
+    ("cuda", 60 * GIB, 70 * GIB, "", "auto"),            # more than 80 % of its free memory: spread
+    ("cuda", 60 * GIB, 70 * GIB, "single", {"": "cuda"}),
+    ("cuda", 1 * GIB, 70 * GIB, "AUTO", "auto"),
+    ("cpu", 60 * GIB, None, "", None),                   # transformers' own CPU load
+    ("cpu", 1 * GIB, None, "auto", "auto"),
+], ids=["fits", "too-big", "single", "forced", "cpu", "cpu-forced"])
+def test_where_the_weights_go(device: str, weights: int, free: int | None, wanted: str, expected: Any) -> None:
+    from loopgate.models.io import device_map_for
+
+    got = device_map_for(torch.device(device), weights, free, wanted)
+    assert got == ({"": torch.device(device)} if isinstance(expected, dict) else expected)
+
+
+def test_a_model_placed_by_accelerate_evaluates_and_trains_like_a_plain_one(
+        tmp_path: Path, tiny_model_dir: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LOOPGATE_DEVICE_MAP=auto`` loads with ``device_map="auto"`` (accelerate's memory inference), the path a
+    model bigger than one GPU takes. On a machine without GPUs it places every layer on the CPU, so transformers
+    adds no dispatch hooks (those need two devices) and the answers must be the plain load's."""
+    monkeypatch.setenv("LOOPGATE_DEVICE", "cpu")
+    monkeypatch.setenv("LOOPGATE_DTYPE", "float32")
+    suite_file = tmp_path / "s.jsonl"
+    suite_file.write_text("".join(json.dumps({"prompt": r["prompt"], "target": r["completion"]}) + "\n"
+                                  for r in ROWS))
+    suite = load_suite("rev", SuiteSpec(path=str(suite_file), max_new_tokens=6, stop=[]))
+    [plain] = evaluate_model(tiny_model_dir, [suite], version="v", cache_dir=None)
+    monkeypatch.setenv("LOOPGATE_DEVICE_MAP", "auto")
+    [spread] = evaluate_model(tiny_model_dir, [suite], version="v", cache_dir=None)
+    assert [e.output for e in spread.examples] == [e.output for e in plain.examples]
+    assert spread.device == "cpu" and spread.n == len(ROWS)
+    lora = run_update(tiny_model_dir, Recipe(method="lora", steps=2, batch_size=4, lora=LoraSettings(r=2)),
+                      [data], tmp_path / "lora")
+    assert lora.kind == "adapter" and lora.provenance["tokens_seen"] > 0
+    monkeypatch.setenv("LOOPGATE_DEVICE_MAP", "everywhere")
+    with pytest.raises(DeviceError, match="LOOPGATE_DEVICE_MAP='everywhere'"):
+        load_model(tiny_model_dir)
+
+
+def test_a_batch_that_runs_out_of_device_memory_is_split_and_every_row_still_answered(
+        tiny_model_dir: Path) -> None:
+    """The memory estimate can be too generous on a real GPU: the engine then retries the batch in halves. The
+    out-of-memory error is raised here by the model itself for batches over 3 rows (no GPU needed); the answers
+    must be the ones a single unsplit batch gives."""
+    from loopgate.evaluate.engine import EngineConfig, generate
+
+    loaded = load_model(tiny_model_dir, device="cpu", dtype="float32")
+    model, tok = loaded.model, loaded.tokenizer
+    prompts = [r["prompt"] for r in ROWS] + ["x>", "longer prompt>"]
+    whole = generate(model, tok, prompts, max_new_tokens=5, stop=[], config=EngineConfig(batch_size=len(prompts)))
+    real, sizes = model.generate, []
+
+    def tight(*args: Any, **kwargs: Any) -> Any:
+        sizes.append(int(kwargs["input_ids"].shape[0]))
+        if sizes[-1] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (raised by the test)")
+        return real(*args, **kwargs)
+
+    model.generate = tight
+    split = generate(model, tok, prompts, max_new_tokens=5, stop=[], config=EngineConfig(batch_size=len(prompts)))
+    served = [n for n in sizes if n <= 3]  # the batches that ran: halves of halves, every row once
+    assert sizes[:2] == [10, 5] and sum(served) == len(prompts) and len(served) == 4, sizes
+    assert [g.text for g in split] == [g.text for g in whole] and len(split) == len(prompts)
+    model.generate = lambda *a, **k: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("one row does not fit"))
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="one row does not fit"):
+        generate(model, tok, prompts[:1], max_new_tokens=5, stop=[], config=EngineConfig(batch_size=1))
