@@ -1,5 +1,5 @@
 """The production end on the command line: ``loopgate canary status LINE``, ``loopgate feedback export LINE``,
-``loopgate key create APP``."""
+``loopgate key create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -85,3 +85,31 @@ def key_create(app_name: Annotated[str, typer.Argument(metavar="APP", help="The 
         return
     out.print(key)
     err.print(f"key {info.id} for '{app_name}' ({info.prefix}…): shown once, keep it now")
+
+
+@key_app.command("list")
+def key_list(all_: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+             workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """The API keys (never the keys themselves: only their first characters are kept)."""
+    found = feedback_loop.keys(open_workspace(workspace), include_revoked=all_)
+    if json_out:
+        emit(found)
+        return
+    t = Table(title="API keys")
+    for col in ("id", "app", "prefix", "created by", "created", "revoked"):
+        t.add_column(col)
+    for k in found:
+        t.add_row(str(k.id), k.app, k.prefix + "…", k.created_by, k.created_at.isoformat(timespec="seconds"),
+                  k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "")
+    out.print(t)
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (from 'loopgate key list').")],
+               actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Revoke an API key: a running gateway refuses it within 5 seconds."""
+    k = feedback_loop.revoke_key(open_workspace(workspace), key_id, actor=actor or current_user())
+    if json_out:
+        emit(k)
+        return
+    out.print(f"revoked API key {k.id} ({k.prefix}… of '{k.app}')")

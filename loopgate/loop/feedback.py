@@ -54,6 +54,16 @@ def create_key(ws: Workspace, app: str, *, actor: str) -> tuple[str, KeyInfo]:
     return gw.create_key(ws.store, app, actor=actor)
 
 
+def keys(ws: Workspace, *, include_revoked: bool = False) -> list[KeyInfo]:
+    """The API keys (what is kept of them: id, app, prefix, who made them), live ones unless asked for all."""
+    return gw.keys(ws.store, include_revoked=include_revoked)
+
+
+def revoke_key(ws: Workspace, key_id: int, *, actor: str) -> KeyInfo:
+    """Revoke an API key; a running gateway refuses it within ``GatewaySettings.key_recheck_s``."""
+    return gw.revoke_key(ws.store, key_id, actor=actor)
+
+
 def key_app(ws: Workspace, key: str) -> str | None:
     """The app an API key belongs to; None for an unknown or revoked key."""
     return gw.key_app(ws.store, key)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from loopgate.errors import NotFoundError
+from loopgate.errors import LoopgateError, NotFoundError
 from loopgate.hashing import sha256_json
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
@@ -33,6 +33,7 @@ class KeyInfo(BaseModel):
     prefix: str
     created_by: str
     created_at: datetime
+    revoked_at: datetime | None = None
 
 
 class RequestRecord(BaseModel):
@@ -107,11 +108,30 @@ def key_app(store: Store, key: str) -> str | None:
         return row.app if row is not None and row.revoked_at is None else None
 
 
-def keys(store: Store) -> list[KeyInfo]:
+def _key_info(r: GatewayKeyRow) -> KeyInfo:
+    return KeyInfo(id=r.id, app=r.app, prefix=r.prefix, created_by=r.created_by, created_at=r.created_at,
+                   revoked_at=r.revoked_at)
+
+
+def keys(store: Store, *, include_revoked: bool = False) -> list[KeyInfo]:
     with store._read() as s:
-        return [KeyInfo(id=r.id, app=r.app, prefix=r.prefix, created_by=r.created_by, created_at=r.created_at)
-                for r in s.execute(select(GatewayKeyRow).order_by(GatewayKeyRow.id)).scalars()
-                if r.revoked_at is None]
+        return [_key_info(r) for r in s.execute(select(GatewayKeyRow).order_by(GatewayKeyRow.id)).scalars()
+                if include_revoked or r.revoked_at is None]
+
+
+def revoke_key(store: Store, key_id: int, *, actor: str) -> KeyInfo:
+    """Revoke an API key by its id (from ``key list``); the ledger records who did it."""
+    with store._tx() as s:
+        row = s.get(GatewayKeyRow, key_id)
+        if row is None:
+            raise NotFoundError(f"no API key {key_id}; see 'loopgate key list'")
+        if row.revoked_at is not None:
+            raise LoopgateError(f"API key {key_id} ({row.prefix}… of '{row.app}') is already revoked")
+        row.revoked_at = utcnow()
+        ledger_mod.append(s, actor=actor, kind="gateway.key.revoke", subject=row.app,
+                          payload={"key_id": row.id, "prefix": row.prefix})
+        info = _key_info(row)
+    return info
 
 
 # ------------------------------------------------------------------------------------------- request log

@@ -119,6 +119,39 @@ def test_a_token_bucket_per_key_answers_429(tmp_path: Path) -> None:
     ws.store.close()
 
 
+def test_a_revoked_key_is_refused_by_the_running_gateway(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    """``loopgate key create/list/revoke`` through the CLI while a gateway serves: the revoked key is refused
+    within ``key_recheck_s``, the other key still works, and the ledger names who revoked it."""
+    import time
+
+    ws_dir = copy_workspace(template_workspace(tmp_path / "t"), tmp_path / "ws")
+    made = cli("key", "create", "helper", "--json", "--as", "alice", workspace=ws_dir)
+    assert made.code == 0, made.err
+    key, key_id = json.loads(made.out)["key"], json.loads(made.out)["id"]
+    other = cli("key", "create", "helper", workspace=ws_dir).out.strip()
+    server = Server(ws_dir, key_recheck_s=0.2)
+    try:
+        server.client(key).completions.create(model="helper", prompt="apple?", max_tokens=2)
+        listed = json.loads(cli("key", "list", "--json", workspace=ws_dir).out)
+        assert [k["id"] for k in listed] == [key_id, key_id + 1] and all("key" not in k for k in listed)
+        revoked = cli("key", "revoke", str(key_id), "--as", "bob", workspace=ws_dir)
+        assert revoked.code == 0 and f"revoked API key {key_id}" in revoked.out
+        time.sleep(0.3)
+        with pytest.raises(openai.AuthenticationError, match="unknown or revoked"):
+            server.client(key).completions.create(model="helper", prompt="apple?", max_tokens=2)
+        server.client(other).completions.create(model="helper", prompt="apple?", max_tokens=2)
+    finally:
+        server.stop()
+    again = cli("key", "revoke", str(key_id), workspace=ws_dir)
+    assert again.code == 2 and "already revoked" in again.err
+    assert cli("key", "revoke", "999", workspace=ws_dir).code == 2
+    assert [k["id"] for k in json.loads(cli("key", "list", "--json", workspace=ws_dir).out)] == [key_id + 1]
+    everything = json.loads(cli("key", "list", "--all", "--json", workspace=ws_dir).out)
+    assert everything[0]["revoked_at"] is not None
+    log = json.loads(cli("audit", "log", "--json", workspace=ws_dir).out)
+    assert any(e["kind"] == "gateway.key.revoke" and e["actor"] == "bob" for e in log), log
+
+
 def test_every_answer_is_logged_with_its_version_and_feedback_joins_it(served: tuple[Server, dict[str, str]]
                                                                        ) -> None:
     server, keys = served

@@ -45,6 +45,7 @@ class GatewaySettings:
     max_wait_ms: float = 5.0
     flush_s: float = 0.2  # how often the request log is written
     state_ttl_s: float = 0.5  # how long a line's channels are cached between reads
+    key_recheck_s: float = 5.0  # how long a key is trusted before the registry is asked again (revocation)
 
 
 class GatewayError(Exception):
@@ -100,7 +101,7 @@ class Gateway:
         self.servers: dict[str, VersionServer] = {}
         self._loading: dict[str, asyncio.Task[VersionServer]] = {}
         self._states: dict[str, tuple[float, LineState]] = {}
-        self._keys: dict[str, str] = {}  # sha256 of a key → its app
+        self._keys: dict[str, tuple[str, float]] = {}  # sha256 of a key → (its app, when it was last checked)
         self._buckets: dict[str, TokenBucket] = {}
         self._pending: list[RequestRecord] = []
         self._log_text: dict[str, str] = {}
@@ -124,12 +125,16 @@ class Gateway:
             raise GatewayError(401, "no API key: send 'Authorization: Bearer KEY' (make one with `loopgate key "
                                "create APP`)", "authentication_error", code="invalid_api_key")
         digest = key_sha256(key)
-        app = self._keys.get(digest)
-        if app is None:
-            app = feedback_loop.key_app(self.ws, key)
-            if app is None:
+        known = self._keys.get(digest)
+        if known is not None and time.monotonic() - known[1] < self.settings.key_recheck_s:
+            app = known[0]
+        else:  # asked again now and then, so a revoked key stops working on a running gateway
+            owner = feedback_loop.key_app(self.ws, key)
+            if owner is None:
+                self._keys.pop(digest, None)
                 raise GatewayError(401, "unknown or revoked API key", "authentication_error", code="invalid_api_key")
-            self._keys[digest] = app
+            app = owner
+            self._keys[digest] = (app, time.monotonic())
         wait = self._buckets.setdefault(digest, TokenBucket(self.settings.rate_per_s, self.settings.burst)).take()
         if wait > 0:
             raise GatewayError(429, f"rate limit reached for this key ({self.settings.rate_per_s:g} requests/s, "
