@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loopgate.errors import DataError, SpecError
 from loopgate.hashing import sha256_json
@@ -145,6 +145,20 @@ class Recipe(_Strict):
     noise: float = Field(0.0, ge=0.0)
     redo_every: int | None = Field(None, ge=1)
     redo_tau: float = Field(0.1, ge=0.0)
+
+    @model_validator(mode="after")
+    def _remedies_need_the_full_weight_loop(self) -> Recipe:
+        # both remedies change the base weights inside the shared training loop: a LoRA update keeps them frozen
+        # (ReDo used to fail at its first reset, steps into the run), and DPO/GRPO run in trl, which has no hook
+        # for them (they were silently ignored there)
+        asked = [name for name, on in (("shrink", self.shrink is not None), ("redo_every", self.redo_every))
+                 if on]
+        if asked and self.method not in ("sft", "pretrain"):
+            raise ValueError(f"{' and '.join(asked)} (a plasticity remedy) works with method 'sft' or 'pretrain' "
+                             f"only, not '{self.method}': it resets base weights, which "
+                             + ("a LoRA update keeps frozen" if self.method == "lora" else
+                                f"the '{self.method}' trainer does not touch"))
+        return self
 
 
 # --------------------------------------------------------------------------- suites

@@ -105,6 +105,20 @@ def test_remedies_refuse_a_lora_model() -> None:
         shrink_perturb(peft, 0.5, 0.5, SEED)
 
 
+@pytest.mark.parametrize(("method", "why"), [("lora", "keeps frozen"), ("dpo", "does not touch"),
+                                             ("grpo", "does not touch")])
+def test_a_recipe_refuses_a_remedy_its_method_cannot_run(method: str, why: str) -> None:
+    """Refused when the spec is read, not steps into the run (ReDo on LoRA) or silently ignored (DPO, GRPO)."""
+    from pydantic import ValidationError
+
+    from loopgate.spec import Recipe
+
+    for remedy_option in ({"redo_every": 10}, {"shrink": 0.8, "noise": 0.1}):
+        with pytest.raises(ValidationError, match=f"works with method 'sft' or 'pretrain' only.*{why}"):
+            Recipe(method=method, **remedy_option)  # type: ignore[arg-type]
+    assert Recipe(method="sft", redo_every=10, shrink=0.8).redo_every == 10
+
+
 def test_the_gate_names_the_remedy_the_figures_point_at() -> None:
     ref = {"dormant_ratio": 0.0, "weight_norm": 20.0}
     assert remedy({"dormant_ratio": 0.2, "weight_norm": 21.0}, ref).startswith("ReDo")
