@@ -40,14 +40,17 @@ Everything is deterministic for a given seed, and the passed model is never modi
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from loopgate.evaluate.engine import ENGINE_LIBRARIES, code_hash
 from loopgate.evaluate.metrics import plasticity_headroom
 from loopgate.train.remedies import scored_forward
 
@@ -57,10 +60,16 @@ __all__ = [
     "effective_rank",
     "plasticity_headroom",
     "plasticity_profile",
+    "profile_version",
     "weight_norm",
 ]
 
 DEFAULT_TAU = 0.1  # calibrated for the tiny family: see the module docstring
+# The code whose change changes a profile's figures (the probe, the dormant-unit score, the headroom formula, the
+# parameter count, model loading): their bytes key the profile cache, as ENGINE_SOURCES key evaluations — once a
+# recalibrated τ was served stale figures from cache.
+PROFILE_SOURCES = ("evaluate/plasticity.py", "train/remedies.py", "evaluate/metrics.py", "evaluate/engine.py",
+                   "models/io.py", "executors/jobs.py")
 # Fixed probe texts: plain ASCII so that every tokenizer (char-level or BPE) can encode them.
 PROBE_TEXTS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -78,6 +87,12 @@ _CIPHER_SEED = 20230201
 _PROBE_LR = 5e-4
 _PROBE_BATCH = 32
 _PROBE_PAIRS = 12
+
+
+@functools.cache
+def profile_version() -> str:
+    """The hash of the code that decides a profile's figures (``PROFILE_SOURCES``) and of the libraries it runs on."""
+    return code_hash(Path(__file__).resolve().parents[1], PROFILE_SOURCES, ENGINE_LIBRARIES)
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -79,3 +79,26 @@ def test_headroom_is_relative_to_the_reference(tiny) -> None:  # type: ignore[no
     # seeds 0-5 measured: 0.042-0.044
     assert plasticity_headroom(plasticity_profile(slow, tok, seed=SEED), profile) < 0.5
     assert math.isnan(plasticity_headroom(profile, {**profile, "probe_improvement": 0.0}))
+
+
+def test_cached_profiles_are_keyed_on_the_code_that_computes_them(workspace, tiny_model_dir,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile is computed once per weights, probe length and profile code: a recalibrated probe must not be
+    answered from a cache filled by the old one."""
+    import loopgate.evaluate.plasticity as plasticity
+    from loopgate.executors import jobs
+    from loopgate.loop.evaluation import profile_dir
+
+    runs: list[int] = []
+    real = jobs.profile
+
+    def counted(**kw):  # type: ignore[no-untyped-def]
+        runs.append(1)
+        return real(**kw)
+
+    monkeypatch.setattr(jobs, "profile", counted)
+    first = profile_dir(workspace, tiny_model_dir, probe_steps=2)
+    assert profile_dir(workspace, tiny_model_dir, probe_steps=2) == first and len(runs) == 1  # from the cache
+    monkeypatch.setattr(plasticity, "profile_version", lambda: "f" * 64)  # as after an edit of the probe
+    assert profile_dir(workspace, tiny_model_dir, probe_steps=2) == first and len(runs) == 2  # computed again
+    assert len(list(workspace.store.cache_dir("profiles").glob("*.json"))) == 2
