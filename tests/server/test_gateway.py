@@ -95,6 +95,15 @@ def test_errors_use_openais_error_body(served: tuple[Server, dict[str, str]]) ->
     assert status == 413 and body["error"]["code"] == "request_too_large"  # type: ignore[index]
     status, body = server.post("/completions", {"model": "helper", "prompt": "apple?"}, None)
     assert status == 401 and body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    status, body = server.post("/embeddings", {"model": "helper", "input": "apple"}, keys["helper"])
+    assert status == 404 and body["error"]["code"] == "unknown_url"  # type: ignore[index]
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as e405:
+        urllib.request.urlopen(server.url + "/completions", timeout=30)  # a GET where only POST is served
+    assert e405.value.code == 405 and e405.value.headers["allow"] == "POST"
+    assert json.loads(e405.value.read())["error"]["code"] == "method_not_allowed"
 
 
 def test_a_token_bucket_per_key_answers_429(tmp_path: Path) -> None:

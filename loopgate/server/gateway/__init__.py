@@ -238,4 +238,16 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
         return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "created": 0,
                                                          "owned_by": "loopgate"} for n in names]})
 
+    routes = {"completions": "POST", "chat/completions": "POST", "feedback": "POST", "models": "GET"}
+
+    # last, so it only sees what no route above took: OpenAI clients parse {"error": …} bodies, not FastAPI's
+    @r.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def unknown(request: Request, rest: str) -> Response:
+        if rest in routes:
+            return _error(GatewayError(405, f"{request.method} is not allowed on /v1/{rest}; use {routes[rest]}",
+                                       code="method_not_allowed", headers={"Allow": routes[rest]}))
+        return _error(GatewayError(404, f"unknown request URL: {request.method} /v1/{rest}; the gateway serves "
+                                   "/v1/completions, /v1/chat/completions, /v1/feedback and /v1/models",
+                                   code="unknown_url"))
+
     return r
