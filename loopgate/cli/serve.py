@@ -42,6 +42,6 @@ def serve(workspace: WorkspaceOpt = None,
                                max_batch=max_batch, max_wait_ms=max_wait_ms)
     application = create_app(ws.root, gateway=False)
     application.include_router(gateway_router(ws, settings))
-    err.print(f"serving {ws.root.resolve()} on http://{host}:{port}"
-              + ("" if api_keys else " (no API keys required on /v1)"))
+    err.print(f"serving {ws.root.resolve()} on http://{host}:{port}"  # one line, never wrapped: a URL to copy
+              + ("" if api_keys else " (no API keys required on /v1)"), soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
