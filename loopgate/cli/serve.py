@@ -27,7 +27,10 @@ def serve(workspace: WorkspaceOpt = None,
           max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Dynamic batching: most requests "
                                                  "in one batch.")] = 32,
           max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="Dynamic batching: how long "
-                                                     "a batch waits for company.")] = 5.0) -> None:
+                                                     "a batch waits for company.")] = 5.0,
+          max_loaded: Annotated[int, typer.Option("--max-loaded", min=1, help="Versions kept loaded at once; the "
+                                                  "least recently used idle one is unloaded for another.")] = 4,
+          ) -> None:
     """Serve the workspace over HTTP: the OpenAI-compatible gateway (/v1), the REST API (/api/v1) and the
     dashboard (/)."""
     import uvicorn
@@ -39,7 +42,7 @@ def serve(workspace: WorkspaceOpt = None,
     ws = open_workspace(workspace)
     settings = GatewaySettings(require_keys=api_keys, rate_per_s=rate, burst=burst,
                                max_request_bytes=max_request_bytes, max_tokens=max_tokens, timeout_s=timeout,
-                               max_batch=max_batch, max_wait_ms=max_wait_ms)
+                               max_batch=max_batch, max_wait_ms=max_wait_ms, max_loaded=max_loaded)
     application = create_app(ws.root, gateway=False)
     application.include_router(gateway_router(ws, settings))
     err.print(f"serving {ws.root.resolve()} on http://{host}:{port}"  # one line, never wrapped: a URL to copy

@@ -161,6 +161,29 @@ def test_a_revoked_key_is_refused_by_the_running_gateway(tmp_path: Path, cli: Ca
     assert any(e["kind"] == "gateway.key.revoke" and e["actor"] == "bob" for e in log), log
 
 
+def test_the_least_recently_used_version_is_unloaded_beyond_max_loaded(tmp_path: Path) -> None:
+    """A gateway living through many releases must not hold every version it ever served: with ``max_loaded=1``
+    serving another version unloads the idle one (its weights are freed), and asking for it again reloads it."""
+    import gc
+    import weakref
+
+    ws_dir = copy_workspace(template_workspace(tmp_path / "t"), tmp_path / "ws")
+    server = Server(ws_dir, require_keys=False, max_loaded=1)
+    try:
+        client = server.client()
+        first = client.completions.create(model="helper", prompt="apple?", max_tokens=3).choices[0].text
+        base = server.gateway.servers["base@1"]
+        weights = weakref.ref(base.model)
+        client.completions.create(model="plain", prompt="apple?", max_tokens=3)
+        assert list(server.gateway.servers) == ["plain@1"] and base.closed
+        gc.collect()
+        assert weights() is None  # the unloaded version's model is gone from memory, not only from the dict
+        again = client.completions.create(model="helper", prompt="apple?", max_tokens=3).choices[0].text
+        assert again == first and list(server.gateway.servers) == ["base@1"]
+    finally:
+        server.stop()
+
+
 def test_every_answer_is_logged_with_its_version_and_feedback_joins_it(served: tuple[Server, dict[str, str]]
                                                                        ) -> None:
     server, keys = served

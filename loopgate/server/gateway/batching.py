@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,9 @@ class VersionServer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{version}")
         self._task: asyncio.Task[None] | None = None
         self._last_batch = 1
+        self.inflight = 0  # requests being answered (counted by the gateway): a version with any stays loaded
+        self.last_used = time.monotonic()
+        self.closed = False
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
@@ -112,8 +116,10 @@ class VersionServer:
                         config=EngineConfig(max_batch_size=self.max_batch))
 
     async def close(self) -> None:
+        self.closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimeError):
                 await self._task
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.model = None  # the weights go with the last reference: the gateway unloads versions it no longer uses

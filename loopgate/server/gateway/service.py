@@ -8,12 +8,15 @@ version answers, what the canary analysis concludes, what feedback is worth — 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from loopgate.errors import LoopgateError
 from loopgate.evaluate.engine import Generation
@@ -46,6 +49,7 @@ class GatewaySettings:
     flush_s: float = 0.2  # how often the request log is written
     state_ttl_s: float = 0.5  # how long a line's channels are cached between reads
     key_recheck_s: float = 5.0  # how long a key is trusted before the registry is asked again (revocation)
+    max_loaded: int = 4  # versions kept loaded; the least recently used idle one is unloaded to load another
 
 
 class GatewayError(Exception):
@@ -191,14 +195,19 @@ class Gateway:
             raise GatewayError(404, str(e), param="model", code="model_not_found") from None
 
     async def server(self, version: str) -> VersionServer:
-        """The version's loaded model and queue, loaded once (in a worker thread) on first use."""
-        if version in self.servers:
-            return self.servers[version]
-        task = self._loading.get(version)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._load(version))
-            self._loading[version] = task
-        return await asyncio.shield(task)
+        """The version's loaded model and queue, loaded once (in a worker thread) on first use; never one that
+        was unloaded meanwhile."""
+        while True:
+            srv = self.servers.get(version)
+            if srv is not None:
+                return srv
+            task = self._loading.get(version)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._load(version))
+                self._loading[version] = task
+            srv = await asyncio.shield(task)
+            if not srv.closed:  # another load may have unloaded it before this coroutine resumed
+                return srv
 
     async def _load(self, version: str) -> VersionServer:
         try:
@@ -210,18 +219,41 @@ class Gateway:
         srv = VersionServer(version, loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
                             max_wait_ms=self.settings.max_wait_ms)
         self.servers[version] = srv
+        self._loading.pop(version, None)
+        await self._unload_beyond(self.settings.max_loaded, keep=version)
         return srv
+
+    async def _unload_beyond(self, limit: int, *, keep: str) -> None:
+        """Unload the least recently used versions with no request in flight until at most ``limit`` stay loaded:
+        a gateway that lives through many releases would otherwise hold every version it ever served."""
+        unloaded = 0
+        while len(self.servers) > limit:
+            idle = [v for v, s in self.servers.items() if v != keep and s.inflight == 0]
+            if not idle:
+                break  # all busy: over the limit until one is idle (the next load tries again)
+            await self.servers.pop(min(idle, key=lambda v: self.servers[v].last_used)).close()
+            unloaded += 1
+        if unloaded:  # the closed servers dropped their models: collect them now, not at some later cycle
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # give the device memory back, not only to torch's cache
 
     # ------------------------------------------------------------------ answering
 
     async def answer(self, srv: VersionServer, prompt: str, max_new_tokens: int, stop: tuple[str, ...]
                      ) -> Generation:
+        while srv.closed:  # unloaded since it was handed out: load it again
+            srv = await self.server(srv.version)
+        srv.inflight += 1  # no await since the check above: it cannot be unloaded in between
         try:
             return await asyncio.wait_for(srv.generate(prompt, max_new_tokens=max_new_tokens, stop=stop),
                                           self.settings.timeout_s)
         except TimeoutError:
             raise GatewayError(504, f"the model did not answer within {self.settings.timeout_s:g} s; retry later",
                                "timeout", code="timeout") from None
+        finally:
+            srv.inflight -= 1
+            srv.last_used = time.monotonic()
 
     def shadow(self, target: Target, version: str, prompt: str, max_new_tokens: int, stop: tuple[str, ...],
                user_hash: str | None) -> None:
