@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
 from transformers import PrinterCallback
-from trl import DPOConfig, DPOTrainer
 
 from loopgate.models import load_model, save_model
 from loopgate.spec import DPOSettings, Recipe
@@ -37,6 +35,10 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
         adapter_dir: Path | None = None, progress: bool = False) -> Trained:
     """DPO on ``parent_dir`` (full weights, or a LoRA adapter when ``recipe.lora`` is set); the parent is the
     frozen reference policy."""
+    # trl (and through it datasets and pyarrow) load only for a preference update: sft and lora never need them
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
     settings = recipe.dpo or DPOSettings()
     precision = training_precision(frozen_base=recipe.lora is not None or adapter_dir is not None)
     loaded = load_model(parent_dir, adapter_dir, trainable=True, dtype=precision.load_dtype, device=precision.device)

@@ -25,9 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from datasets import Dataset
 from transformers import PrinterCallback
-from trl import GRPOConfig, GRPOTrainer
 
 from loopgate.errors import SpecError
 from loopgate.models import load_model, save_model
@@ -65,6 +63,10 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
          replay_rows: Sequence[dict[str, str]] = (), reference_dir: Path | None = None,
          progress: bool = False) -> Trained:
     """GRPO on the full weights of ``parent_dir``, KL-anchored to ``reference_dir`` (default: the parent)."""
+    # trl (and through it datasets and pyarrow) load only for a GRPO update: sft and lora never need them
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
     settings = check_recipe(recipe)
     reward = Reward(settings)
     loaded = load_model(parent_dir, trainable=True)
