@@ -1,4 +1,4 @@
-"""``loopgate audit``: verify the ledger (and the stored files), show its last entries."""
+"""``loopgate audit``: verify the ledger (and the stored files), sign it with the team key, show its last entries."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from loopgate.cli.app import JsonOpt, WorkspaceOpt, audit_app, emit, err, open_workspace, out
-from loopgate.loop.audit import ledger_tail, verify
+from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, audit_app, emit, err, open_workspace, out
+from loopgate.loop.audit import ledger_tail, sign_ledger, verify
 
 
 @audit_app.command("verify")
@@ -48,6 +48,19 @@ def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Al
                           "merged copies are rebuilt from the blobs on their next use.", soft_wrap=True)
     if not rep.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("sign")
+def audit_sign(actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Sign, with LOOPGATE_LEDGER_KEY, every entry written before the key was set (or by a client without it),
+    once the chain verifies; a `ledger.sign` entry records who vouched for them. Exit 2 when the chain does not
+    verify or an entry carries another key's signature."""
+    rep = sign_ledger(open_workspace(workspace), actor=actor)
+    if json_out:
+        emit(rep)
+        return
+    out.print(f"signed {rep.signed} of {rep.entries} entries with LOOPGATE_LEDGER_KEY; `loopgate audit verify` "
+              "now checks every signature", soft_wrap=True)
 
 
 @audit_app.command("log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from loopgate.loop.outcomes import AuditReport, GcOutcome
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.records import LedgerEntry
+from loopgate.store.ledger import SignReport
 
 
 def verify(ws: Workspace, *, artifacts: bool = False) -> AuditReport:
@@ -12,6 +13,12 @@ def verify(ws: Workspace, *, artifacts: bool = False) -> AuditReport:
     ledger = ws.store.verify_ledger()
     files = ws.store.verify_artifacts() if artifacts else None
     return AuditReport(ok=ledger.ok and (files is None or files.ok), ledger=ledger, artifacts=files)
+
+
+def sign_ledger(ws: Workspace, *, actor: str | None = None) -> SignReport:
+    """Adopt ``LOOPGATE_LEDGER_KEY`` on a registry written (partly) without it: every unsigned entry is signed,
+    after the chain verifies; the ledger records who did it."""
+    return ws.store.sign_ledger(actor=actor or current_user())
 
 
 def ledger_tail(ws: Workspace, limit: int = 50) -> list[LedgerEntry]:

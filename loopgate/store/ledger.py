@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from loopgate.errors import LoopgateError
 from loopgate.hashing import canonical_json, sha256_json
 from loopgate.records import LedgerEntry, utcnow
 from loopgate.store.db import LedgerRow
@@ -153,6 +154,43 @@ def verify(session: Session, key: str | None = None) -> VerifyReport:
         return bad(head.seq, f"the recorded head (entry {head.seq}) is not signed with the key: it was "
                              "moved by someone who does not hold LOOPGATE_LEDGER_KEY", count)
     return VerifyReport(ok=True, entries=count, head_hash=prev, signed=key is not None)
+
+
+class SignReport(BaseModel):
+    signed: int  # entries that had no signature and have one now
+    entries: int  # entries in the ledger before the ``ledger.sign`` entry recording this
+
+
+def sign_unsigned(session: Session, key: str) -> SignReport:
+    """Sign every unsigned entry and the head with ``key``, inside the caller's write transaction: how a registry
+    that was written before ``LOOPGATE_LEDGER_KEY`` was set (or by a client without it) adopts the key.
+
+    Signing vouches for history, so it is refused unless the chain and the head verify (without signatures) on
+    this very snapshot, and unless every signature already there is this key's: an entry signed with another
+    key is either tampering or a rotation, and neither is something to paper over.
+    """
+    lock_head(session)  # no writer moves the ledger between the check and the signatures
+    report = verify(session, None)
+    if not report.ok:
+        raise LoopgateError(f"the ledger does not verify, so it cannot be signed: {report.problem} (first bad "
+                            f"entry: {report.first_bad_seq}); `loopgate audit verify` says more")
+    signed = 0
+    cols = (LedgerRow.seq, LedgerRow.kind, LedgerRow.subject, LedgerRow.hash, LedgerRow.signature)
+    for seq, kind, subject, hash_, signature in session.execute(select(*cols).order_by(LedgerRow.seq)):
+        if signature is None:
+            # the one change an entry ever takes: a missing signature added, once (a plain UPDATE, because the
+            # ORM refuses every update of a ledger row; the chain hashes never cover the signature)
+            session.execute(update(LedgerRow).where(LedgerRow.seq == seq, LedgerRow.signature.is_(None))
+                            .values(signature=sign(key, hash_)))
+            signed += 1
+        elif not hmac.compare_digest(signature, sign(key, hash_)):
+            raise LoopgateError(f"entry {seq} ({kind} {subject}) is signed with another key: it was forged, or "
+                                "the key changed; nothing was signed")
+    head = lock_head(session)
+    if report.entries:
+        head.signature = sign(key, _head_message(head.seq, head.hash))
+    session.flush()
+    return SignReport(signed=signed, entries=report.entries)
 
 
 def adopt_file_anchor(session: Session, anchor: Path) -> None:

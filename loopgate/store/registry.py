@@ -760,6 +760,17 @@ class Store:
         with self._read() as s:
             return [ledger_mod.to_entry(r) for r in s.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars()]
 
+    def sign_ledger(self, *, actor: str) -> ledger_mod.SignReport:
+        """Sign the entries written without ``LOOPGATE_LEDGER_KEY`` (see ``ledger.sign_unsigned``), and record
+        who vouched for them in a ``ledger.sign`` entry, signed like every entry after it."""
+        if not self.ledger_key:
+            raise LoopgateError("LOOPGATE_LEDGER_KEY is not set: there is no key to sign the ledger with")
+        with self._tx() as s:
+            report = ledger_mod.sign_unsigned(s, self.ledger_key)
+            ledger_mod.append(s, actor=actor, kind="ledger.sign", subject="ledger",
+                              payload={"signed": report.signed, "entries": report.entries}, key=self.ledger_key)
+        return report
+
     def verify_ledger(self) -> ledger_mod.VerifyReport:
         """The hash chain, the head and (with ``LOOPGATE_LEDGER_KEY``) the signatures, on one snapshot."""
         with self._sessions(bind=self._snapshot) as s, s.begin():

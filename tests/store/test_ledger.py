@@ -325,3 +325,48 @@ def test_a_head_moved_without_the_key_is_detected(signed_ws: Any, cli: Callable[
         c.execute("DELETE FROM ledger WHERE seq = ?", (n,))
         c.execute("UPDATE ledger_head SET seq = ?, hash = ?", (n - 1, rows(signed_ws)[n - 2][7]))
     assert_detected(signed_ws, cli, n - 1, "not signed with the key")
+
+
+def signatures(ws: Any) -> list[str | None]:
+    with db(ws) as c:
+        return [sig for (sig,) in c.execute("SELECT signature FROM ledger ORDER BY seq").fetchall()]
+
+
+def test_a_key_set_late_is_adopted_by_audit_sign(ledger_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   cli: Callable[..., Any]) -> None:
+    """A registry written before LOOPGATE_LEDGER_KEY was set fails verification once the key is set (every old
+    entry is unsigned); `loopgate audit sign` signs them, records who vouched, and verification passes."""
+    n = len(rows(ledger_ws))
+    assert cli("audit", "sign", workspace=ledger_ws.root).code == 2  # no key: nothing to sign with
+    monkeypatch.setenv("LOOPGATE_LEDGER_KEY", KEY)
+    ledger_ws.store.close()
+    ledger_ws.store = Store(ledger_ws.store.home)  # the team's clients, opened with the key
+    assert_detected(ledger_ws, cli, 1, "is unsigned")
+    res = cli("audit", "sign", "--json", "--as", "ops", workspace=ledger_ws.root)
+    assert res.code == 0 and res.json() == {"signed": n, "entries": n}, res.err
+    assert cli("audit", "verify", "--json", workspace=ledger_ws.root).json()["signed"] is True
+    last = cli("audit", "log", "--json", "--limit", "1", workspace=ledger_ws.root).json()[0]
+    assert (last["kind"], last["actor"], last["payload"]) == ("ledger.sign", "ops", {"signed": n, "entries": n})
+    again = cli("audit", "sign", "--json", workspace=ledger_ws.root)  # nothing left unsigned
+    assert again.code == 0 and again.json() == {"signed": 0, "entries": n + 1}
+
+
+def test_audit_sign_refuses_a_chain_that_does_not_verify(ledger_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         cli: Callable[..., Any]) -> None:
+    with db(ledger_ws) as c:
+        c.execute("UPDATE ledger SET actor = ? WHERE seq = ?", ("mallory", 3))
+    monkeypatch.setenv("LOOPGATE_LEDGER_KEY", KEY)
+    res = cli("audit", "sign", workspace=ledger_ws.root)
+    assert res.code == 2 and "does not verify" in res.err and "first bad entry: 3" in res.err
+    assert set(signatures(ledger_ws)) == {None}  # nothing was signed
+
+
+def test_audit_sign_refuses_another_keys_signature(ledger_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   cli: Callable[..., Any]) -> None:
+    monkeypatch.setenv("LOOPGATE_LEDGER_KEY", "an-older-key")
+    assert cli("audit", "sign", workspace=ledger_ws.root).code == 0
+    ledger_ws.store.record("note", "base", {"by": "a client without the key"}, actor="bo")  # opened keyless
+    monkeypatch.setenv("LOOPGATE_LEDGER_KEY", KEY)
+    res = cli("audit", "sign", workspace=ledger_ws.root)
+    assert res.code == 2 and "entry 1 " in res.err and "signed with another key" in res.err
+    assert signatures(ledger_ws)[-1] is None  # the keyless entry stayed unsigned: the transaction rolled back
