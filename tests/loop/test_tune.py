@@ -128,3 +128,37 @@ def test_cli_tune_runs_a_trial_and_reports_json(study: dict[str, Any], capsys: p
           "--study", study["outcome"].study.removeprefix("loopgate:"), "--workspace", str(ws.root), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert len(out["trials"]) == 7 and out["chosen"] is not None and "feasible" in {t["state"] for t in out["trials"]}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+def test_a_study_lives_with_the_registry_without_touching_its_schema(workspace: Workspace) -> None:
+    """Optuna keeps its own ``alembic_version`` table: on PostgreSQL its tables go to schema ``loopgate_tune`` of
+    the registry's database, on SQLite to ``studies.db``; the registry's own migration state is untouched and a
+    study written once is read back by a second storage (a later ``loopgate tune`` resuming it)."""
+    from sqlalchemy import text
+
+    from loopgate.store import Store
+
+    url, kwargs = study_storage(workspace)
+
+    def storage() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+    study = optuna.create_study(study_name="loopgate:probe", storage=storage(), directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=3)
+    again = optuna.load_study(study_name="loopgate:probe", storage=storage())
+    assert len(again.trials) == 3
+    with workspace.store.engine.connect() as conn:
+        before = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        if workspace.store.url.startswith("postgresql"):
+            schemas = {s for (s,) in conn.execute(text(
+                "SELECT table_schema FROM information_schema.tables WHERE table_name = 'studies'"))}
+            assert schemas == {"loopgate_tune"}  # none of Optuna's tables in the registry's schema
+        else:
+            assert (workspace.store.home / "studies.db").exists()
+    workspace.store.close()
+    reopened = Store(workspace.store.home)  # the registry still opens at its own migration head
+    with reopened.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == before
+    reopened.close()
