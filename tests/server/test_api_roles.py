@@ -37,7 +37,25 @@ def _fresh_token_id(ws_root: Path) -> Callable[[], Call]:
     return make
 
 
-def _table(ws_root: Path, tokens: dict[str, str]) -> dict[tuple[str, str], Call | Callable[[], Call]]:
+def _a_job(client: TestClient | None, tokens: dict[str, str]) -> Callable[[], Call]:
+    """The path of a job, made on first use and reused: an update naming no recipe of the spec, which fails at
+    once without training (the update route's own tests run real jobs)."""
+    made: list[str] = []
+
+    def make() -> Call:
+        if not made:
+            assert client is not None
+            r = client.post("/api/v1/lines/guard/update", json={"data": ["data/guard-refuse.jsonl"],
+                                                                "recipe": "no-such-recipe"},
+                            headers={"Authorization": f"Bearer {tokens['admin']}"})
+            assert r.status_code == 202, r.text
+            made.append(r.headers["location"])
+        return made[0], None
+    return make
+
+
+def _table(ws_root: Path, tokens: dict[str, str], client: TestClient | None = None
+           ) -> dict[tuple[str, str], Call | Callable[[], Call]]:
     """One concrete call per route (method, path template); each may be repeated (they are idempotent or
     act on a fresh object). Dashboard forms are posted as forms (``_form``)."""
     return {
@@ -71,7 +89,10 @@ def _table(ws_root: Path, tokens: dict[str, str]) -> dict[tuple[str, str], Call 
         ("GET", "/api/v1/compare"): ("/api/v1/compare?a=support@1&b=support@2", None),
         ("GET", "/api/v1/ledger"): ("/api/v1/ledger?offset=0&limit=5", None),
         ("GET", "/api/v1/ledger/verify"): ("/api/v1/ledger/verify", None),
-        ("POST", "/api/v1/lines/{line}/update"): ("/api/v1/lines/guard/update", {"data": ["data/guard-refuse.jsonl"]}),
+        ("POST", "/api/v1/lines/{line}/update"): ("/api/v1/lines/guard/update?wait=true",
+                                                  {"data": ["data/guard-refuse.jsonl"]}),
+        ("GET", "/api/v1/jobs"): ("/api/v1/jobs", None),
+        ("GET", "/api/v1/jobs/{job_id}"): _a_job(client, tokens),
         ("POST", "/api/v1/versions/{version_id}/release"): ("/api/v1/versions/guard@1/release", None),
         ("POST", "/api/v1/versions/{version_id}/approve"): ("/api/v1/versions/support@2/approve",
                                                             {"reason": "reviewed the evidence"}),
@@ -126,7 +147,7 @@ def _call(client: TestClient, method: str, entry: Call | Callable[[], Call], hea
 
 def test_each_route_answers_401_403_or_2xx_exactly_as_declared(app_under_test: dict[str, Any]) -> None:
     client, tokens = app_under_test["client"], app_under_test["tokens"]
-    table = _table(app_under_test["root"], app_under_test["tokens"])
+    table = _table(app_under_test["root"], app_under_test["tokens"], client)
     seen = 0
     wrong: list[str] = []
     for method, path, route in _routes(app_under_test["app"]):
@@ -220,3 +241,45 @@ def test_the_update_route_trained_candidates_as_the_tokens_identity(app_under_te
     updates = [v for v in store.versions("guard") if v.source == "update"]
     assert [v.created_by for v in updates] == [NAMES["releaser"]]
     assert store.decisions(updates[0].id) and updates[0].data_sha256
+
+
+def test_an_update_is_a_job_polled_until_it_is_done(tiny_model_dir: Path,
+                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Training outlasts an HTTP request: POST …/update answers 202 at once with a job and its Location; the job
+    trains, gates and records the candidate as the token's identity, and ends ``succeeded`` with the outcome; a
+    job whose data is bad ends ``failed`` with the CLI's message; an unknown line is refused before any job."""
+    import time
+
+    root = world_copy(tiny_model_dir, tmp_path_factory, tmp_path_factory.mktemp("jobs") / "ws")["root"]
+    (root / "data" / "broken.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b", "completion": 7}\n')
+    app = create_app(root, gateway=False)
+    store = app.state.workspace.store
+    releaser = {"Authorization": "Bearer " + create_token(store, role="releaser", name="rita", actor="t").token}
+    viewer = {"Authorization": "Bearer " + create_token(store, role="viewer", name="vera", actor="t").token}
+    with TestClient(app) as client:
+        r = client.post("/api/v1/lines/guard/update", json={"data": ["data/guard-refuse.jsonl"]}, headers=releaser)
+        assert r.status_code == 202 and r.json()["state"] in ("queued", "running"), r.text
+        good = r.headers["location"]
+        bad = client.post("/api/v1/lines/guard/update", json={"data": ["data/broken.jsonl"]},
+                          headers=releaser).headers["location"]
+        unknown = client.post("/api/v1/lines/nope/update", json={"data": ["data/guard-refuse.jsonl"]},
+                              headers=releaser)
+        assert unknown.status_code == 400 and "nope" in unknown.json()["message"]  # as /lines/nope/versions says
+
+        def finished(path: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 300
+            while True:
+                job = client.get(path, headers=viewer).json()
+                if job["state"] in ("succeeded", "failed"):
+                    return job
+                assert time.monotonic() < deadline, job
+                time.sleep(0.2)
+
+        done, failed = finished(good), finished(bad)
+        assert done["state"] == "succeeded" and done["requested_by"] == "rita", done
+        candidate = done["result"]["decision"]["version"]
+        assert store.version(candidate).created_by == "rita" and store.decisions(candidate)
+        assert failed["state"] == "failed" and "broken.jsonl" in failed["error"] and failed["result"] is None
+        listed = client.get("/api/v1/jobs", headers=viewer).json()
+        assert [j["id"] for j in listed[:2]] == [bad.rsplit("/", 1)[1], good.rsplit("/", 1)[1]]  # newest first
+        assert client.get("/api/v1/jobs/nope", headers=viewer).status_code == 404

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from loopgate import loop
@@ -37,6 +37,7 @@ from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation
 from loopgate.report.content import ReleaseNotes, release_notes
 from loopgate.server.api.auth import LoopgateRoute, RoleRequirement, TwoPersonRuleError
+from loopgate.server.api.jobs import Job, JobRunner
 from loopgate.store import Approval
 from loopgate.store.pages import LedgerPage, LineSummary, Page, ledger_page, line_summaries
 from loopgate.store.tokens import NewToken, TokenInfo, create_token, list_tokens, revoke_token
@@ -127,6 +128,7 @@ def tier_order(ws: Workspace) -> list[str]:
 def router(ws: Workspace) -> APIRouter:
     r = APIRouter(prefix=PREFIX, route_class=LoopgateRoute, tags=["api"])
     writing = threading.Lock()  # one mutating verb at a time in this process
+    jobs = JobRunner(writing)  # long verbs (update) run here, off the request
 
     def requires(role: str) -> Any:
         return Depends(RoleRequirement(role, ws, cookie=False))
@@ -214,13 +216,38 @@ def router(ws: Workspace) -> APIRouter:
         """The hash chain walked end to end and checked against the head anchor."""
         return verify(ws)
 
-    @r.post("/lines/{line}/update", response_model=ReleaseOutcome)
-    def update(line: str, body: UpdateBody, token: TokenInfo = releaser) -> ReleaseOutcome:
+    @r.post("/lines/{line}/update", response_model=ReleaseOutcome | Job,
+            responses={202: {"model": Job, "description": "the update is a job: poll its Location"}})
+    def update(line: str, body: UpdateBody, response: Response, token: TokenInfo = releaser,
+               wait: Annotated[bool, Query(description="answer when the update is done (200, its outcome) "
+                                                       "instead of at once (202, a job to poll)")] = False
+               ) -> ReleaseOutcome | Job:
         """Train a candidate on the named data, gate it, release it if allowed, propagate (``loopgate update``).
-        Runs in the request, for as long as training takes; 200 either way: read ``released``."""
+        Training takes minutes, so by default it is a job: 202 with the job, polled at ``/jobs/{id}`` (its
+        ``result`` is the outcome; ``released`` says whether it shipped). ``?wait=true``: 200 with the outcome."""
+        ws.eco.line(line)  # an unknown line is a 404 now, not a failed job later
         paths = data_paths(ws, body.data)
-        with writing:
+
+        def work() -> ReleaseOutcome:
             return loop.update(ws, line, paths, recipe_name=body.recipe, seed=body.seed, actor=token.name)
+
+        if wait:
+            with writing:
+                return work()
+        job = jobs.submit("update", line, token.name, work)
+        response.status_code = 202
+        response.headers["Location"] = f"{PREFIX}/jobs/{job.id}"
+        return job
+
+    @r.get("/jobs", response_model=list[Job])
+    def job_list(_: TokenInfo = viewer) -> list[Job]:
+        """This server's jobs, newest first (kept in memory: the last 200)."""
+        return jobs.jobs()
+
+    @r.get("/jobs/{job_id}", response_model=Job)
+    def job(job_id: str, _: TokenInfo = viewer) -> Job:
+        """One job: ``queued``, ``running``, ``succeeded`` (with ``result``) or ``failed`` (with ``error``)."""
+        return jobs.get(job_id)
 
     @r.post("/versions/{version_id}/release", response_model=ReleaseOutcome)
     def release(version_id: str, token: TokenInfo = releaser) -> ReleaseOutcome:
