@@ -32,6 +32,7 @@ from loopgate.models import load_model, save_model
 from loopgate.spec import GRPOSettings, Recipe
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
 from loopgate.train.methods import Trained
+from loopgate.train.precision import training_precision
 from loopgate.train.progress import TrainProgress
 from loopgate.train.rewards import Reward
 from loopgate.train.trainer_progress import ProgressCallback
@@ -69,7 +70,9 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
 
     settings = check_recipe(recipe)
     reward = Reward(settings)
-    loaded = load_model(parent_dir, trainable=True)
+    # on the device, float32 master weights under bf16 autocast where the device has it (train/precision.py)
+    precision = training_precision(frozen_base=False)
+    loaded = load_model(parent_dir, trainable=True, dtype=precision.load_dtype, device=precision.device)
     model, tokenizer = loaded.model, loaded.tokenizer
     model.requires_grad_(True)
     n_params = sum(p.numel() for p in model.parameters())
@@ -92,9 +95,9 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
             max_grad_norm=1.0,
             seed=recipe.seed,
             data_seed=recipe.seed,
-            use_cpu=True,
-            bf16=False,
-            fp16=False,
+            use_cpu=precision.device.type == "cpu",
+            bf16=precision.autocast == torch.bfloat16,  # trl/Trainer autocast over the master weights
+            fp16=precision.autocast == torch.float16,
             report_to="none",
             gradient_checkpointing=False,  # on by default in trl 1.x; only costs time at this size
             save_strategy="no",
@@ -111,7 +114,8 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
             # trl builds its reference from the policy's own folder; the anchor's weights are copied into it from
             # the version the loop names, read through the safetensors-only loader
             if reference_dir is not None:
-                anchor = load_model(reference_dir).model.state_dict()
+                anchor = load_model(reference_dir, dtype=precision.load_dtype,
+                                    device=precision.device).model.state_dict()
                 trainer.accelerator.unwrap_model(trainer.ref_model).load_state_dict(anchor)
             trainer.train()
     recent = callback.rewards[-FINAL_LOSS_WINDOW:] or [float("nan")]
@@ -120,5 +124,5 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
                      train_s=bar.elapsed_s, replay_rows_per_batch=0)
     tokenizer.padding_side = "left"
     model.eval()
-    save_model(model, tokenizer, out_dir)
-    return Trained("full", stats, n_params)
+    save_model(model.to(precision.compute_dtype), tokenizer, out_dir)  # type: ignore[arg-type]  # saved as computed, as sft and dpo
+    return Trained("full", stats, n_params, precision.record())

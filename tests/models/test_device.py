@@ -175,3 +175,24 @@ def test_a_batch_that_runs_out_of_device_memory_is_split_and_every_row_still_ans
     model.generate = lambda *a, **k: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("one row does not fit"))
     with pytest.raises(torch.cuda.OutOfMemoryError, match="one row does not fit"):
         generate(model, tok, prompts[:1], max_new_tokens=5, stop=[], config=EngineConfig(batch_size=1))
+
+
+def test_grpo_trains_on_the_chosen_device_and_precision(tmp_path: Path, tiny_model_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GRPO was pinned to the CPU in float32 whatever the machine had; it now takes the same placement as SFT:
+    float32 master weights under bf16 autocast (bf16 runs on the CPU too, so the path is tested here)."""
+    from loopgate.spec import GRPOSettings
+
+    monkeypatch.setenv("LOOPGATE_DEVICE", "cpu")
+    monkeypatch.setenv("LOOPGATE_DTYPE", "bfloat16")
+    rows = tmp_path / "rl.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": r["prompt"], "completion": r["completion"]}) + "\n"
+                            for r in ROWS))
+    recipe = Recipe(method="grpo", steps=1, batch_size=4, max_length=32,
+                    grpo=GRPOSettings(num_generations=2, max_new_tokens=3))
+    out = run_update(tiny_model_dir, recipe, [rows], tmp_path / "grpo")
+    prov = out.provenance
+    assert (prov["device"], prov["dtype"]) == ("cpu", "bfloat16"), prov
+    assert prov["precision"].startswith("float32 master weights") and prov["tokens_seen"] > 0
+    with safe_open(str(out.out_dir / "model.safetensors"), framework="pt") as f:  # saved as computed, as SFT
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16
