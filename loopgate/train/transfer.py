@@ -135,9 +135,15 @@ def _record(out: Path, **fields: object) -> None:
     (out / TRANSFER_RECORD).write_text(json.dumps(fields, indent=2, default=str), encoding="utf-8")
 
 
+# Weight arithmetic (a diff vector, an adapter merged to disk) runs in float32 on the CPU, whatever the device and
+# dtype models are served in: a fine-tune's delta is ~1 % of a weight, and bf16 (8 mantissa bits) would round it
+# to noise; the result is a checkpoint, not a served model. Memory: each model once in float32.
+MATH_DTYPE, MATH_DEVICE = "float32", "cpu"
+
+
 def _child_model(old_child: Path, child_adapter: Path | None) -> PreTrainedModel:
     """The old child as one full model (its adapter merged in when it has one)."""
-    loaded = load_model(old_child, child_adapter)
+    loaded = load_model(old_child, child_adapter, dtype=MATH_DTYPE, device=MATH_DEVICE)
     model = loaded.model.merge_and_unload() if child_adapter is not None else loaded.model  # type: ignore[operator]
     return model  # type: ignore[no-any-return]
 
@@ -146,7 +152,7 @@ def _full_candidate(strategy: str, new_parent: Path, result_dir: Path, kind: str
     """A candidate from a ``run_update`` output; an adapter is also merged so the gate has a model to evaluate."""
     if kind == "full":
         return TransferCandidate(strategy=strategy, model_dir=result_dir, base_dir=new_parent)
-    loaded = load_model(new_parent, result_dir)
+    loaded = load_model(new_parent, result_dir, dtype=MATH_DTYPE, device=MATH_DEVICE)
     merged = save_model(loaded.model.merge_and_unload(), loaded.tokenizer, out / "model")  # type: ignore[operator]
     return TransferCandidate(strategy=strategy, model_dir=merged, adapter_dir=result_dir, base_dir=new_parent)
 
@@ -161,7 +167,7 @@ def _reattach(old_parent: Path, new_parent: Path, old_child: Path, child_adapter
     _check_compatible(old_parent, new_parent)
     adapter = out / "adapter"
     shutil.copytree(child_adapter, adapter, dirs_exist_ok=True)
-    loaded = load_model(new_parent, adapter)
+    loaded = load_model(new_parent, adapter, dtype=MATH_DTYPE, device=MATH_DEVICE)
     model_dir = save_model(loaded.model.merge_and_unload(), loaded.tokenizer, out / "model")  # type: ignore[operator]
     _record(out, strategy="reattach", adapter_trained_on=old_parent, attached_to=new_parent, adapter=child_adapter)
     return TransferCandidate(strategy="reattach", model_dir=model_dir, adapter_dir=adapter, base_dir=new_parent)
@@ -172,9 +178,9 @@ def diff_vector(old_parent: Path, new_parent: Path, old_child: Path, out_dir: Pa
     """Write ``new_parent + (old_child − old_parent)`` (tensor by tensor) as a full model dir at ``out_dir``."""
     _check_compatible(old_parent, new_parent)
     _check_compatible(old_parent, old_child)
-    old_p = load_model(old_parent).model.state_dict()
+    old_p = load_model(old_parent, dtype=MATH_DTYPE, device=MATH_DEVICE).model.state_dict()
     child = _child_model(old_child, child_adapter).state_dict()
-    new = load_model(new_parent)
+    new = load_model(new_parent, dtype=MATH_DTYPE, device=MATH_DEVICE)
     state = new.model.state_dict()
     with torch.no_grad():
         for name, tensor in state.items():

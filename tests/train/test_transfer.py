@@ -109,3 +109,19 @@ def test_distill_transfers_the_childs_behaviour(v1: Path, v2a: Path, child_full:
     assert b_new_parent < threshold, "the new parent alone fails the gate the distilled child must pass"
     assert result.accepted is not None and result.accepted.strategy == "distill", "distillation passes it"
     assert (tmp_path / "distill" / "distill.jsonl").exists(), "the teacher's completions are kept as evidence"
+
+
+def test_diff_vector_is_float32_arithmetic_whatever_the_serving_dtype(v1: Path, v2a: Path, child_full: Path,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU models load in bf16 by default; the diff vector must not: a fine-tune's delta rounded to bf16
+    is mostly noise. With bf16 as the default dtype the result is still new + (child − old) in float32."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("LOOPGATE_DTYPE", "bfloat16")  # what a GPU machine picks by default
+    moved = load_file(diff_vector(v1, v2a, child_full, tmp_path / "dv") / "model.safetensors")
+    old, new, child = (load_file(p / "model.safetensors") for p in (v1, v2a, child_full))
+    for name, tensor in moved.items():
+        assert tensor.dtype == old[name].dtype == child[name].dtype
+        expected = new[name] + (child[name] - old[name])
+        assert (tensor - expected).abs().max() <= 1e-6, name
