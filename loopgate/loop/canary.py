@@ -174,6 +174,8 @@ def _analyse(ws: Workspace, line: str, *, actor: str, progress: bool) -> CanaryS
         ws.store, line=line, canary_version=state.canary, production_version=state.production,
         verdict=analysis.measurement.value, outcome=outcome, consecutive_failures=analysis.consecutive_failures,
         evidence=evidence, moves=moves, reason=reason, actor=actor)
+    if check is None:  # another process measured or concluded this canary first: report what it recorded
+        return status(ws, line)
     out = CanaryStatus(line=line, state=line_state(ws, line), analysis=analysis, outcome=outcome,
                        checks=current.checks + [check], moves=done, note=note)
     if outcome == "promoted":

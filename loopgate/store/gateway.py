@@ -20,7 +20,7 @@ from loopgate.errors import LoopgateError, NotFoundError
 from loopgate.hashing import sha256_json
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.db import LineRow
+from loopgate.store.db import ChannelRow, LineRow
 from loopgate.store.registry import ChannelMove, Store
 from loopgate.store.tables_gateway import CanaryCheckRow, FeedbackRow, GatewayKeyRow, GatewayRequestRow
 
@@ -239,12 +239,25 @@ def canary_checks(store: Store, line: str, canary_version: str | None = None) ->
 def record_canary_check(store: Store, *, line: str, canary_version: str, production_version: str, verdict: str,
                         outcome: str, consecutive_failures: int, evidence: dict[str, Any],
                         moves: Sequence[tuple[str, str, str, str, int | None]] = (), reason: str = "",
-                        actor: str = "loopgate") -> tuple[CanaryCheck, list[ChannelMove]]:
+                        actor: str = "loopgate") -> tuple[CanaryCheck | None, list[ChannelMove]]:
     """Record one canary measurement and, when it concludes the canary, the channel moves it makes —
     ``(line, channel, version, kind, decision_id)`` each — in ONE transaction with their ledger entries: the
-    ledger's ``canary.check`` entry carries the verdict and its evidence, the moves name it as their reason."""
+    ledger's ``canary.check`` entry carries the verdict and its evidence, the moves name it as their reason.
+
+    Several processes may analyse one canary (two gateways, ``loopgate canary status --analyse``). Under the
+    ledger lock this transaction holds, a measurement whose canary was concluded since it was read (the channels
+    moved), or that repeats the last recorded one (the same sample sizes), records nothing: ``(None, [])``. So a
+    canary is rolled back or promoted once, and a failure is counted once, however many processes look."""
     done: list[ChannelMove] = []
     with store._tx() as s:
+        ledger_mod.lock_head(s)
+        live = {r.name: r.version_id for r in s.execute(select(ChannelRow).where(ChannelRow.line == line)).scalars()}
+        if live.get("canary") != canary_version or live.get("production") != production_version:
+            return None, []
+        last = s.execute(select(CanaryCheckRow).where(CanaryCheckRow.canary_version == canary_version)
+                         .order_by(CanaryCheckRow.id.desc()).limit(1)).scalar_one_or_none()
+        if last is not None and last.evidence.get("sizes") == evidence.get("sizes"):
+            return None, []
         row = CanaryCheckRow(line=line, canary_version=canary_version, production_version=production_version,
                              verdict=verdict, outcome=outcome, consecutive_failures=consecutive_failures,
                              evidence=evidence, created_at=utcnow())
