@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, audit_app, emit, err, open_workspace, out
+from loopgate.errors import LoopgateError
 from loopgate.loop.audit import ledger_tail, sign_ledger, verify
 
 
 @audit_app.command("verify")
 def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Also re-hash every stored file, "
                                                          "checkout and merged copy, naming each version hit.")] = False,
+                 expect_head: Annotated[str | None, typer.Option(
+                     "--expect-head", metavar="HASH", help="A head hash recorded earlier outside the database (the "
+                     "head_hash of a past `audit verify --json`): the chain must still hold it.")] = None,
                  workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Walk the hash chain, check the head recorded in the database and, with LOOPGATE_LEDGER_KEY set, every
     entry's signature (and with --artifacts re-hash the stored files); exit 0 when all is intact, 1 naming
     the first bad ledger entry and every version whose files are missing, corrupted or differ otherwise."""
-    rep = verify(open_workspace(workspace), artifacts=artifacts)
+    if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head):
+        raise LoopgateError(f"--expect-head {expect_head!r} is not a head hash (64 hex digits, the head_hash of "
+                            "`loopgate audit verify --json`)")
+    rep = verify(open_workspace(workspace), artifacts=artifacts, expect_head=expect_head)
     files = rep.artifacts
     if json_out:
         data: dict[str, Any] = rep.ledger.model_dump()

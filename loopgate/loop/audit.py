@@ -8,9 +8,10 @@ from loopgate.records import LedgerEntry
 from loopgate.store.ledger import SignReport
 
 
-def verify(ws: Workspace, *, artifacts: bool = False) -> AuditReport:
-    """The hash chain walked end to end; with ``artifacts`` every blob and loadable copy re-hashed too."""
-    ledger = ws.store.verify_ledger()
+def verify(ws: Workspace, *, artifacts: bool = False, expect_head: str | None = None) -> AuditReport:
+    """The hash chain walked end to end; with ``artifacts`` every blob and loadable copy re-hashed too; with
+    ``expect_head`` the chain must still hold that head hash (recorded outside the database earlier)."""
+    ledger = ws.store.verify_ledger(expect_head=expect_head)
     files = ws.store.verify_artifacts() if artifacts else None
     return AuditReport(ok=ledger.ok and (files is None or files.ok), ledger=ledger, artifacts=files)
 

@@ -99,8 +99,12 @@ def to_entry(row: LedgerRow) -> LedgerEntry:
                        payload=json.loads(row.payload), prev_hash=row.prev_hash, hash=row.hash)
 
 
-def verify(session: Session, key: str | None = None) -> VerifyReport:
+def verify(session: Session, key: str | None = None, *, expect_head: str | None = None) -> VerifyReport:
     """Walk the chain from the first entry and check the head; report the first entry that does not fit.
+
+    ``expect_head`` is a head hash recorded outside the database earlier (``audit verify --json``'s
+    ``head_hash``, kept in CI logs): the chain must still hold it. That catches what nothing inside the database
+    can — the newest entries deleted and the head row put back as it was before them.
 
     Run it on one snapshot of the database (the caller's transaction), or a writer committing mid-walk
     would look like tampering.
@@ -113,6 +117,7 @@ def verify(session: Session, key: str | None = None) -> VerifyReport:
     expected_seq = 1
     count = 0
     hash_at: dict[int, str] = {}
+    found_expected = expect_head in (None, GENESIS)
     for row in session.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars():
         count += 1
         if row.seq != expected_seq:
@@ -136,6 +141,8 @@ def verify(session: Session, key: str | None = None) -> VerifyReport:
                                     "forged, or signed with another key", count)
         if row.seq == (head.seq if head else -1):
             hash_at[row.seq] = row.hash
+        if expect_head is not None and row.hash == expect_head:
+            found_expected = True
         prev = row.hash
         expected_seq += 1
     if head is None or head.seq == DELETED:
@@ -153,6 +160,10 @@ def verify(session: Session, key: str | None = None) -> VerifyReport:
             head.signature, sign(key, _head_message(head.seq, head.hash)))):
         return bad(head.seq, f"the recorded head (entry {head.seq}) is not signed with the key: it was "
                              "moved by someone who does not hold LOOPGATE_LEDGER_KEY", count)
+    if not found_expected:
+        return bad(None, f"the chain no longer holds the head {expect_head} recorded earlier: entries were cut "
+                         "from the end and the head row put back, or the recorded hash belongs to another registry",
+                   count)
     return VerifyReport(ok=True, entries=count, head_hash=prev, signed=key is not None)
 
 

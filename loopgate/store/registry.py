@@ -771,10 +771,11 @@ class Store:
                               payload={"signed": report.signed, "entries": report.entries}, key=self.ledger_key)
         return report
 
-    def verify_ledger(self) -> ledger_mod.VerifyReport:
-        """The hash chain, the head and (with ``LOOPGATE_LEDGER_KEY``) the signatures, on one snapshot."""
+    def verify_ledger(self, *, expect_head: str | None = None) -> ledger_mod.VerifyReport:
+        """The hash chain, the head, (with ``LOOPGATE_LEDGER_KEY``) the signatures and (with ``expect_head``) a
+        head recorded outside the database, on one snapshot."""
         with self._sessions(bind=self._snapshot) as s, s.begin():
-            return ledger_mod.verify(s, self.ledger_key)
+            return ledger_mod.verify(s, self.ledger_key, expect_head=expect_head)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

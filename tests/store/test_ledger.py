@@ -370,3 +370,23 @@ def test_audit_sign_refuses_another_keys_signature(ledger_ws: Any, monkeypatch: 
     res = cli("audit", "sign", workspace=ledger_ws.root)
     assert res.code == 2 and "entry 1 " in res.err and "signed with another key" in res.err
     assert signatures(ledger_ws)[-1] is None  # the keyless entry stayed unsigned: the transaction rolled back
+
+
+def test_a_head_kept_outside_catches_entries_cut_from_the_end(ledger_ws: Any, cli: Callable[..., Any]) -> None:
+    """Deleting the newest entries and putting the head row back as it was before them leaves a consistent
+    ledger (nothing inside the database can tell); a head hash kept outside (CI logs) still catches it."""
+    before = rows(ledger_ws)
+    earlier = cli("audit", "verify", "--json", workspace=ledger_ws.root).json()["head_hash"]
+    ledger_ws.store.record("note", "base", {"i": 1}, actor="ana")
+    ledger_ws.store.record("note", "base", {"i": 2}, actor="ana")
+    kept = cli("audit", "verify", "--json", workspace=ledger_ws.root).json()["head_hash"]  # CI keeps this one
+    ok = cli("audit", "verify", "--json", "--expect-head", earlier, workspace=ledger_ws.root)
+    assert ok.code == 0 and ok.json()["ok"] is True  # an older head is still in the chain
+    with db(ledger_ws) as c:  # cut the two newest entries and put the head back where it was
+        c.execute("DELETE FROM ledger WHERE seq > ?", (len(before),))
+        c.execute("UPDATE ledger_head SET seq = ?, hash = ?", (len(before), earlier))
+    assert cli("audit", "verify", "--json", workspace=ledger_ws.root).json()["ok"] is True  # consistent inside
+    cut = cli("audit", "verify", "--expect-head", kept, workspace=ledger_ws.root)
+    assert cut.code == 1 and "no longer holds the head" in cut.err, cut.err
+    bad = cli("audit", "verify", "--expect-head", "nonsense", workspace=ledger_ws.root)
+    assert bad.code == 2 and "64 hex digits" in bad.err
