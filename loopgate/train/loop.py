@@ -85,13 +85,14 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
         redo_rng = torch.Generator().manual_seed(recipe.seed)
         for step, batch in enumerate(data, 1):
             optimizer.zero_grad(set_to_none=True)
-            task_loss = torch.zeros((), device=device)
+            task_loss: torch.Tensor | None = None  # on the loss's device (the last one of a model spread by accelerate)
             for k, (part, weight) in enumerate(batch.split(recipe.grad_accum)):
                 with forward():
                     loss = model(**part.model_inputs(device)).loss
                     if weight != 1.0:
                         loss = loss * weight
-                    task_loss += loss.detach().float()
+                    part_loss = loss.detach().float()
+                    task_loss = part_loss if task_loss is None else task_loss + part_loss
                     if k == 0:
                         for reg in regularizers:
                             loss = loss + reg.penalty(model)
@@ -101,6 +102,7 @@ def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, ro
             scheduler.step()
             if recipe.redo_every and step % recipe.redo_every == 0:
                 redo(model, batch.model_inputs(device), recipe.redo_tau, optimizer, redo_rng)
+            assert task_loss is not None  # split() gives at least one part
             recent = (recent + [task_loss])[-FINAL_LOSS_WINDOW:]
             bar.advance(task_loss, batch.n_tokens)
     final_loss = float(torch.stack(recent).mean())  # the one read-back: waits for the last step to finish
