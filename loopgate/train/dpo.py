@@ -28,7 +28,7 @@ from loopgate.train.lora import lora_config
 from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
 from loopgate.train.progress import TrainProgress
-from loopgate.train.trainer_progress import ProgressCallback
+from loopgate.train.trainer_progress import ProgressCallback, trainer_args
 
 
 def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,
@@ -50,31 +50,14 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
     with_sft = settings.sft_weight > 0
     with tempfile.TemporaryDirectory(prefix="loopgate-dpo-") as scratch:
         args = DPOConfig(
-            output_dir=scratch,
-            max_steps=recipe.steps,
+            **trainer_args(recipe, precision, scratch),
             per_device_train_batch_size=max(1, recipe.batch_size // recipe.grad_accum),
             gradient_accumulation_steps=recipe.grad_accum,
-            learning_rate=recipe.lr,
-            weight_decay=recipe.weight_decay,
-            warmup_steps=recipe.warmup_steps,
-            lr_scheduler_type="constant_with_warmup",
-            max_grad_norm=1.0,
             beta=settings.beta,
             loss_type=["sigmoid", "sft"] if with_sft else ["sigmoid"],
             loss_weights=[1.0, settings.sft_weight] if with_sft else None,
             max_length=recipe.max_length,
-            seed=recipe.seed,
-            data_seed=recipe.seed,
-            use_cpu=precision.device.type == "cpu",
-            bf16=precision.autocast == torch.bfloat16,  # trl/Trainer autocast over the master weights
-            fp16=precision.autocast == torch.float16,
-            report_to="none",
             gradient_checkpointing=recipe.gradient_checkpointing,  # on by default in trl 1.x; off unless asked
-            save_strategy="no",
-            logging_steps=1,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            include_num_input_tokens_seen="non_padding",
         )
         with TrainProgress(recipe.steps, "dpo", progress) as bar:
             callback = ProgressCallback(bar)

@@ -35,7 +35,7 @@ from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
 from loopgate.train.progress import TrainProgress
 from loopgate.train.rewards import Reward
-from loopgate.train.trainer_progress import ProgressCallback
+from loopgate.train.trainer_progress import ProgressCallback, trainer_args
 
 
 def check_recipe(recipe: Recipe) -> GRPOSettings:
@@ -81,30 +81,13 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
     torch.manual_seed(recipe.seed)
     with tempfile.TemporaryDirectory(prefix="loopgate-grpo-") as scratch:
         args = GRPOConfig(
-            output_dir=scratch,
-            max_steps=recipe.steps,
+            **trainer_args(recipe, precision, scratch),
             per_device_train_batch_size=recipe.batch_size,
             num_generations=settings.num_generations,
             max_completion_length=settings.max_new_tokens,
             temperature=settings.temperature,
             beta=settings.beta,
-            learning_rate=recipe.lr,
-            weight_decay=recipe.weight_decay,
-            warmup_steps=recipe.warmup_steps,
-            lr_scheduler_type="constant_with_warmup",
-            max_grad_norm=1.0,
-            seed=recipe.seed,
-            data_seed=recipe.seed,
-            use_cpu=precision.device.type == "cpu",
-            bf16=precision.autocast == torch.bfloat16,  # trl/Trainer autocast over the master weights
-            fp16=precision.autocast == torch.float16,
-            report_to="none",
             gradient_checkpointing=False,  # on by default in trl 1.x; only costs time at this size
-            save_strategy="no",
-            logging_steps=1,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            include_num_input_tokens_seen="non_padding",
         )
         with TrainProgress(recipe.steps, "grpo", progress) as bar:
             callback = ProgressCallback(bar)
