@@ -23,8 +23,13 @@ def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | Non
                    actor: str = "loopgate", source: str = "register", parent_version: str | None = None,
                    recipe: dict[str, Any] | None = None, data_sha256: list[str] | None = None,
                    seed: int | None = None, provenance: dict[str, Any] | None = None) -> VersionInfo:
-    """Store a local HF model (or PEFT adapter) directory as a new immutable version of ``line``."""
-    from loopgate.models.io import check_model_dir, is_adapter_dir, model_files
+    """Store a local HF model (or PEFT adapter) directory as a new immutable version of ``line``.
+
+    What is stored is opened first: its files are checked against each other (and an adapter against its base,
+    :func:`~loopgate.models.io.check_model_dir`), then loaded and run forward over a few tokens
+    (:func:`~loopgate.models.io.check_forward`). A folder that fails is refused before anything is written.
+    """
+    from loopgate.models.io import ModelRef, check_forward, check_model_dir, is_adapter_dir, model_files
 
     spec = ws.eco.line(line)
     if spec.tier is Tier.app:
@@ -34,13 +39,21 @@ def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | Non
         raise NotFoundError(f"model folder {model_dir}: no such folder")
     files = model_files(model_dir)
     adapter = is_adapter_dir(model_dir)
+    base_dir: Path | None = None
     if adapter:
         if base is None:
             raise LoopgateError(f"{model_dir} is a PEFT adapter: name its base, the version it was trained on")
-        ws.store.version(base)
+        base_ref = model_ref(ws, base)
+        if base_ref.adapter is not None:
+            raise LoopgateError(f"{base} is itself an adapter version; Loopgate applies one adapter on a full "
+                                "model — register the adapter on a full version")
+        base_dir = base_ref.base
     elif not (model_dir / "config.json").exists():
         raise UnsafeModelError(f"{model_dir} has no config.json; pass a Hugging Face model directory")
-    check_model_dir(model_dir)  # a truncated or mismatched file is refused here, not at its first load
+    # a truncated, mismatched or relabelled file, or an adapter made for another model, is refused here, not at its
+    # first load; then one forward pass over a few tokens shows what only running it can (NaN weights or config)
+    check_model_dir(model_dir, base=base_dir)
+    check_forward(ModelRef(base_dir, model_dir) if base_dir is not None else model_dir)
     if parent_version is None and spec.parent is not None:
         parent_version = ws.store.channel(spec.parent, "production")
     prov = dict(provenance or {})

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from transformers import (
 )
 from transformers import utils as _hf_utils
 
-from loopgate.errors import DeviceError, ModelFileError, UnsafeModelError
+from loopgate.errors import DeviceError, LoopgateError, ModelFileError, UnsafeModelError
 
 # transformers draws a progress bar per shard load/save; Loopgate shows its own progress instead
 _hf_utils.logging.disable_progress_bar()
@@ -76,8 +77,12 @@ SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
 _MAX_HEADER = 100_000_000  # the safetensors format's own limit on the JSON header
 
 
-def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name → shape from a safetensors file's header, after checking that the file is complete.
+# the dtypes a weight may have: a tensor relabelled to an integer type (same bytes, other meaning) loads as garbage
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+
+
+def safetensors_header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name → (dtype, shape) from a safetensors file's header, after checking that the file is complete.
 
     Reads the header only (a few KB), never the tensors: the file size must equal 8 + header length + the
     end of the last tensor's data, which is exactly what a truncated copy or a half-finished download breaks.
@@ -97,7 +102,7 @@ def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     try:
         header = json.loads(raw)
         header.pop("__metadata__", None)
-        shapes = {name: tuple(int(d) for d in info["shape"]) for name, info in header.items()}
+        tensors = {name: (str(info["dtype"]), tuple(int(d) for d in info["shape"])) for name, info in header.items()}
         end = max((int(info["data_offsets"][1]) for info in header.values()), default=0)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         raise ModelFileError(f"{p}: its safetensors header is unreadable; copy the file again from its source"
@@ -114,25 +119,42 @@ def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
             pass
     except SafetensorError as err:
         raise ModelFileError(f"{p}: not a valid safetensors file ({err}); copy it again from its source") from None
-    return shapes
+    return tensors
 
 
-def check_model_dir(path: str | Path) -> None:
+def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape from a safetensors file's header (checked as :func:`safetensors_header` does)."""
+    return {name: shape for name, (_, shape) in safetensors_header(path).items()}
+
+
+# the JSON files whose numbers the model computes with: a NaN or an infinity in them (Python's json reads both)
+# makes every logit NaN
+CONFIG_FILES = ("config.json", "generation_config.json", "adapter_config.json")
+
+
+def check_model_dir(path: str | Path, *, base: str | Path | None = None) -> None:
     """Refuse a model or adapter folder that would fail (or silently half-load) later.
 
-    Every safetensors file must be complete. A full model's config.json must build a causal LM whose
-    parameters are exactly the tensors in its weight files, with the same shapes (tied weights may be stored
-    once), and its tokenizer must load. An adapter must have a readable adapter_config.json.
+    Every safetensors file must be complete, every JSON file readable and the numbers of its config files finite.
+    A full model's config.json must build a causal LM whose parameters are exactly the tensors in its weight
+    files, with the same shapes (tied weights may be stored once) and floating-point dtypes, and its tokenizer
+    must load. An adapter must be a LoRA adapter that fits ``base``, the full model folder it applies to
+    (:func:`check_adapter`; without ``base`` only its files are checked). What only running the model shows is
+    :func:`check_forward`'s.
     """
     root = Path(path)
     files = model_files(root)
-    shapes = {f: safetensors_shapes(f) for f in files if f.suffix == ".safetensors"}
+    headers = {f: safetensors_header(f) for f in files if f.suffix == ".safetensors"}
     for f in files:
         if f.suffix == ".json":
-            _read_json(f)
+            data = _read_json(f)
+            if f.name in CONFIG_FILES:
+                _check_finite(f, data)
     if is_adapter_dir(root):
+        if base is not None:
+            check_adapter(root, Path(base), headers)
         return
-    check_weights_match_config(root, shapes)
+    check_weights_match_config(root, headers)
     try:
         load_tokenizer(root)
     except Exception as err:  # whatever a tokenizer library raises on a bad file, the fix is the same
@@ -141,23 +163,210 @@ def check_model_dir(path: str | Path) -> None:
                              "tokenizer_config.json and its vocabulary)") from None
 
 
-def check_weights_match_config(root: Path, shapes: dict[Path, dict[str, tuple[int, ...]]] | None = None) -> None:
-    """The weight files of a full model hold exactly the parameters its config.json implies."""
+def check_weights_match_config(root: Path, headers: dict[Path, dict[str, tuple[str, tuple[int, ...]]]] | None = None
+                               ) -> None:
+    """The weight files of a full model hold exactly the parameters its config.json implies, in floating point."""
     weights = _weight_files(root)
-    if shapes is None:
-        shapes = {}
-    tensors: dict[str, tuple[tuple[int, ...], Path]] = {}
+    if headers is None:
+        headers = {}
+    tensors: dict[str, tuple[str, tuple[int, ...], Path]] = {}
     for f in weights:
-        for name, shape in (shapes.get(f) or safetensors_shapes(f)).items():
-            tensors[name] = (shape, f)
+        for name, (dtype, shape) in (headers.get(f) or safetensors_header(f)).items():
+            tensors[name] = (dtype, shape, f)
     config = _load_config(root)
     if getattr(config, "quantization_config", None):
         return  # quantised checkpoints store packed tensors under other names; only their integrity is checked
     model = _skeleton(root, config)
-    problems = _mismatches(model, tensors)
+    problems = _mismatches(model, {name: (shape, f) for name, (_, shape, f) in tensors.items()})
     if problems:
         raise ModelFileError(f"{root}: the weights do not match config.json — {'; '.join(problems)}. A model "
                              "folder needs the config.json its weights were saved with (save_pretrained writes both)")
+    params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    rename = _checkpoint_renamer(model, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    wrong = [f"{name} is {dtype} in {f.name}" for name, (dtype, _, f) in sorted(tensors.items())
+             if dtype not in FLOAT_DTYPES and rename(name)[0] in params]
+    if wrong:
+        more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+        raise ModelFileError(f"{root}: weights must be floating point ({', '.join(sorted(FLOAT_DTYPES))}), but "
+                             f"{', '.join(wrong[:3])}{more}; the file was altered or holds something else than "
+                             "this model's weights — copy it again from its source")
+
+
+def check_adapter(adapter: Path, base: Path,
+                  headers: dict[Path, dict[str, tuple[str, tuple[int, ...]]]] | None = None) -> None:
+    """A LoRA adapter fits the full model folder ``base``: its adapter_config.json is peft's LoRA config (a positive
+    rank, target modules the base has), and every LoRA tensor belongs to a targeted module of the base, with the
+    config's rank and the module's shape, in floating point.
+
+    peft itself loads an adapter made for another model with no error (FIELD-NOTES) and ignores a tensor whose
+    module it does not target; this is the check it leaves out, from the headers and a meta-device skeleton.
+    """
+    cfg_path = adapter / "adapter_config.json"
+    fix = "save the adapter with peft's save_pretrained, on the model it was trained on"
+    cfg = _read_json(cfg_path)
+    if not isinstance(cfg, dict):
+        raise ModelFileError(f"{cfg_path}: expected a JSON object, peft's adapter config; {fix}")
+    _check_finite(cfg_path, cfg)
+    if cfg.get("peft_type") != "LORA":
+        raise ModelFileError(f"{cfg_path}: peft_type is {cfg.get('peft_type')!r}; Loopgate applies LoRA adapters "
+                             f"(peft_type \"LORA\") only — {fix}")
+    r = cfg.get("r")
+    ranks = cfg.get("rank_pattern") or {}
+    if not isinstance(r, int) or not _positive_int(r) or not isinstance(ranks, dict) \
+            or not all(_positive_int(v) for v in ranks.values()):
+        raise ModelFileError(f"{cfg_path}: r is {r!r} (rank_pattern {ranks!r}); a LoRA rank is a positive integer — "
+                             f"{fix}")
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str):
+        try:
+            re.compile(targets)
+        except re.error as err:
+            raise ModelFileError(f"{cfg_path}: target_modules {targets!r} is not a valid regular expression ({err})"
+                                 ) from None
+    elif not (isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)):
+        raise ModelFileError(f"{cfg_path}: target_modules is {targets!r}; it must name the modules of the base "
+                             f"model the adapter changes — {fix}")
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModelFileError(f"{adapter} has no adapter_model.safetensors; peft loads an adapter's weights only "
+                             f"from that name — {fix}")
+    tensors = (headers or {}).get(weights) or safetensors_header(weights)
+    modules = {name: m for name, m in _skeleton(base, _load_config(base)).named_modules() if name}
+    named: list[str] = [targets] if isinstance(targets, str) else targets
+    unknown = [t for t in named if not any(_targeted(t if isinstance(targets, str) else [t], m) for m in modules)]
+    if unknown:
+        leaves = sorted({name.rsplit(".", 1)[-1] for name in modules if _in_out(modules[name]) is not None})
+        raise ModelFileError(f"{cfg_path}: target_modules {unknown} are not modules of the base model {base} "
+                             f"(its linear layers are named {', '.join(leaves[:12])}); the adapter was made for "
+                             "another model — register it on the version it was trained on")
+    problems: list[str] = []
+    n_lora = 0
+    for key, (dtype, shape) in sorted(tensors.items()):
+        if dtype not in FLOAT_DTYPES:
+            problems.append(f"{key} is {dtype} (weights must be floating point)")
+        m = _LORA_KEY.fullmatch(key)
+        if m is None:
+            continue
+        n_lora += 1
+        path, half = m.group(1), m.group(2)
+        module = modules.get(path)
+        if module is None:
+            problems.append(f"{key} is for {path}, which the base model has not")
+            continue
+        if not _targeted(targets, path):
+            problems.append(f"{key}: {path} is not in target_modules (peft would drop the tensor)")
+        rank = _rank_for(path, r, ranks)
+        dims = _in_out(module)
+        want = None if dims is None else (rank, dims[0]) if half == "A" else (dims[1], rank)
+        got_rank = (shape[0] if half == "A" else shape[-1]) if shape else None
+        if want is not None and shape != want:
+            problems.append(f"{key} has shape {list(shape)}; r={rank} and the base's {path} imply {list(want)}")
+        elif want is None and got_rank != rank:
+            problems.append(f"{key} has rank {got_rank}, adapter_config.json says r={rank}")
+    if not n_lora:
+        problems.append("adapter_model.safetensors holds no LoRA tensors (lora_A/lora_B)")
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ModelFileError(f"{adapter}: the adapter does not fit its base {base} — {'; '.join(problems[:3])}{more}. "
+                             f"An adapter folder needs the adapter_config.json its tensors were saved with; {fix}")
+
+
+# peft's saved names: base_model.model.<the module's path in the base model>.lora_A.weight
+_LORA_KEY = re.compile(r"base_model\.model\.(.+)\.lora_([AB])\.weight")
+PROBE_TEXT = "Hello, world! 1 2 3"
+
+
+def _targeted(targets: str | list[str], module: str) -> bool:
+    """peft's own rule: a list entry names a module or the last parts of its path; a string is a full-match regex."""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, module) is not None
+    return any(module == t or module.endswith("." + t) for t in targets)
+
+
+def _rank_for(module: str, r: int, ranks: dict[str, int]) -> int:
+    """The rank of one module: its ``rank_pattern`` entry (peft's rule: a regex on the end of the path), else ``r``."""
+    for key, rank in ranks.items():
+        try:
+            if re.fullmatch(rf"(.*\.)?{key}", module):
+                return int(rank)
+        except re.error:
+            continue
+    return r
+
+
+def _in_out(module: torch.nn.Module) -> tuple[int, int] | None:
+    """(in, out) features of a layer LoRA can wrap: a Linear, or GPT-2's Conv1D (weight stored as in × out)."""
+    from transformers.pytorch_utils import Conv1D
+
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    if isinstance(module, Conv1D):
+        return int(module.weight.shape[0]), int(module.weight.shape[1])
+    return None
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_forward(model: str | Path | ModelRef, *, tokens: int = 8) -> float:
+    """Load the model (an adapter merged onto its base, in memory) and run one forward pass over a few tokens of
+    text, without gradients: the tokenizer must fit the embedding and every logit must be finite. Returns the
+    seconds it took, the load included.
+
+    What no header shows: weights that hold NaN or inf, a config whose values break the computation, an adapter
+    peft cannot apply, a tokenizer with ids past the embedding. One short forward is cheap next to the load.
+    """
+    started = time.perf_counter()
+    ref = model_ref(model)
+    try:
+        loaded = load_model(ref)
+    except LoopgateError:
+        raise
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        raise ModelFileError(f"{ref}: cannot be loaded ({type(err).__name__}: {err}); the folder is not a model "
+                             "transformers (and peft, for an adapter) can load as it is") from None
+    tok, net = loaded.tokenizer, loaded.model
+    rows = getattr(net.get_input_embeddings(), "num_embeddings", None)
+    if rows is not None and len(tok) > rows:
+        raise ModelFileError(f"{ref}: its tokenizer has {len(tok)} tokens but the model's embedding only {rows} "
+                             "rows; a text with one of the last tokens would crash the model — a model folder needs "
+                             "the tokenizer it was trained with")
+    ids = list(tok(PROBE_TEXT)["input_ids"])[:tokens] or [int(tok.eos_token_id or 0)]
+    try:
+        with torch.inference_mode():
+            logits = net(input_ids=torch.tensor([ids], device=loaded.device)).logits
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        raise ModelFileError(f"{ref}: a forward pass over {len(ids)} tokens fails ({type(err).__name__}: {err}); "
+                             "the weights or config.json do not make a working model") from None
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelFileError(f"{ref}: a forward pass over {len(ids)} tokens gives non-finite logits (NaN or inf); "
+                             "its weights or config.json hold values that break the model — copy it again from its "
+                             "source, or register the checkpoint before the training run diverged")
+    return time.perf_counter() - started
+
+
+def context_length(config: Any) -> int | None:
+    """The most positions the model takes (``max_position_embeddings``; ``n_positions`` for the GPT-2 family),
+    from a config object or a config.json dict; None when it does not say."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+        if isinstance(value, int) and _positive_int(value):
+            return value
+    return None
+
+
+def _check_finite(path: Path, data: Any, where: str = "") -> None:
+    """Every number in a config file is finite; the error names the key."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ModelFileError(f"{path}: {where or 'the value'} is {data}; a model's config numbers must be finite — "
+                             "fix the value (or copy the file again from its source)")
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _check_finite(path, v, f"{where}.{k}" if where else str(k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _check_finite(path, v, f"{where}[{i}]")
 
 
 def _read_json(path: Path) -> Any:
@@ -175,6 +384,11 @@ def _weight_files(root: Path) -> list[Path]:
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise ModelFileError(f"{index}: no weight_map; it does not say which shard holds which tensor")
+        for name in sorted({str(s) for s in weight_map.values()}):
+            # a path (``../x``, ``/etc/x``, ``sub/x``) would make transformers read a file outside the folder
+            if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+                raise ModelFileError(f"{index}: its weight_map names {name!r}, not a file in the model folder; an "
+                                     "index names shard files beside it, by file name only")
         shards = sorted({root / str(s) for s in weight_map.values()})
         for shard in shards:
             if not shard.is_file():
@@ -190,7 +404,7 @@ def _load_config(root: Path) -> PretrainedConfig:
     cfg = root / "config.json"
     if not cfg.is_file():
         raise UnsafeModelError(f"{root} has no config.json; pass a Hugging Face model directory")
-    _read_json(cfg)
+    _check_finite(cfg, _read_json(cfg))
     try:
         return AutoConfig.from_pretrained(str(root), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -421,8 +635,9 @@ def load_model(path: str | Path | ModelRef, adapter: str | Path | None = None, *
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     files = model_files(path)  # refuses pickle-only folders before transformers sees them
-    shapes = {f: safetensors_shapes(f) for f in files if f.suffix == ".safetensors"}
-    check_weights_match_config(Path(path), shapes)
+    headers = {f: safetensors_header(f) for f in files if f.suffix == ".safetensors"}
+    check_weights_match_config(Path(path), headers)
+    shapes = {f: {name: shape for name, (_, shape) in tensors.items()} for f, tensors in headers.items()}
     kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True, "dtype": dt}
     device_map = _device_map(dev, shapes, dt)
     if device_map is not None:
