@@ -8,6 +8,8 @@ per flush, covering the ids it wrote), so serving a request never waits for a co
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,6 +27,11 @@ from loopgate.store.registry import ChannelMove, Store
 from loopgate.store.tables_gateway import CanaryCheckRow, FeedbackRow, GatewayKeyRow, GatewayRequestRow
 
 KEY_PREFIX = "lg-"
+log = logging.getLogger(__name__)
+
+# what a text column cannot hold: PostgreSQL refuses NUL in text, and a lone surrogate is not encodable UTF-8 on
+# either database. One such character in one prompt used to fail the request log's whole batch (#20 item 7).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class KeyInfo(BaseModel):
@@ -46,6 +53,7 @@ class RequestRecord(BaseModel):
     channel: str
     shadow: bool = False
     user_hash: str | None = None
+    key_id: int | None = None  # the API key that asked (None with keys off)
     ok: bool = True
     error: str | None = None
     latency_ms: float
@@ -64,6 +72,8 @@ class FeedbackRecord(BaseModel):
     label: str | None
     comment: str | None
     created_at: datetime
+    key_id: int | None = None
+    counted: bool = True  # whether the canary analysis counts it (its key's per-version share, see add_feedback)
 
 
 class CanaryCheck(BaseModel):
@@ -80,6 +90,11 @@ class CanaryCheck(BaseModel):
 
 def key_sha256(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` as every database can store it: NUL and lone surrogates become U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text) if text else text
 
 
 # ------------------------------------------------------------------------------------------- API keys
@@ -103,9 +118,15 @@ def create_key(store: Store, app: str, *, actor: str) -> tuple[str, KeyInfo]:
 
 def key_app(store: Store, key: str) -> str | None:
     """The app (or line) an API key belongs to, or None for an unknown or revoked key."""
+    found = key_identity(store, key)
+    return found[1] if found is not None else None
+
+
+def key_identity(store: Store, key: str) -> tuple[int, str] | None:
+    """(id, app) of a live API key; None for an unknown or revoked key."""
     with store._read() as s:
         row = s.execute(select(GatewayKeyRow).where(GatewayKeyRow.key_sha256 == key_sha256(key))).scalar_one_or_none()
-        return row.app if row is not None and row.revoked_at is None else None
+        return (row.id, row.app) if row is not None and row.revoked_at is None else None
 
 
 def _key_info(r: GatewayKeyRow) -> KeyInfo:
@@ -137,23 +158,60 @@ def revoke_key(store: Store, key_id: int, *, actor: str) -> KeyInfo:
 # ------------------------------------------------------------------------------------------- request log
 
 
-def log_requests(store: Store, records: Sequence[RequestRecord], *, actor: str = "gateway") -> None:
-    """Append requests to the log in one transaction with one ledger entry naming them (by a hash of their ids)."""
+def _row(r: RequestRecord) -> GatewayRequestRow:
+    return GatewayRequestRow(**{**r.model_dump(), "prompt": storable(r.prompt), "output": storable(r.output),
+                                "error": storable(r.error), "app": storable(r.app)})
+
+
+def _ledger_requests(s: Any, actor: str, records: Sequence[RequestRecord]) -> None:
+    ledger_mod.append(s, actor=actor, kind="gateway.requests", subject=records[0].line, payload={
+        "count": len(records), "first": records[0].id, "last": records[-1].id,
+        "ids_sha256": sha256_json([r.id for r in records]),
+        "versions": sorted({r.version_id for r in records})})
+
+
+def log_requests(store: Store, records: Sequence[RequestRecord], *, actor: str = "gateway") -> int:
+    """Append requests to the log in one transaction with one ledger entry naming them (by a hash of their ids);
+    the number written.
+
+    Texts are made storable first (:func:`storable`). Should the batch still fail, it is written again row by row
+    (a savepoint each), so one row the database refuses never loses the others: that row is kept without its
+    texts, or, refused even so, left out and logged. Only a batch that cannot be written at all raises."""
     if not records:
-        return
+        return 0
+    try:
+        with store._tx() as s:
+            s.add_all([_row(r) for r in records])
+            s.flush()
+            _ledger_requests(s, actor, records)
+        return len(records)
+    except Exception as e:  # noqa: BLE001 - any refusal of one row (a driver ValueError, a DataError) lands here
+        first = e
+    written: list[RequestRecord] = []
     with store._tx() as s:
         for r in records:
-            s.add(GatewayRequestRow(**r.model_dump()))
-        s.flush()
-        ledger_mod.append(s, actor=actor, kind="gateway.requests", subject=records[0].line, payload={
-            "count": len(records), "first": records[0].id, "last": records[-1].id,
-            "ids_sha256": sha256_json([r.id for r in records]),
-            "versions": sorted({r.version_id for r in records})})
+            for rec in (r, r.model_copy(update={"prompt": None, "output": None,
+                                                "error": None if r.ok else "(error text not storable)"})):
+                try:
+                    with s.begin_nested():
+                        s.add(_row(rec))
+                        s.flush()
+                except Exception as e:  # noqa: BLE001 - rolled back to the savepoint; try the next form
+                    log.warning("request %s could not be logged%s: %s", r.id,
+                                "" if rec is r else " even without its texts", e)
+                    continue
+                written.append(rec)
+                break
+        if written:
+            _ledger_requests(s, actor, written)
+    log.warning("the request log batch failed (%s); %d of %d rows written one by one", first, len(written),
+                len(records))
+    return len(written)
 
 
 def _request(row: GatewayRequestRow) -> RequestRecord:
     return RequestRecord(id=row.id, app=row.app, line=row.line, version_id=row.version_id, channel=row.channel,
-                         shadow=row.shadow, user_hash=row.user_hash, ok=row.ok, error=row.error,
+                         shadow=row.shadow, user_hash=row.user_hash, key_id=row.key_id, ok=row.ok, error=row.error,
                          latency_ms=row.latency_ms, prompt_tokens=row.prompt_tokens,
                          output_tokens=row.output_tokens, prompt=row.prompt, output=row.output,
                          created_at=row.created_at)
@@ -183,42 +241,76 @@ def request_count(store: Store, line: str) -> int:
 # ------------------------------------------------------------------------------------------- feedback
 
 
+def _feedback(r: FeedbackRow) -> FeedbackRecord:
+    return FeedbackRecord(id=r.id, request_id=r.request_id, version_id=r.version_id, score=r.score, label=r.label,
+                          comment=r.comment, created_at=r.created_at, key_id=r.key_id, counted=r.counted)
+
+
 def add_feedback(store: Store, request_id: str, score: float, *, label: str | None = None,
-                 comment: str | None = None, actor: str = "gateway") -> FeedbackRecord:
-    """Join a user's score to the version that answered ``request_id`` (never a shadow answer)."""
+                 comment: str | None = None, actor: str = "gateway", key_id: int | None = None,
+                 per_key: int | None = None, since: datetime | None = None) -> FeedbackRecord:
+    """Join a user's score to the version that answered ``request_id`` (never a shadow answer).
+
+    One rating per answer: a second one is appended and replaces the first for every reader (the latest wins).
+    ``per_key`` caps what one API key's ratings weigh in the canary analysis: a key's rating of an answer it has
+    not rated before counts only while the key has fewer than ``per_key`` counted answers on that version since
+    ``since`` (the live canary's start); a re-rating keeps the answer's first decision. Ratings past the cap are
+    kept (export, the ledger) with ``counted`` false. No cap without a key (keys off) or without ``per_key``.
+    The count runs under the registry's write lock, so concurrent ratings cannot overshoot it."""
     with store._tx() as s:
         req = s.get(GatewayRequestRow, request_id)
         if req is None or req.shadow:
             raise NotFoundError(f"no request '{request_id}' in the request log; send the id the gateway returned")
-        row = FeedbackRow(request_id=request_id, version_id=req.version_id, score=score, label=label,
-                          comment=comment, created_at=utcnow())
+        before = s.execute(select(FeedbackRow).where(FeedbackRow.request_id == request_id)
+                           .order_by(FeedbackRow.id.desc()).limit(1)).scalar_one_or_none()
+        counted = True
+        if before is not None:
+            counted = before.counted
+        elif key_id is not None and per_key is not None:
+            q = (select(func.count(func.distinct(FeedbackRow.request_id)))
+                 .where(FeedbackRow.key_id == key_id, FeedbackRow.version_id == req.version_id, FeedbackRow.counted))
+            if since is not None:
+                q = q.where(FeedbackRow.created_at >= since)
+            counted = int(s.execute(q).scalar_one()) < per_key
+        row = FeedbackRow(request_id=request_id, version_id=req.version_id, score=score, label=storable(label),
+                          comment=storable(comment), key_id=key_id, counted=counted, created_at=utcnow())
         s.add(row)
         s.flush()
-        ledger_mod.append(s, actor=actor, kind="feedback", subject=req.version_id,
-                          payload={"feedback_id": row.id, "request_id": request_id, "score": score, "label": label})
-        return FeedbackRecord(id=row.id, request_id=request_id, version_id=req.version_id, score=score,
-                              label=label, comment=comment, created_at=row.created_at)
+        ledger_mod.append(s, actor=actor, kind="feedback", subject=req.version_id, payload={
+            "feedback_id": row.id, "request_id": request_id, "score": score, "label": row.label, "key_id": key_id,
+            "counted": counted, "replaces": before.id if before is not None else None})
+        return _feedback(row)
 
 
-def feedback(store: Store, version_id: str, *, since: datetime | None = None) -> list[FeedbackRecord]:
+def _latest(rows: Sequence[FeedbackRow]) -> list[FeedbackRow]:
+    """The latest rating of each answer (rows oldest first), in the order of those latest ratings."""
+    last: dict[str, FeedbackRow] = {}
+    for r in rows:
+        last.pop(r.request_id, None)
+        last[r.request_id] = r
+    return list(last.values())
+
+
+def feedback(store: Store, version_id: str, *, since: datetime | None = None,
+             counted_only: bool = False) -> list[FeedbackRecord]:
+    """Each answer's rating (its latest) of a version's answers, rated since ``since``, oldest first;
+    ``counted_only``: only those the canary analysis counts."""
     with store._read() as s:
         q = select(FeedbackRow).where(FeedbackRow.version_id == version_id)
-        if since is not None:
+        if since is not None:  # a rating before it is never an answer's latest when one after it exists
             q = q.where(FeedbackRow.created_at >= since)
-        return [FeedbackRecord(id=r.id, request_id=r.request_id, version_id=r.version_id, score=r.score,
-                               label=r.label, comment=r.comment, created_at=r.created_at)
-                for r in s.execute(q.order_by(FeedbackRow.id)).scalars()]
+        rows = _latest(s.execute(q.order_by(FeedbackRow.id)).scalars().all())
+        return [_feedback(r) for r in rows if r.counted or not counted_only]
 
 
 def rated_requests(store: Store, line: str) -> list[tuple[RequestRecord, FeedbackRecord]]:
-    """Every (request, feedback) pair of a line, oldest feedback first (what ``feedback export`` reads)."""
+    """Every rated answer of a line with its rating (the latest), oldest rating first (``feedback export``)."""
     with store._read() as s:
         q = (select(GatewayRequestRow, FeedbackRow).join(FeedbackRow, FeedbackRow.request_id == GatewayRequestRow.id)
              .where(GatewayRequestRow.line == line).order_by(FeedbackRow.id))
-        return [(_request(r), FeedbackRecord(id=f.id, request_id=f.request_id, version_id=f.version_id,
-                                             score=f.score, label=f.label, comment=f.comment,
-                                             created_at=f.created_at))
-                for r, f in s.execute(q).all()]
+        pairs = s.execute(q).all()
+        latest = {f.id for f in _latest([f for _, f in pairs])}
+        return [(_request(r), _feedback(f)) for r, f in pairs if f.id in latest]
 
 
 # ------------------------------------------------------------------------------------------- canary checks

@@ -1,6 +1,7 @@
 """Registry tables for the production end: API keys per app, the request log, feedback, canary state (#13).
 
-Created by migration 0003; imported by ``store/db.py`` so they are part of ``Base.metadata``.
+Created by migration 0003 (``key_id`` and ``counted`` by 0006); imported by ``store/db.py`` so they are part of
+``Base.metadata``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loopgate.store.base import Base
@@ -38,6 +39,7 @@ class GatewayRequestRow(Base):
     channel: Mapped[str] = mapped_column(String(40))
     shadow: Mapped[bool] = mapped_column(Boolean)  # a shadow answer: computed, logged, never returned
     user_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the API key that asked (None: keys off)
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -49,13 +51,17 @@ class GatewayRequestRow(Base):
 
 
 class FeedbackRow(Base):
-    """A user's score of one answer, joined to the version that gave it."""
+    """A user's score of one answer, joined to the version that gave it. Rows are only appended: an answer rated
+    again keeps every rating, and the latest one is the answer's rating (the ledger holds them all too)."""
 
     __tablename__ = "gateway_feedback"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("gateway_requests.id"), index=True)
     version_id: Mapped[str] = mapped_column(String(220), index=True)
     score: Mapped[float] = mapped_column(Float)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # the key that rated
+    # whether the canary analysis counts it: false once its key has used its share on the version (per-key cap)
+    counted: Mapped[bool] = mapped_column(Boolean, server_default=true())
     label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
