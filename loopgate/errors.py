@@ -53,3 +53,8 @@ class GateBlocked(LoopgateError):
 class ConflictError(LoopgateError):
     """Another writer changed the registry between this command's read and its write (a channel moved, a
     version number was taken); nothing was written: look at the new state and run the command again."""
+
+
+class MoveRefused(ConflictError):
+    """A channel move that the release rule forbids (a version not gated for that move, a collected one, a
+    rollback to a version production never held); nothing moved and the refusal is in the ledger."""

@@ -98,6 +98,9 @@ class Decision(BaseModel):
     gates: list[GateResult]
     policy_sha256: str
     baselines: dict[str, str | None] = {}
+    # role → why that version (or none) is the baseline: baselines are versions production held, never a
+    # candidate that was rejected
+    baseline_notes: dict[str, str] = {}
     requester: str = "loopgate"
     # hash of what the decision was computed from (baselines, suites, policy, approvals): the same inputs
     # give the same decision, so a resumed run reuses it instead of deciding twice

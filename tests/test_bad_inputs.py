@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from decided import release
 from safetensors.torch import load_file, save_file
 
 from loopgate.train.data import load_rows
@@ -38,7 +39,7 @@ def refused(res: Any, *names: str) -> None:
 def shipped(workspace: Any, tiny_model_dir: Path, cli: Cli) -> Any:
     """base@1 registered from the tiny model and in production; a valid reversal suite on disk."""
     assert cli("register", "base", "--model", tiny_model_dir, workspace=workspace.root).code == 0
-    workspace.store.move_channels([("base", "production", "base@1")], kind="release", reason="t", actor="t")
+    release(workspace.store, [("base", "production", "base@1")], kind="release", reason="t", actor="t")
     suite = workspace.root / "suites" / "reversal.jsonl"
     suite.parent.mkdir(parents=True, exist_ok=True)
     suite.write_text("".join(json.dumps({"id": w, "prompt": f"reverse: {w}\n=>", "target": w[::-1]}) + "\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decided import release
 
 LOOPGATE = shutil.which("loopgate", path=str(Path(sys.executable).parent)) or "loopgate"
 Cli = Callable[..., Any]
@@ -30,8 +31,8 @@ def released(workspace: Any, tiny_model_dir: Path, cli: Cli) -> Any:
     """base@1 → base@2 in production (base@1 the rollback target); support@1 built on base@2."""
     for _ in range(2):
         assert cli("register", "base", "--model", tiny_model_dir, "--as", "ana", workspace=workspace.root).code == 0
-    workspace.store.move_channels([("base", "production", "base@1")], kind="release", reason="first", actor="ana")
-    workspace.store.move_channels([("base", "production", "base@2")], kind="release", reason="v2", actor="bo")
+    release(workspace.store, [("base", "production", "base@1")], kind="release", reason="first", actor="ana")
+    release(workspace.store, [("base", "production", "base@2")], kind="release", reason="v2", actor="bo")
     assert cli("register", "support", "--model", tiny_model_dir, workspace=workspace.root).code == 0
     return workspace
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decided import release
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -50,7 +51,7 @@ def _ecosystem(root: Path, n_apps: int) -> Workspace:
             v = ws.store.add_version(name, {"model.safetensors": weights},
                                      parent_version=prod[spec.parent] if spec.parent else None)
         prod[name] = v.id
-    ws.store.move_channels([(line, "production", vid) for line, vid in prod.items()], kind="release",
+    release(ws.store, [(line, "production", vid) for line, vid in prod.items()], kind="release",
                            reason="test", actor="test")
     return ws
 

@@ -18,6 +18,7 @@ from pydantic_core import to_json
 from rich.console import Console
 
 from loopgate.errors import LoopgateError
+from loopgate.identity import normalise_identity
 from loopgate.loop.workspace import Workspace, default_workspace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -46,7 +47,19 @@ def _machine(device: Annotated[str | None, typer.Option(
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace folder (default: "
                                                    "$LOOPGATE_WORKSPACE or the current folder).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-ActorOpt = Annotated[str | None, typer.Option("--as", help="Who runs this (default: $LOOPGATE_USER or the login).")]
+def _identity(value: str | None) -> str | None:
+    """``--as`` in its canonical form (loopgate.identity): ``Alice`` and ``alice`` are one person."""
+    if value is None:
+        return None
+    try:
+        return normalise_identity(value, what="--as")
+    except LoopgateError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+ActorOpt = Annotated[str | None, typer.Option("--as", help="Who runs this (default: $LOOPGATE_USER or the login); "
+                                              "letters, digits and - _ . @ +, compared case-insensitively.",
+                                              callback=_identity)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write the gate verdicts as JUnit XML.")]
 

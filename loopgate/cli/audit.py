@@ -30,9 +30,9 @@ def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Al
     files = rep.artifacts
     if json_out:
         data: dict[str, Any] = rep.ledger.model_dump()
+        data.update(ok=rep.ok, ledger_ok=rep.ledger.ok, state_problems=rep.state_problems)
         if files is not None:
-            data.update(ok=rep.ok, ledger_ok=rep.ledger.ok,
-                        artifacts={**files.model_dump(), "versions_hit": files.versions_hit})
+            data.update(artifacts={**files.model_dump(), "versions_hit": files.versions_hit})
         emit(data)
     else:
         if rep.ledger.ok:
@@ -41,6 +41,12 @@ def audit_verify(artifacts: Annotated[bool, typer.Option("--artifacts", help="Al
         else:
             err.print(f"[red]ledger tampered[/]: {rep.ledger.problem} (first bad entry: {rep.ledger.first_bad_seq})",
                       soft_wrap=True)
+        if rep.state_problems:
+            err.print(f"[red]registry tables disagree with the ledger[/] ({len(rep.state_problems)}):", soft_wrap=True)
+            for p in rep.state_problems:
+                err.print(f"  {p}", soft_wrap=True, markup=False)
+        else:
+            out.print("tables agree with the ledger: channels, moves, decisions, approvals, tokens")
         if files is not None:
             gone = f"; {files.collected} collected by gc" if files.collected else ""
             summary = (f"{files.blobs} blobs ({files.bytes / 1e6:.1f} MB) of {files.versions} versions and "

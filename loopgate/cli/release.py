@@ -40,7 +40,10 @@ def _print_release(o: ReleaseOutcome) -> None:
         return
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[d.verdict.value]
     held = d.verdict.value == "pass" and not o.released
-    state = "released to production" if o.released else (
+    channels = sorted({m.channel for m in o.channel_moves})
+    where = (f"released to canary only — production follows the canary analysis, or 'loopgate promote {o.version}'"
+             if channels == ["canary"] else "released to production")
+    state = where if o.released else (
         f"not released: auto_release is off — promote it with 'loopgate promote {o.version}'" if held
         else "not released")
     out.print(f"[bold]{o.version}[/]: decision [{colour}]{d.verdict.value}[/] ({state})")
@@ -152,9 +155,12 @@ def approve(version: str, actor: Annotated[str, typer.Option("--as", help="The a
 def rollback(line: str, to: Annotated[str | None, typer.Option("--to", help="Version to restore (default: "
                                                                 "the previous production version).")] = None,
              reason: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "",
+             force: Annotated[bool, typer.Option("--force", help="Roll back to a version production never held "
+                                                 "(admin only, needs --reason; the ledger records it).")] = False,
              actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Move LINE's production back in one transaction; lines re-derived on it roll back with it."""
-    res = loop.rollback(open_workspace(workspace), line, to=to, reason=reason, actor=actor)
+    """Move LINE's production back in one transaction; lines re-derived on it roll back with it. The target must
+    be a version production held before (released or promoted), unless --force."""
+    res = loop.rollback(open_workspace(workspace), line, to=to, reason=reason, actor=actor, force=force)
     if json_out:
         emit(res)
         return

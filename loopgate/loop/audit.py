@@ -9,11 +9,14 @@ from loopgate.store.ledger import SignReport
 
 
 def verify(ws: Workspace, *, artifacts: bool = False, expect_head: str | None = None) -> AuditReport:
-    """The hash chain walked end to end; with ``artifacts`` every blob and loadable copy re-hashed too; with
+    """The hash chain walked end to end, the tables replayed from it (a row the ledger does not account for is
+    named); with ``artifacts`` every blob and loadable copy re-hashed too; with
     ``expect_head`` the chain must still hold that head hash (recorded outside the database earlier)."""
     ledger = ws.store.verify_ledger(expect_head=expect_head)
+    state = ws.store.verify_state()
     files = ws.store.verify_artifacts() if artifacts else None
-    return AuditReport(ok=ledger.ok and (files is None or files.ok), ledger=ledger, artifacts=files)
+    return AuditReport(ok=ledger.ok and not state and (files is None or files.ok), ledger=ledger, artifacts=files,
+                       state_problems=state)
 
 
 def sign_ledger(ws: Workspace, *, actor: str | None = None) -> SignReport:

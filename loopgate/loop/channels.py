@@ -10,9 +10,10 @@ re-derived on what it rolls back.
 from __future__ import annotations
 
 from loopgate.errors import LoopgateError
-from loopgate.loop.gating import record_approval, release_candidate
+from loopgate.loop.gating import fresh_decisions, release_candidate
 from loopgate.loop.outcomes import CascadeMove, PromoteOutcome, ReleaseOutcome, RollbackOutcome
 from loopgate.loop.propagation import propagate_from
+from loopgate.loop.rules import CLI_ROLE, check_force, record_approval
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.records import Verdict
 from loopgate.spec import Tier
@@ -33,22 +34,25 @@ def release(ws: Workspace, version_id: str, *, actor: str | None = None, progres
 
 
 def approve(ws: Workspace, version_id: str, approver: str, reason: str, overrides: list[str] | None = None,
-            progress: bool = False) -> ReleaseOutcome:
-    """Record an approval, then decide again (evaluations are cached) and release if it now passes."""
-    record_approval(ws, version_id, approver, reason, overrides)
+            progress: bool = False, *, token_created_by: str | None = None) -> ReleaseOutcome:
+    """Record an approval of the version's pending decision, then decide again (evaluations are cached) and
+    release if it now passes."""
+    record_approval(ws, version_id, approver, reason, overrides, token_created_by=token_created_by)
     return release(ws, version_id, actor=approver, progress=progress)
 
 
 def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None = None, progress: bool = False
             ) -> PromoteOutcome:
-    """Move a channel to a version that holds a passing decision (channels move only through decisions);
-    promoting to production starts the downstream wave, as a release does."""
+    """Move a channel to a version that holds a passing decision made since it was last rolled back (channels
+    move only through decisions); promoting to production starts the downstream wave, as a release does."""
     actor = actor or current_user()
     v = ws.store.version(version_id)
-    decisions = [d for d in ws.store.decisions(version_id) if d.verdict is Verdict.passed]
+    decisions = [d for d in fresh_decisions(ws, version_id) if d.verdict is Verdict.passed]
     if not decisions:
-        raise LoopgateError(f"{version_id} has no passing decision; gate it first (loopgate release "
-                            f"{version_id}), or approve it if the decision is inconclusive")
+        raise ws.store.refuse_move(
+            v.line, channel, version_id, kind="promote", actor=actor,
+            why=f"{version_id} has no passing decision since it was last released or rolled back; gate it first "
+                f"(loopgate release {version_id}), or approve it if the decision is inconclusive")
     moves = ws.store.move_channels([(v.line, channel, version_id)], kind="promote",
                                    reason=f"decision {decisions[-1].id}: pass", actor=actor,
                                    decision_id=decisions[-1].id)
@@ -56,11 +60,14 @@ def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None =
     return PromoteOutcome(moves=moves, propagation=props)
 
 
-def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "", actor: str | None = None
-             ) -> RollbackOutcome:
+def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "", actor: str | None = None,
+             force: bool = False, role: str = CLI_ROLE) -> RollbackOutcome:
     """Move ``line``'s production back in one transaction, cascading to lines re-derived on the
-    rolled-back version; apps follow their model line's channel and are listed as affected."""
+    rolled-back version; apps follow their model line's channel and are listed as affected. The target must
+    be a version production held (released or promoted), unless an admin forces it with a reason."""
     actor = actor or current_user()
+    if force:
+        check_force(role, reason)
     spec = ws.eco.line(line)
     if spec.tier is Tier.app:
         raise LoopgateError(f"'{line}' is an app: roll back its model line '{spec.parent}'")
@@ -70,11 +77,12 @@ def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "
     target = to or ws.store.rollback_target(line)
     if target is None:
         raise LoopgateError(f"line '{line}' has no earlier production version; name the version to roll back to")
-    if ws.store.version(target).line != line:
-        raise LoopgateError(f"{target} is not a version of '{line}'")
-    problems = ws.store.verify_version(target)
+    ws.store.version(target)  # an unknown version is a 404, not a refusal
+    refusal = ws.store.move_refusal(line, "production", target, kind="rollback", decision_id=None, forced=force)
+    problems = [refusal] if refusal else ws.store.verify_version(target)
     if problems:
-        raise LoopgateError(f"cannot roll back to {target}: {problems[0]}")
+        raise ws.store.refuse_move(line, "production", target, kind="rollback", actor=actor,
+                                   why=f"cannot roll back {line} to {target}: {problems[0]}")
     moves: list[tuple[str, str, str]] = [(line, "production", target)]
     seen: dict[tuple[str, str], str | None] = {(line, "production"): current}  # what this rollback decided on
     if ws.store.channel(line, "canary") == current:
@@ -96,7 +104,7 @@ def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "
         replaced.add(dprod)
         cascade.append(CascadeMove(line=d, from_version=dprod, to_version=dt))
     why = reason or "rollback"
-    done = ws.store.move_channels(moves, kind="rollback", reason=why, actor=actor, expected=seen)
+    done = ws.store.move_channels(moves, kind="rollback", reason=why, actor=actor, expected=seen, forced=force)
     moved_lines = {m[0] for m in moves}
     apps = [n for n, s in ws.eco.lines.items() if s.tier is Tier.app and s.parent in moved_lines]
     return RollbackOutcome(line=line, from_version=current, to_version=target, reason=why, cascade=cascade,

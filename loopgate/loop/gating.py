@@ -10,9 +10,10 @@ differs, and that is policy (``propagation.accept_gates``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from loopgate.errors import ArtifactError, LoopgateError, NotFoundError
+from loopgate.errors import ArtifactError, NotFoundError
 from loopgate.executors import jobs
 from loopgate.gates.context import ApprovalRecord, GateContext, RollbackCheck
 from loopgate.gates.policy import decide
@@ -26,6 +27,7 @@ from loopgate.models.io import ModelRef
 from loopgate.records import Decision, Evaluation, ServingCost, Verdict
 from loopgate.spec import CostPolicy, Policy
 from loopgate.store import ChannelMove
+from loopgate.store.registry import Approval
 
 # gates whose evidence needs more than evaluations: gathered only when one of them is decided
 _NEEDS_PROFILES = {"plasticity", "cost"}
@@ -34,18 +36,47 @@ _NEEDS_PROFILES = {"plasticity", "cost"}
 def baselines_for(ws: Workspace, line: str, *, built_from: str | None, parent_version: str | None,
                   candidate: str | None = None) -> dict[str, str | None]:
     """What a candidate of ``line`` is compared with — the one function that says so, stored in its decision:
-    ``production`` (what a release would replace), ``previous`` (the version it was built from, else the
-    line's latest earlier version) and ``parent`` (the parent line's version it was built on)."""
+    ``production`` (what a release would replace), ``previous`` (the version it was built from when production
+    held it, else the line's latest earlier version that production held) and ``parent`` (the parent line's
+    version it was built on). A baseline is always a version that shipped: a candidate that was rejected (or
+    never decided) never judges the next one. :func:`baseline_notes` says why each was chosen."""
+    return {role: vid for role, (vid, _) in _baselines(ws, line, built_from=built_from,
+                                                       parent_version=parent_version, candidate=candidate).items()}
+
+
+def baseline_notes(ws: Workspace, line: str, *, built_from: str | None, parent_version: str | None,
+                   candidate: str | None = None) -> dict[str, str]:
+    """Why :func:`baselines_for` chose each baseline (recorded in the decision)."""
+    return {role: why for role, (_, why) in _baselines(ws, line, built_from=built_from,
+                                                       parent_version=parent_version, candidate=candidate).items()}
+
+
+def _baselines(ws: Workspace, line: str, *, built_from: str | None, parent_version: str | None,
+               candidate: str | None) -> dict[str, tuple[str | None, str]]:
     prod = ws.store.channel(line, "production")
-    previous = built_from if built_from and built_from.startswith(f"{line}@") else None
-    if previous is None:
-        number = ws.store.version(candidate).number if candidate else None
-        earlier = [v for v in ws.store.versions(line) if number is None or v.number < number]
-        previous = earlier[-1].id if earlier else None
+    if prod is None or prod == candidate:
+        production: tuple[str | None, str] = (None, f"{line} has no production version other than the candidate")
+    else:
+        production = (prod, f"{prod} is {line}'s production version, which a release would replace")
+    number = ws.store.version(candidate).number if candidate else None
+    shipped = [v for v in ws.store.versions(line) if (number is None or v.number < number)
+               and v.id != candidate and ws.store.held_production(line, v.id)]
+    own = built_from if built_from and built_from.startswith(f"{line}@") and built_from != candidate else None
+    if own is not None and ws.store.held_production(line, own):
+        previous: tuple[str | None, str] = (own, f"the candidate was built from {own}, which production held")
+    elif shipped:
+        skipped = f" ({own}, which it was built from, never shipped)" if own else ""
+        previous = (shipped[-1].id, f"{shipped[-1].id} is the latest earlier version production held{skipped}")
+    else:
+        previous = (None, f"no earlier version of {line} was ever in production")
     parent = ws.eco.line(line).parent
-    parent_version = parent_version or (ws.store.channel(parent, "production") if parent else None)
-    return {"production": prod if prod != candidate else None,
-            "previous": previous if previous != candidate else None, "parent": parent_version}
+    if parent_version:
+        par: tuple[str | None, str] = (parent_version, f"the candidate was built on {parent_version}")
+    elif parent and (pp := ws.store.channel(parent, "production")):
+        par = (pp, f"{pp} is {parent}'s production version")
+    else:
+        par = (None, "no parent version")
+    return {"production": production, "previous": previous, "parent": par}
 
 
 def version_baselines(ws: Workspace, version_id: str) -> dict[str, str | None]:
@@ -54,6 +85,14 @@ def version_baselines(ws: Workspace, version_id: str) -> dict[str, str | None]:
     built_from = v.provenance.get("built_from")
     return baselines_for(ws, v.line, built_from=built_from if isinstance(built_from, str) else None,
                          parent_version=v.parent_version, candidate=version_id)
+
+
+def version_baseline_notes(ws: Workspace, version_id: str) -> dict[str, str]:
+    """:func:`baseline_notes` for a stored version."""
+    v = ws.store.version(version_id)
+    built_from = v.provenance.get("built_from")
+    return baseline_notes(ws, v.line, built_from=built_from if isinstance(built_from, str) else None,
+                          parent_version=v.parent_version, candidate=version_id)
 
 
 def rollback_check(ws: Workspace, target: str | None, smoke: str | None) -> RollbackCheck:
@@ -176,22 +215,41 @@ def decide_candidate(ws: Workspace, *, line: str, candidate: str, candidate_dir:
 # ------------------------------------------------------------------------------------------- a version
 
 
-def _decision_inputs(ws: Workspace, version_id: str, baselines: dict[str, str | None], policy_sha: str) -> str:
+def fresh_decisions(ws: Workspace, version_id: str) -> list[Decision]:
+    """The version's decisions that may still move a channel: those made after it was last rolled back (a
+    rolled-back version ships again only through a new decision, with new approvals)."""
+    stale = ws.store.stale_since(version_id)
+    decisions = ws.store.decisions(version_id)
+    if stale is None:
+        return decisions
+    return [d for d in decisions if _aware(d.created_at) > stale]
+
+
+def bound_approvals(ws: Workspace, version_id: str) -> list[Approval]:
+    """The approvals that count for the version's next decision: each approves one of its fresh decisions."""
+    fresh = {d.id for d in fresh_decisions(ws, version_id)}
+    return [a for a in ws.store.approvals(version_id) if a.decision_id is not None and a.decision_id in fresh]
+
+
+def _decision_inputs(ws: Workspace, version_id: str, baselines: dict[str, str | None], policy_sha: str,
+                     approvals: list[Approval]) -> str:
     """What a version's decision is computed from: the same inputs give the same decision."""
     owned, inherited = line_suites(ws, ws.store.version(version_id).line)
     return sha256_json({"version": version_id, "baselines": baselines, "policy": policy_sha,
                         "suites": [s.sha256 for s in load_suites(ws, owned + inherited)],
-                        "approvals": [[a.approver, a.reason, a.overrides] for a in ws.store.approvals(version_id)]})
+                        "approvals": [[a.approver, a.reason, a.overrides, a.decision_id] for a in approvals]})
 
 
 def version_decision(ws: Workspace, version_id: str, *, actor: str, progress: bool = False) -> Decision:
     """Decide a stored version (every gate) and record the decision — or return the recorded one when its
-    inputs have not changed (a resumed run does not decide twice)."""
+    inputs have not changed (a resumed run does not decide twice). Only fresh decisions are reused and only
+    approvals bound to them count (:func:`fresh_decisions`)."""
     v = ws.store.version(version_id)
     policy = ws.eco.policy_for(v.line)
     baselines = version_baselines(ws, version_id)
-    inputs = _decision_inputs(ws, version_id, baselines, policy.sha256())
-    decisions = ws.store.decisions(version_id)
+    approvals = bound_approvals(ws, version_id)
+    inputs = _decision_inputs(ws, version_id, baselines, policy.sha256(), approvals)
+    decisions = fresh_decisions(ws, version_id)
     prior = [d for d in decisions if d.inputs_sha256 == inputs]
     if prior:
         return prior[-1]
@@ -201,8 +259,10 @@ def version_decision(ws: Workspace, version_id: str, *, actor: str, progress: bo
         candidate_evals=evaluate_version(ws, version_id, owned + inherited, progress=progress),
         baselines=baselines, requester=decisions[0].requester if decisions else actor,
         approvals=[ApprovalRecord(approver=a.approver, reason=a.reason, overrides=a.overrides)
-                   for a in ws.store.approvals(version_id)], progress=progress)
-    decision = ws.store.add_decision(decision.model_copy(update={"inputs_sha256": inputs}), actor=actor)
+                   for a in approvals], progress=progress)
+    decision = decision.model_copy(update={"inputs_sha256": inputs,
+                                           "baseline_notes": version_baseline_notes(ws, version_id)})
+    decision = ws.store.add_decision(decision, actor=actor)
     kill_point("after-decision")
     return decision
 
@@ -213,9 +273,9 @@ def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = Non
     channels — canary first where the policy says so. Propagation is the caller's next step."""
     actor = actor or current_user()
     v = ws.store.version(version_id)
-    if ws.store.channel(v.line, "production") == version_id and ws.store.decisions(version_id):
+    if ws.store.channel(v.line, "production") == version_id and fresh_decisions(ws, version_id):
         # already released (a re-run after a kill): nothing to decide again
-        return ReleaseOutcome(version=version_id, decision=ws.store.decisions(version_id)[-1], released=True)
+        return ReleaseOutcome(version=version_id, decision=fresh_decisions(ws, version_id)[-1], released=True)
     seen = ws.store.channels(v.line)  # a channel that moves while this release decides is a ConflictError
     decision = version_decision(ws, version_id, actor=actor, progress=progress)
     out = ReleaseOutcome(version=version_id, decision=decision, released=False)
@@ -240,14 +300,5 @@ def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: st
     return moves
 
 
-def record_approval(ws: Workspace, version_id: str, approver: str, reason: str,
-                    overrides: list[str] | None = None) -> None:
-    """Record an approval of a version's release (two-person rule: never by the one who requested it)."""
-    if not reason.strip():
-        raise LoopgateError("an approval needs a reason: say why you approve (it is kept in the ledger)")
-    decisions = ws.store.decisions(version_id)
-    requester = decisions[-1].requester if decisions else None
-    if requester is not None and approver == requester:
-        raise LoopgateError(f"{approver} requested the release of {version_id} and cannot approve it "
-                            "(two-person rule); ask another approver")
-    ws.store.add_approval(version_id, approver, reason, overrides)
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -38,14 +38,19 @@ class ReleaseOutcome(BaseModel):
     channel_moves: list[ChannelMove] = []
     propagation: list[PropagationOutcome] = []
     note: str = ""
+    # where a release put the version: "production", or "canary" alone (production follows the canary analysis
+    # or `loopgate promote`, and only then does the downstream wave run); None when nothing was released
+    released_to: str | None = None
 
 
 class FailedRun(BaseModel):
-    """A run that stopped on a user error: resume reports it and does not re-run it."""
+    """A run that stopped on an error: resume reports it and does not re-run it."""
 
     line: str
     data: list[str]
     error: str
+    run: str = ""  # its id, for `loopgate runs abandon`
+    resumed: bool = False  # True: this resume re-ran it and it failed; False: it had failed before
 
 
 class ResumeOutcome(BaseModel):
@@ -139,6 +144,8 @@ class AuditReport(BaseModel):
     ok: bool
     ledger: VerifyReport
     artifacts: ArtifactReport | None = None
+    # table rows (channels, moves, decisions, approvals, tokens) that disagree with the ledger's replay
+    state_problems: list[str] = []
 
 
 class GcOutcome(BaseModel):

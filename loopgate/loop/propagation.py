@@ -39,6 +39,11 @@ def propagate_from(ws: Workspace, parent_version: str, *, actor: str, progress: 
 
     The children of one tier are independent, so they are re-derived together (:func:`rederive_many`): their
     candidates are built and evaluated as batches of jobs, which an executor with room runs at the same time."""
+    line = ws.store.version(parent_version).line
+    if ws.store.channel(line, "production") != parent_version:
+        # the wave re-derives children on what production serves, never on a canary or a candidate
+        raise LoopgateError(f"{parent_version} is not {line}'s production version; the downstream wave starts "
+                            "from production only (promote it, or let the canary analysis promote it, first)")
     outcomes: list[PropagationOutcome] = []
     released = [parent_version]
     while released:
@@ -87,6 +92,7 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
     transfers: dict[int, _Transfer] = {}
     found: dict[int, tuple[VersionInfo, list[TransferAttempt]]] = {}
     old_parents: dict[int, str] = {}
+    reused: set[int] = set()
     for i, (child, parent_version) in enumerate(pairs):
         prod = ws.store.channel(child, "production")
         if prod is None:
@@ -106,9 +112,11 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
         old_parents[i] = old_parent
         key = sha256_json(["propagate", child, prod, parent_version])[:16]
         existing = [v for v in ws.store.versions(child) if v.provenance.get("run_key") == key]
-        if existing:  # a resumed wave: the accepted child was registered before the kill
-            found[i] = (existing[-1], [TransferAttempt.model_validate(a)
-                                       for a in existing[-1].provenance.get("attempts", [])])
+        if existing:  # the accepted child was registered by an earlier run (a resumed or repeated wave): its
+            # attempts ran then, not in this command, so they are not reported as if they had (the version's
+            # provenance keeps them)
+            found[i] = (existing[-1], [])
+            reused.add(i)
             continue
         try:
             transfers[i] = _transfer(ws, child, prod, old_parent, parent_version, key, progress=progress)
@@ -144,7 +152,9 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
             line=child, from_parent=old_parent, to_parent=parent_version, strategy=new_v.provenance.get("strategy"),
             attempts=attempts, version=new_v.id, verdict=rel.decision.verdict.value, released=rel.released,
             pinned=not rel.released,
-            note="" if rel.released else f"decision {rel.decision.verdict.value}; stays on {old_parent}")
+            note=("" if rel.released else f"decision {rel.decision.verdict.value}; stays on {old_parent}")
+            + (f"{'; ' if not rel.released else ''}{new_v.id} was re-derived by an earlier run (its attempts are "
+               "in its provenance)" if i in reused else ""))
     return [outcomes[i] for i in range(len(pairs))]
 
 

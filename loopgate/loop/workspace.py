@@ -9,6 +9,7 @@ from pathlib import Path
 
 from loopgate.errors import LoopgateError
 from loopgate.executors import Executor, executor_for, executor_from_env
+from loopgate.identity import normalise_identity
 from loopgate.spec import SPEC_FILE, Ecosystem, load_ecosystem
 from loopgate.store import Store
 
@@ -46,7 +47,8 @@ policy:
 
 def current_user() -> str:
     """Who runs this: ``LOOPGATE_USER``, else the login name (recorded in the ledger as the actor)."""
-    return os.environ.get("LOOPGATE_USER") or getpass.getuser()
+    return normalise_identity(os.environ.get("LOOPGATE_USER") or getpass.getuser(),
+                              what="LOOPGATE_USER (or the login name)")
 
 
 def default_workspace() -> Path:

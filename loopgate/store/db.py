@@ -111,6 +111,8 @@ class ApprovalRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     overrides: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # the decision this approval approves (migration 0005); None for approvals recorded before it
+    decision_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class StepRow(Base):

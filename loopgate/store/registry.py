@@ -13,7 +13,7 @@ import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from loopgate.errors import ArtifactError, ConflictError, ImmutableError, LoopgateError, NotFoundError
+from loopgate.errors import ArtifactError, ConflictError, ImmutableError, LoopgateError, MoveRefused, NotFoundError
 from loopgate.hashing import sha256_file
 from loopgate.records import Decision, Evaluation, LedgerEntry, utcnow
 from loopgate.store import ledger as ledger_mod
@@ -85,6 +85,7 @@ class Approval(BaseModel):
     reason: str
     overrides: list[str]
     created_at: datetime
+    decision_id: int | None = None  # the decision it approves (None: recorded before approvals bound to one)
 
 
 class ArtifactHit(BaseModel):
@@ -552,17 +553,27 @@ class Store:
     # ------------------------------------------------------------------ decisions and approvals
 
     def add_decision(self, decision: Decision, actor: str = "loopgate") -> Decision:
+        return self.add_decisions([decision], actor=actor)[0]
+
+    def add_decisions(self, decisions: list[Decision], actor: str = "loopgate") -> list[Decision]:
+        """Record decisions (one transaction, each with its ledger entry); returns them with their ids."""
+        stored: list[Decision] = []
         with self._tx() as s:
-            row = DecisionRow(version_id=decision.version, verdict=decision.verdict.value,
-                              policy_sha256=decision.policy_sha256, record={}, created_at=utcnow())
-            s.add(row)
-            s.flush()
-            stored = decision.model_copy(update={"id": row.id})
-            row.record = stored.model_dump(mode="json")
-            ledger_mod.append(s, actor=actor, kind="decision", subject=decision.version, payload={
-                "decision_id": row.id, "verdict": decision.verdict.value, "policy_sha256": decision.policy_sha256,
-                "gates": {g.name: g.verdict.value for g in decision.gates}, "baselines": decision.baselines},
-                key=self.ledger_key)
+            for decision in decisions:
+                stored.append(self._add_decision(s, decision, actor))
+        return stored
+
+    def _add_decision(self, s: Session, decision: Decision, actor: str) -> Decision:
+        row = DecisionRow(version_id=decision.version, verdict=decision.verdict.value,
+                          policy_sha256=decision.policy_sha256, record={}, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        stored = decision.model_copy(update={"id": row.id})
+        row.record = stored.model_dump(mode="json")
+        ledger_mod.append(s, actor=actor, kind="decision", subject=decision.version, payload={
+            "decision_id": row.id, "verdict": decision.verdict.value, "policy_sha256": decision.policy_sha256,
+            "gates": {g.name: g.verdict.value for g in decision.gates}, "baselines": decision.baselines},
+            key=self.ledger_key)
         return stored
 
     def decisions(self, version_id: str | None = None) -> list[Decision]:
@@ -572,20 +583,29 @@ class Store:
                 q = q.where(DecisionRow.version_id == version_id)
             return [Decision.model_validate(r.record) for r in s.execute(q).scalars()]
 
-    def add_approval(self, version_id: str, approver: str, reason: str, overrides: list[str] | None = None) -> None:
+    def add_approval(self, version_id: str, approver: str, reason: str, overrides: list[str] | None = None, *,
+                     decision_id: int) -> None:
+        """Record an approval of one decision of the version (it approves that decision only, once)."""
         self.version(version_id)
         with self._tx() as s:
-            s.add(ApprovalRow(version_id=version_id, approver=approver, reason=reason,
-                              overrides=list(overrides or []), created_at=utcnow()))
+            d = s.get(DecisionRow, decision_id)
+            if d is None or d.version_id != version_id:
+                raise NotFoundError(f"no decision {decision_id} of {version_id} to approve")
+            row = ApprovalRow(version_id=version_id, approver=approver, reason=reason,
+                              overrides=list(overrides or []), created_at=utcnow(), decision_id=decision_id)
+            s.add(row)
+            s.flush()
             ledger_mod.append(s, actor=approver, kind="approval", subject=version_id,
-                              payload={"reason": reason, "overrides": list(overrides or [])}, key=self.ledger_key)
+                              payload={"approval_id": row.id, "decision_id": decision_id, "reason": reason,
+                                       "overrides": list(overrides or [])}, key=self.ledger_key)
 
     def approvals(self, version_id: str) -> list[Approval]:
         with self._read() as s:
             rows = s.execute(select(ApprovalRow).where(ApprovalRow.version_id == version_id)
                              .order_by(ApprovalRow.id)).scalars()
             return [Approval(version=r.version_id, approver=r.approver, reason=r.reason,
-                             overrides=list(r.overrides), created_at=r.created_at) for r in rows]
+                             overrides=list(r.overrides), created_at=r.created_at, decision_id=r.decision_id)
+                    for r in rows]
 
     # ------------------------------------------------------------------ channels
 
@@ -599,33 +619,129 @@ class Store:
 
     def move_channels(self, moves: list[tuple[str, str, str]], *, kind: str, reason: str, actor: str,
                       decision_id: int | None = None,
-                      expected: dict[tuple[str, str], str | None] | None = None) -> list[ChannelMove]:
+                      expected: dict[tuple[str, str], str | None] | None = None,
+                      forced: bool = False, decision_ids: dict[str, int] | None = None) -> list[ChannelMove]:
         """Move several (line, channel, version) pointers in ONE transaction (a release or a cascade).
 
         ``expected`` maps (line, channel) to the version the caller saw there when it decided the move
         (None: empty). A channel that moved since is a :class:`ConflictError` and nothing moves: exactly one
         of two concurrent releases or rollbacks of a line wins (compare-and-set under the writers' lock).
+        A move the release rule forbids (:meth:`move_refusal`) is a :class:`MoveRefused`: nothing moves and
+        the ledger records the refusal. ``forced`` marks an admin's rollback past the rule (recorded);
+        ``decision_ids`` names each version's decision when one transaction releases several versions.
         """
         done: list[ChannelMove] = []
-        with self._tx() as s:
-            for line, name, version_id in moves:
-                saw = expected.get((line, name), _UNSEEN) if expected is not None else _UNSEEN
-                done.append(self._move_in(s, line, name, version_id, kind=kind, reason=reason, actor=actor,
-                                          decision_id=decision_id, expected=saw))
+        try:
+            with self._tx() as s:
+                for line, name, version_id in moves:
+                    saw = expected.get((line, name), _UNSEEN) if expected is not None else _UNSEEN
+                    did = decision_ids.get(version_id, decision_id) if decision_ids else decision_id
+                    done.append(self._move_in(s, line, name, version_id, kind=kind, reason=reason, actor=actor,
+                                              decision_id=did, expected=saw, forced=forced))
+        except MoveRefused as e:
+            line, name, version_id = getattr(e, "move", moves[0] if moves else ("", "", ""))
+            raise self.refuse_move(line, name, version_id, kind=kind, actor=actor, why=str(e)) from None
         return done
+
+    def refuse_move(self, line: str, channel: str, version_id: str, *, kind: str, actor: str, why: str
+                    ) -> MoveRefused:
+        """Record a refused channel move in the ledger (nothing else changes) and return the error to raise."""
+        self.record("channel.refused", f"{line}/{channel}", {"to": version_id, "kind": kind, "why": why},
+                    actor=actor)
+        err = MoveRefused(why)
+        err.move = (line, channel, version_id)  # type: ignore[attr-defined]
+        return err
+
+    def move_refusal(self, line: str, channel: str, version_id: str, *, kind: str, decision_id: int | None,
+                     forced: bool = False) -> str | None:
+        """Why the release rule forbids this move, or None (read-only: what a verb checks before its work)."""
+        with self._read() as s:
+            return self._move_refusal(s, line, channel, version_id, kind=kind, decision_id=decision_id,
+                                      forced=forced)
+
+    def _move_refusal(self, s: Session, line: str, channel: str, version_id: str, *, kind: str,
+                      decision_id: int | None, forced: bool) -> str | None:
+        """The release rule, checked at the one place a channel pointer changes, so no front end and no verb
+        can go around it: the version is this line's; its files (and its adapter base's) are still stored;
+        a release or promotion names a passing decision of this version made after the version was last
+        rolled back; a rollback goes only to a version that production held through a release or promotion
+        (an admin may force past that last check, with a reason)."""
+        if channel not in CHANNELS:
+            return f"unknown channel '{channel}'; channels are {', '.join(CHANNELS)}"
+        v = s.get(VersionRow, version_id)
+        if v is None:
+            raise NotFoundError(f"no version {version_id}")
+        if v.line != line:
+            return f"{version_id} is a version of '{v.line}', not of '{line}'"
+        seen: set[str] = set()
+        cur: VersionRow | None = v
+        while cur is not None and cur.id not in seen:
+            seen.add(cur.id)
+            shas = s.execute(select(VersionFileRow.sha256).where(VersionFileRow.version_id == cur.id)).scalars()
+            if any(not self.artifacts.has(sha) for sha in shas):
+                which = "its" if cur.id == version_id else f"its base {cur.id}'s"
+                return (f"{version_id} cannot be served: {which} files were garbage-collected (or are missing); "
+                        "re-register it as a new version to gate it again")
+            cur = s.get(VersionRow, cur.base_version) if cur.base_version else None
+        if kind in ("release", "promote"):
+            if decision_id is None:
+                return (f"a {kind} of {version_id} needs a passing decision; gate it with "
+                        f"'loopgate release {version_id}'")
+            d = s.get(DecisionRow, decision_id)
+            if d is None or d.version_id != version_id:
+                return f"decision {decision_id} is not a decision of {version_id}"
+            if d.verdict != "pass":
+                return (f"{version_id}'s decision {decision_id} is '{d.verdict}', not a pass: it may not move "
+                        f"{line}/{channel}")
+            stale = self._stale_since(s, version_id)
+            if stale is not None and _aware(d.created_at) <= stale:
+                return (f"{version_id}'s decision {decision_id} was made before {version_id} was rolled back "
+                        f"({stale:%Y-%m-%d %H:%M:%S}); release it again for a new decision (and new approvals)")
+        elif kind == "rollback" and not forced and not self._held_production(s, line, version_id):
+            return (f"{version_id} was never released to {line}'s production, so it is not a rollback target "
+                    f"(roll back only to a version production held: see 'loopgate channels {line} --history'); "
+                    "an admin may force it with --force and a reason")
+        return None
+
+    @staticmethod
+    def _held_production(s: Session, line: str, version_id: str) -> bool:
+        """Whether production held the version through a gated move (a release or a promotion)."""
+        hit = s.execute(select(ChannelMoveRow.id).where(
+            ChannelMoveRow.line == line, ChannelMoveRow.channel == "production",
+            ChannelMoveRow.to_version == version_id, ChannelMoveRow.kind.in_(("release", "promote"))).limit(1))
+        return hit.scalar_one_or_none() is not None
+
+    @staticmethod
+    def _stale_since(s: Session, version_id: str) -> datetime | None:
+        """When the version was last rolled back off a channel: its decisions and approvals from before that
+        are spent (a rolled-back version ships again only through a new decision)."""
+        row = s.execute(select(ChannelMoveRow.created_at).where(
+            ChannelMoveRow.from_version == version_id, ChannelMoveRow.kind == "rollback")
+            .order_by(ChannelMoveRow.id.desc()).limit(1)).scalar_one_or_none()
+        return _aware(row) if row is not None else None
+
+    def stale_since(self, version_id: str) -> datetime | None:
+        """:meth:`_stale_since` in its own read."""
+        with self._read() as s:
+            return self._stale_since(s, version_id)
+
+    def held_production(self, line: str, version_id: str) -> bool:
+        """:meth:`_held_production` in its own read."""
+        with self._read() as s:
+            return self._held_production(s, line, version_id)
 
     def _move_in(self, s: Session, line: str, name: str, version_id: str, *, kind: str, reason: str, actor: str,
                  decision_id: int | None, expected: object = _UNSEEN,
-                 extra: dict[str, Any] | None = None) -> ChannelMove:
+                 extra: dict[str, Any] | None = None, forced: bool = False) -> ChannelMove:
         """One channel move inside the caller's transaction, with its history row and ledger entry: the one
         place a channel pointer changes (releases, rollbacks, and the canary analysis's moves). ``expected``
         is the version the caller saw there (``_UNSEEN``: no compare-and-set); ``extra`` joins the ledger
-        payload."""
-        if name not in CHANNELS:
-            raise LoopgateError(f"unknown channel '{name}'; channels are {', '.join(CHANNELS)}")
-        v = s.get(VersionRow, version_id)
-        if v is None or v.line != line:
-            raise NotFoundError(f"no version {version_id} on line {line}")
+        payload. The release rule (:meth:`_move_refusal`) is checked here, under the writers' lock."""
+        refusal = self._move_refusal(s, line, name, version_id, kind=kind, decision_id=decision_id, forced=forced)
+        if refusal is not None:
+            err = MoveRefused(refusal)
+            err.move = (line, name, version_id)  # type: ignore[attr-defined]
+            raise err
         row = s.execute(select(ChannelRow).where(ChannelRow.line == line, ChannelRow.name == name)
                         .with_for_update()).scalar_one_or_none()
         prev = row.version_id if row else None
@@ -640,8 +756,8 @@ class Store:
         s.add(move)
         s.flush()
         ledger_mod.append(s, actor=actor, kind=f"channel.{kind}", subject=f"{line}/{name}", payload={
-            "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id, **(extra or {})},
-            key=self.ledger_key)
+            "move_id": move.id, "from": prev, "to": version_id, "reason": reason, "decision_id": decision_id,
+            **({"forced": True} if forced else {}), **(extra or {})}, key=self.ledger_key)
         return ChannelMove(id=move.id, line=line, channel=name, from_version=prev, to_version=version_id, kind=kind,
                            reason=reason, actor=actor, decision_id=decision_id, created_at=move.created_at)
 
@@ -674,7 +790,8 @@ class Store:
         for move in reversed(self.channel_history(line, name)):
             if move.kind == "rollback":
                 continue
-            if move.to_version == current and move.from_version and move.from_version != current:
+            if (move.to_version == current and move.from_version and move.from_version != current
+                    and self.held_production(line, move.from_version)):
                 return move.from_version
         return None
 
@@ -771,11 +888,25 @@ class Store:
                               payload={"signed": report.signed, "entries": report.entries}, key=self.ledger_key)
         return report
 
+    def verify_state(self) -> list[str]:
+        """Every channel, move, decision, approval and token row that disagrees with the ledger's replay
+        (:mod:`loopgate.store.replay`), read on one snapshot."""
+        from loopgate.store.replay import state_problems
+
+        with self._sessions(bind=self._snapshot) as s, s.begin():
+            return state_problems(s)
+
     def verify_ledger(self, *, expect_head: str | None = None) -> ledger_mod.VerifyReport:
         """The hash chain, the head, (with ``LOOPGATE_LEDGER_KEY``) the signatures and (with ``expect_head``) a
         head recorded outside the database, on one snapshot."""
         with self._sessions(bind=self._snapshot) as s, s.begin():
             return ledger_mod.verify(s, self.ledger_key, expect_head=expect_head)
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone (they are stored in UTC)."""
+
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

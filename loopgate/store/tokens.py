@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from loopgate.errors import LoopgateError, NotFoundError
+from loopgate.identity import normalise_identity
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
 from loopgate.store.registry import Store
@@ -56,9 +57,7 @@ def create_token(store: Store, *, role: str, name: str, actor: str) -> NewToken:
     """A new random token acting as ``name`` with ``role``; the secret is returned once and never stored."""
     if role not in ROLES:
         raise LoopgateError(f"unknown role '{role}'; roles are {', '.join(ROLES)}")
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise LoopgateError("a token needs a name (who it acts as, 1-200 characters), e.g. --as alice")
+    name = normalise_identity(name, what="a token's name (who it acts as, e.g. --as alice)")
     secret = PREFIX + secrets.token_urlsafe(32)
     with store._tx() as s:
         row = TokenRow(name=name, role=role, token_sha256=token_sha256(secret), prefix=secret[:10],
@@ -66,7 +65,8 @@ def create_token(store: Store, *, role: str, name: str, actor: str) -> NewToken:
         s.add(row)
         s.flush()
         ledger_mod.append(s, actor=actor, kind="token.create", subject=f"token/{row.id}",
-                          payload={"name": name, "role": role, "prefix": row.prefix})
+                          payload={"name": name, "role": role, "prefix": row.prefix,
+                                   "token_sha256": row.token_sha256})
         info = _info(row)
     return NewToken(**info.model_dump(), token=secret)
 

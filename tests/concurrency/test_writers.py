@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import writer
+from decided import release
 
 from loopgate.errors import ConflictError
 from loopgate.store import Store
@@ -110,8 +111,8 @@ def test_eight_writers_fifty_writes_each_land_once(workspace: Any, cli: Callable
 def test_of_four_releases_and_rollbacks_decided_on_one_state_exactly_one_wins(workspace: Any, tmp_path: Path) -> None:
     store = workspace.store
     v1, v2, v3 = register(store, tmp_path, 3)
-    for v in (v1, v3):
-        store.move_channels([("base", "production", v)], kind="release", reason="r", actor="ana")
+    for v in (v1, v2, v3):  # production held each: each is a rollback target (the release rule)
+        release(store, [("base", "production", v)], kind="release", reason="r", actor="ana")
     before = len(store.ledger())
     targets = [v1, v2, v1, v2]
     kinds = ["rollback", "release", "release", "rollback"]  # two rollbacks and two releases of one line
@@ -126,9 +127,10 @@ def test_of_four_releases_and_rollbacks_decided_on_one_state_exactly_one_wins(wo
         assert f"pointed at {v3} when the command read it and points at {targets[winners[0]]} now" in out
     assert store.channel("base", "production") == targets[winners[0]]
     history = store.channel_history("base", "production")
-    assert [(m.from_version, m.to_version, m.kind) for m in history[2:]] == [
-        (v3, targets[winners[0]], kinds[winners[0]])]  # one move after the two set-up releases
-    assert len(store.ledger()) == before + 1 and store.verify_ledger().ok
+    assert [(m.from_version, m.to_version, m.kind) for m in history[3:]] == [
+        (v3, targets[winners[0]], kinds[winners[0]])]  # one move after the three set-up releases
+    # one move, and the passing decision each of the two releasing writers recorded before the race
+    assert len(store.ledger()) == before + 1 + kinds.count("release") and store.verify_ledger().ok
 
 
 def test_a_rollback_that_loses_the_race_changes_nothing(workspace: Any, tmp_path: Path,
@@ -141,7 +143,7 @@ def test_a_rollback_that_loses_the_race_changes_nothing(workspace: Any, tmp_path
     store = workspace.store
     v1, v2, v3 = register(store, tmp_path, 3)
     for v in (v1, v2, v3):
-        store.move_channels([("base", "production", v)], kind="release", reason="r", actor="ana")
+        release(store, [("base", "production", v)], kind="release", reason="r", actor="ana")
     colleague = Store(store.home)  # another client: its own engine and connections
     real_verify = store.verify_version
 
@@ -164,7 +166,7 @@ def test_a_writer_killed_inside_its_transaction_leaves_the_registry_consistent(
     written, head moved) and before its commit, while two other writers queue for the lock it holds."""
     store = workspace.store
     v1, v2 = register(store, tmp_path, 2)
-    store.move_channels([("base", "production", v1)], kind="release", reason="r", actor="ana")
+    release(store, [("base", "production", v1)], kind="release", reason="r", actor="ana")
     ledger_before = store.ledger()
     results = run_together(store.home, [("kill", "k", v2), ("writes", "0", "10"), ("writes", "1", "10")])
     assert results[0][0] == -signal.SIGKILL, results[0]
@@ -178,7 +180,7 @@ def test_a_writer_killed_inside_its_transaction_leaves_the_registry_consistent(
     assert fresh.verify_ledger().ok
     # the dead writer's locks are gone: the next write goes through at once and chains on
     t0 = time.monotonic()
-    fresh.move_channels([("base", "production", v2)], kind="release", reason="after the crash", actor="bo",
+    release(fresh, [("base", "production", v2)], kind="release", reason="after the crash", actor="bo",
                         expected={("base", "production"): v1})
     assert time.monotonic() - t0 < 20
     assert fresh.channel("base", "production") == v2

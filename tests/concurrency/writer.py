@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from loopgate.errors import ConflictError
+from loopgate.records import Decision, Verdict
 from loopgate.store import Store
 
 
@@ -46,18 +47,24 @@ def main(mode: str, home: str, writer: str, arg: str, go: str) -> int:
                 version = store.add_version("base", {"model.safetensors": src / "model.safetensors"},
                                             actor=f"w{writer}").id
             elif i % 5 == 1 and version is not None:
+                decision = store.add_decision(Decision(version=version, verdict=Verdict.passed,
+                                                       policy_sha256="p" * 64, gates=[], requester=f"w{writer}"))
                 store.move_channels([("base", "staging", version)], kind="release", reason=f"w{writer} {i}",
-                                    actor=f"w{writer}")
+                                    actor=f"w{writer}", decision_id=decision.id)
             else:
                 store.record("note", f"w{writer}", {"writer": writer, "i": i}, actor=f"w{writer}")
         return 0
     if mode == "move":
         version, _, kind = arg.partition(":")
         seen = store.channel("base", "production")
+        decision_id = None
+        if kind in ("release", "promote"):  # channels move only through a passing decision (the release rule)
+            decision_id = store.add_decision(Decision(version=version, verdict=Verdict.passed, policy_sha256="p" * 64,
+                                                      gates=[], requester=f"w{writer}")).id
         wait_for(Path(go))
         try:
             store.move_channels([("base", "production", version)], kind=kind, reason=f"by {writer}",
-                                actor=f"w{writer}", expected={("base", "production"): seen})
+                                actor=f"w{writer}", expected={("base", "production"): seen}, decision_id=decision_id)
         except ConflictError as err:
             (Path(home) / f"out-{writer}").write_text(f"conflict: {err}")
             return 2
@@ -65,8 +72,10 @@ def main(mode: str, home: str, writer: str, arg: str, go: str) -> int:
         return 0
     if mode == "kill":
         wait_for(Path(go))
+        decision = store.add_decision(Decision(version=arg, verdict=Verdict.passed, policy_sha256="p" * 64, gates=[]))
         os.environ["LOOPGATE_KILL_AT"] = "store.before-commit"  # dies after its rows are flushed, uncommitted
-        store.move_channels([("base", "production", arg)], kind="release", reason="killed", actor=f"w{writer}")
+        store.move_channels([("base", "production", arg)], kind="release", reason="killed", actor=f"w{writer}",
+                            decision_id=decision.id)
         return 0
     raise SystemExit(f"unknown mode {mode}")
 

@@ -85,7 +85,16 @@ def report_ws(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     ws, _ = Workspace.init(tmp_path_factory.mktemp("report") / "ws", spec_text=REPORT_SPEC)
     store = ws.store
     register_model(ws, "base", tiny_model_dir)
-    store.move_channels([("base", "production", "base@1")], kind="release", reason="first", actor="alice")
+
+    def passing(version: str) -> int:
+        # channels move only through a passing decision of the version (the release rule, #26)
+        d = store.add_decision(Decision(version=version, verdict=Verdict.passed, policy_sha256="p" * 64,
+                                        requester="alice", gates=[]))
+        assert d.id is not None
+        return d.id
+
+    store.move_channels([("base", "production", "base@1")], kind="release", reason="first", actor="alice",
+                        decision_id=passing("base@1"))
     register_model(ws, "support", tiny_model_dir, recipe={"method": "sft", "steps": 10, "lr": 0.001},
                    data_sha256=["a" * 64, "b" * 64], seed=1)
     register_model(ws, "support", tiny_model_dir,
@@ -105,7 +114,8 @@ def report_ws(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         store.add_evaluation(_evaluation(version, "refusals", "safety",
                                          _examples(SAFETY_PROMPTS, safe_ok, safety=True), cost))
     store.add_evaluation(_evaluation("base@1", "general", "choice", _examples(general, {"g0", "g1"}), {}))
-    store.move_channels([("support", "production", "support@1")], kind="release", reason="first", actor="alice")
+    store.move_channels([("support", "production", "support@1")], kind="release", reason="first", actor="alice",
+                        decision_id=passing("support@1"))
 
     decision = store.add_decision(Decision(
         version="support@2", verdict=Verdict.failed, policy_sha256="p" * 64, requester="bob",
@@ -118,9 +128,16 @@ def report_ws(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             GateResult(name="cost", verdict=Verdict.passed, summary="within budget"),
             GateResult(name="plasticity", verdict=Verdict.inconclusive, blocking=False, summary="no probe"),
         ]))
-    store.add_approval("support@2", "carol", f"override for the demo {SCRIPT}", overrides=["regression"])
+    assert decision.id is not None
+    store.add_approval("support@2", "carol", f"override for the demo {SCRIPT}", overrides=["regression"],
+                       decision_id=decision.id)
+    # the approval's override turns the next decision into a pass; the overridden gate keeps its fail
+    approved = decision.model_copy(update={"id": None, "verdict": Verdict.passed, "gates": [
+        g.model_copy(update={"overridden_by": [f"carol: override for the demo {SCRIPT}"]})
+        if g.name == "regression" else g for g in decision.gates]})
+    approved = store.add_decision(approved)
     store.move_channels([("support", "production", "support@2")], kind="release", reason="approved",
-                        actor="carol", decision_id=decision.id)
+                        actor="carol", decision_id=approved.id)
     # an unreleased candidate with an imported score only (no per-example outcomes): 0.700 → 0.900, unpaired
     register_model(ws, "support", tiny_model_dir, recipe={"method": "sft", "steps": 20, "lr": 0.001},
                    data_sha256=["c" * 64], seed=3)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decided import release
 
 from loopgate.hashing import sha256_file
 from loopgate.store import Store
@@ -82,7 +83,7 @@ def test_missing_blob_and_missing_data_are_named(three: Store) -> None:
 
 
 def test_blobs_collected_by_gc_are_not_damage(three: Store) -> None:
-    three.move_channels([("base", "production", "base@2"), ("support", "production", "support@1")],
+    release(three, [("base", "production", "base@2"), ("support", "production", "support@1")],
                         kind="release", reason="", actor="a")
     assert three.gc(keep_latest=0)["versions"] == ["base@1"]
     rep = three.verify_artifacts()

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from decided import release
+
 from loopgate.store import Store
 from loopgate.store import gateway as gw
 
@@ -24,7 +26,7 @@ def test_a_canary_is_concluded_and_a_measurement_counted_once(store: Store,
                                                               make_files: Callable[[str], dict[str, Path]]) -> None:
     for tag in ("v1", "v2"):
         store.add_version("base", make_files(tag), actor="ana")
-    store.move_channels([("base", "production", "base@1"), ("base", "canary", "base@2")], kind="release",
+    release(store, [("base", "production", "base@1"), ("base", "canary", "base@2")], kind="release",
                         reason="canary on", actor="ana")
     other = Store(store.home)  # a second gateway's handle on the same registry
     try:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from decided import release
 
 from loopgate.errors import ArtifactError
 from loopgate.store import Store
@@ -19,10 +20,10 @@ def history(store: Store, make_files: MakeFiles) -> Store:
     for i in range(1, 5):
         store.add_version("base", make_files(f"b{i}"))
     for v in ("base@1", "base@2", "base@3"):
-        store.move_channels([("base", "production", v)], kind="release", reason="", actor="a")
+        release(store, [("base", "production", v)], kind="release", reason="", actor="a")
     store.add_version("support", make_files("adapter"), kind="adapter", base_version="base@1")
     store.add_version("support", make_files("adapter2"), kind="adapter", base_version="base@4")
-    store.move_channels([("support", "production", "support@1")], kind="release", reason="", actor="a")
+    release(store, [("support", "production", "support@1")], kind="release", reason="", actor="a")
     return store
 
 
@@ -71,7 +72,7 @@ def test_shared_blobs_survive(store: Store, make_files: MakeFiles) -> None:
     store.add_version("base", files)
     store.add_version("base", files)  # same content, a second version
     store.add_version("base", make_files("other"))
-    store.move_channels([("base", "production", "base@1")], kind="release", reason="", actor="a")
+    release(store, [("base", "production", "base@1")], kind="release", reason="", actor="a")
     res = store.gc(keep_latest=0)
     assert res["versions"] == ["base@3"]  # base@2 shares every blob with the protected base@1
     assert store.verify_version("base@2") == []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from decided import release
 from sqlalchemy import Connection, delete, text, update
 
 from loopgate.store import Store
@@ -26,8 +27,8 @@ def ledger_ws(workspace: Any) -> Any:
     for i in range(3):
         (src / "model.safetensors").write_bytes(f"w{i}".encode())
         workspace.store.add_version("base", {"model.safetensors": src / "model.safetensors"}, actor="ana")
-    workspace.store.move_channels([("base", "production", "base@1")], kind="release", reason="r1", actor="ana")
-    workspace.store.move_channels([("base", "production", "base@2")], kind="release", reason="r2", actor="ana")
+    release(workspace.store, [("base", "production", "base@1")], kind="release", reason="r1", actor="ana")
+    release(workspace.store, [("base", "production", "base@2")], kind="release", reason="r2", actor="ana")
     assert workspace.store.verify_ledger().ok and workspace.store.verify_ledger().entries >= 8
     return workspace
 

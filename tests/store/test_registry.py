@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from decided import passing, release
 from sqlalchemy import func, select
 
-from loopgate.errors import ImmutableError, LoopgateError, NotFoundError
+from loopgate.errors import ImmutableError, LoopgateError, MoveRefused, NotFoundError
 from loopgate.records import Evaluation, ExampleResult
 from loopgate.store import Store, parse_version_id
 from loopgate.store import ledger as ledger_mod
@@ -97,16 +98,19 @@ def test_evaluations_are_idempotent_per_version_and_suite_hash(store: Store, mak
 def test_channels_move_with_full_history(store: Store, make_files: MakeFiles) -> None:
     for i in range(3):
         store.add_version("base", make_files(f"b{i}"))
-    store.move_channels([("base", "production", "base@1")], kind="release", reason="first", actor="ana")
+    ids = passing(store, "base@1", "base@2", "base@3")
+    store.move_channels([("base", "production", "base@1")], kind="release", reason="first", actor="ana",
+                        decision_id=ids["base@1"])
     store.move_channels([("base", "canary", "base@2"), ("base", "production", "base@2")], kind="release",
-                        reason="second", actor="ana", decision_id=7)
-    store.move_channels([("base", "production", "base@3")], kind="promote", reason="third", actor="bo")
+                        reason="second", actor="ana", decision_id=ids["base@2"])
+    store.move_channels([("base", "production", "base@3")], kind="promote", reason="third", actor="bo",
+                        decision_id=ids["base@3"])
     assert store.channels("base") == {"staging": None, "canary": "base@2", "production": "base@3"}
     hist = store.channel_history("base", "production")
     assert [(m.from_version, m.to_version, m.kind, m.actor) for m in hist] == [
         (None, "base@1", "release", "ana"), ("base@1", "base@2", "release", "ana"),
         ("base@2", "base@3", "promote", "bo")]
-    assert hist[1].decision_id == 7 and hist[1].reason == "second"
+    assert hist[1].decision_id == ids["base@2"] and hist[1].reason == "second"
     assert len(store.channel_history("base")) == 4
     assert store.rollback_target("base") == "base@2"
     store.move_channels([("base", "production", "base@2")], kind="rollback", reason="bad", actor="bo")
@@ -118,21 +122,24 @@ def test_channels_move_with_full_history(store: Store, make_files: MakeFiles) ->
 def test_move_channels_is_atomic(store: Store, make_files: MakeFiles) -> None:
     store.add_version("base", make_files("b1"))
     store.add_version("support", make_files("s1"))
-    store.move_channels([("base", "production", "base@1")], kind="release", reason="", actor="a")
+    release(store, [("base", "production", "base@1")], kind="release", reason="", actor="a")
+    ids = passing(store, "base@1", "support@1")
     before = (store.channels("base"), store.channels("support"), len(store.channel_history("base")),
               len(store.ledger()))
     with pytest.raises(NotFoundError, match="no version support@9"):
         store.move_channels([("base", "canary", "base@1"), ("support", "production", "support@9")],
-                            kind="release", reason="", actor="a")
-    with pytest.raises(NotFoundError, match="no version base@1 on line support"):
+                            kind="release", reason="", actor="a", decision_ids=ids)
+    with pytest.raises(MoveRefused, match="base@1 is a version of 'base', not of 'support'"):
         store.move_channels([("support", "production", "support@1"), ("support", "canary", "base@1")],
-                            kind="release", reason="", actor="a")
-    with pytest.raises(LoopgateError, match="unknown channel 'prod'"):
+                            kind="release", reason="", actor="a", decision_ids=ids)
+    with pytest.raises(MoveRefused, match="unknown channel 'prod'"):
         store.move_channels([("support", "production", "support@1"), ("support", "prod", "support@1")],
-                            kind="release", reason="", actor="a")
+                            kind="release", reason="", actor="a", decision_ids=ids)
     after = (store.channels("base"), store.channels("support"), len(store.channel_history("base")),
              len(store.ledger()))
-    assert after == before
+    # nothing moved; the ledger holds only the refusals of the moves the release rule forbids
+    assert after[:3] == before[:3]
+    assert [e.kind for e in store.ledger()[before[3]:]] == ["channel.refused", "channel.refused"]
     assert store.verify_ledger().ok
 
 
@@ -161,7 +168,7 @@ def test_crash_after_channel_row_rolls_back_the_move(
         store: Store, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch) -> None:
     store.add_version("base", make_files("b1"))
     store.add_version("base", make_files("b2"))
-    store.move_channels([("base", "production", "base@1")], kind="release", reason="", actor="a")
+    release(store, [("base", "production", "base@1")], kind="release", reason="", actor="a")
     real_append = ledger_mod.append
     calls = {"n": 0}
 
@@ -173,7 +180,7 @@ def test_crash_after_channel_row_rolls_back_the_move(
 
     monkeypatch.setattr(ledger_mod, "append", flaky)
     with pytest.raises(RuntimeError):
-        store.move_channels([("base", "canary", "base@2"), ("base", "production", "base@2")],
+        release(store, [("base", "canary", "base@2"), ("base", "production", "base@2")],
                             kind="release", reason="", actor="a")
     monkeypatch.undo()
     assert store.channels("base")["production"] == "base@1" and store.channels("base")["canary"] is None
@@ -189,13 +196,16 @@ def test_approvals_and_decisions_are_recorded(store: Store, make_files: MakeFile
     d = store.add_decision(Decision(version="base@1", verdict=Verdict.inconclusive, policy_sha256="p" * 64,
                                     gates=[GateResult(name="regression", verdict=Verdict.inconclusive)]))
     assert d.id is not None and store.decisions("base@1")[0].gates[0].name == "regression"
-    store.add_approval("base@1", "carol", "small suite, looked by hand", overrides=["regression"])
+    store.add_approval("base@1", "carol", "small suite, looked by hand", overrides=["regression"], decision_id=d.id)
     (a,) = store.approvals("base@1")
-    assert (a.approver, a.overrides) == ("carol", ["regression"])
+    assert (a.approver, a.overrides, a.decision_id) == ("carol", ["regression"], d.id)
     kinds = [e.kind for e in store.ledger()]
     assert kinds[-2:] == ["decision", "approval"]
     with pytest.raises(NotFoundError):
-        store.add_approval("base@5", "carol", "x")
+        store.add_approval("base@5", "carol", "x", decision_id=d.id)
+    store.add_version("base", make_files("b"))
+    with pytest.raises(NotFoundError, match="no decision"):  # an approval approves a decision of its own version
+        store.add_approval("base@2", "carol", "x", decision_id=d.id)
 
 
 def test_registry_survives_reopening(tmp_path: Path, make_files: MakeFiles) -> None:
@@ -213,8 +223,8 @@ def test_registry_survives_reopening(tmp_path: Path, make_files: MakeFiles) -> N
 def test_rollback_to_the_first_release_leaves_no_target(store: Store, make_files: MakeFiles) -> None:
     store.add_version("base", make_files("b1"))
     store.add_version("base", make_files("b2"))
-    store.move_channels([("base", "production", "base@1")], kind="release", reason="", actor="a")
-    store.move_channels([("base", "production", "base@2")], kind="release", reason="", actor="a")
+    release(store, [("base", "production", "base@1")], kind="release", reason="", actor="a")
+    release(store, [("base", "production", "base@2")], kind="release", reason="", actor="a")
     store.move_channels([("base", "production", "base@1")], kind="rollback", reason="b2 broke", actor="a")
     assert store.rollback_target("base") is None  # never "back" onto the version just rolled back
     assert store.rollback_target("support") is None

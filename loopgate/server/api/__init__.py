@@ -36,7 +36,7 @@ from loopgate.loop.versions import channel_report, line_versions
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation
 from loopgate.report.content import ReleaseNotes, release_notes
-from loopgate.server.api.auth import LoopgateRoute, RoleRequirement, TwoPersonRuleError
+from loopgate.server.api.auth import LoopgateRoute, RoleRequirement
 from loopgate.server.api.jobs import Job, JobRunner
 from loopgate.store import Approval
 from loopgate.store.pages import LedgerPage, LineSummary, Page, ledger_page, line_summaries
@@ -57,6 +57,8 @@ class PromoteBody(BaseModel):
 class RollbackBody(BaseModel):
     to: str | None = None
     reason: str = Field("", max_length=2000)
+    # past the release rule (a version production never held): an admin token only, with a reason
+    force: bool = False
 
 
 class TokenBody(BaseModel):
@@ -100,18 +102,11 @@ def data_paths(ws: Workspace, names: list[str]) -> list[Path]:
     return out
 
 
-def approve_as(ws: Workspace, version_id: str, approver: str, reason: str, overrides: list[str]) -> ReleaseOutcome:
-    """``loop.approve`` with the two-person rule checked on the approver's identity first: never the
-    candidate's author (the service layer refuses the requester too)."""
-    v = ws.store.version(version_id)
-    if v.created_by == approver:
-        raise TwoPersonRuleError(f"{approver} created {version_id} and cannot approve it (two-person rule); "
-                                 "ask another approver")
-    decisions = ws.store.decisions(version_id)
-    if decisions and decisions[-1].requester == approver:
-        raise TwoPersonRuleError(f"{approver} requested the release of {version_id} and cannot approve it "
-                                 "(two-person rule); ask another approver")
-    return loop.approve(ws, version_id, approver, reason, overrides)
+def approve_as(ws: Workspace, version_id: str, token: TokenInfo, reason: str, overrides: list[str]
+               ) -> ReleaseOutcome:
+    """``loop.approve`` as a token's identity: the rules (two-person, one decision, the token's creator) are
+    :mod:`loopgate.loop.rules`'s, the same for every front end."""
+    return loop.approve(ws, version_id, token.name, reason, overrides, token_created_by=token.created_by)
 
 
 def tier_order(ws: Workspace) -> list[str]:
@@ -259,7 +254,7 @@ def router(ws: Workspace) -> APIRouter:
     def approve(version_id: str, body: ApproveBody, token: TokenInfo = approver) -> ReleaseOutcome:
         """Approve as the token's name (never the author or the requester), then decide again."""
         with writing:
-            return approve_as(ws, version_id, token.name, body.reason, body.overrides)
+            return approve_as(ws, version_id, token, body.reason, body.overrides)
 
     @r.post("/versions/{version_id}/promote", response_model=PromoteOutcome)
     def promote(version_id: str, body: PromoteBody, token: TokenInfo = releaser) -> PromoteOutcome:
@@ -269,7 +264,8 @@ def router(ws: Workspace) -> APIRouter:
     @r.post("/lines/{line}/rollback", response_model=RollbackOutcome)
     def rollback(line: str, body: RollbackBody, token: TokenInfo = releaser) -> RollbackOutcome:
         with writing:
-            return loop.rollback(ws, line, to=body.to, reason=body.reason, actor=token.name)
+            return loop.rollback(ws, line, to=body.to, reason=body.reason, actor=token.name, force=body.force,
+                                 role=token.role)
 
     @r.get("/tokens", response_model=list[TokenInfo])
     def tokens(_: TokenInfo = admin) -> list[TokenInfo]:

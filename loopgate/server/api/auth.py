@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from loopgate.errors import ConflictError, GateBlocked, ImmutableError, LoopgateError, NotFoundError
+from loopgate.loop.rules import TwoPersonRuleError
 from loopgate.loop.workspace import Workspace
 from loopgate.store.tokens import ROLES, TokenInfo, authenticate
 
@@ -32,10 +33,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     "approver": frozenset({"approver", "admin"}),
     "admin": frozenset({"admin"}),
 }
-
-
-class TwoPersonRuleError(LoopgateError):
-    """An approver token acting as the candidate's author or its requester."""
 
 
 class RoleRequirement:

@@ -1,0 +1,77 @@
+"""Who may do what: every rule about people lives here, and the CLI, the REST API and the dashboard call it.
+
+The rules about *versions* (which version a channel may point at) are checked where a channel pointer
+changes, :meth:`loopgate.store.Store.move_channels`; the rules about *people* are these:
+
+- the two-person rule: a release is approved by someone other than the version's author and the release's
+  requester, compared as identities (:mod:`loopgate.identity`: ``Alice`` is ``alice``), and not through a
+  token the requester created for the purpose;
+- an approval approves one decision — the version's latest one since it was last rolled back — once;
+- only an admin may force a rollback past the release rule, and only with a reason.
+"""
+
+from __future__ import annotations
+
+from loopgate.errors import LoopgateError
+from loopgate.identity import normalise_identity, same_identity
+from loopgate.loop.gating import bound_approvals, fresh_decisions
+from loopgate.loop.workspace import Workspace
+from loopgate.records import Decision
+
+# the roles that may force a rollback to a version production never held; the CLI runs with the registry's
+# own credentials and counts as admin (whoever can run it can edit the database anyway)
+FORCE_ROLES = frozenset({"admin"})
+CLI_ROLE = "admin"
+
+
+class TwoPersonRuleError(LoopgateError):
+    """An approval by the candidate's author, its requester, or through a token the requester created."""
+
+
+def check_approval(ws: Workspace, version_id: str, approver: str, reason: str, *,
+                   token_created_by: str | None = None) -> Decision:
+    """The decision an approval by ``approver`` would approve, or the rule it breaks."""
+    if not reason.strip():
+        raise LoopgateError("an approval needs a reason: say why you approve (it is kept in the ledger)")
+    who = normalise_identity(approver, what="approver")
+    v = ws.store.version(version_id)
+    decisions = fresh_decisions(ws, version_id)
+    if not decisions:
+        raise LoopgateError(f"{version_id} has no decision to approve since it was last released or rolled back; "
+                            f"request one first with 'loopgate release {version_id}'")
+    decision = decisions[-1]
+    if same_identity(v.created_by, who):
+        raise TwoPersonRuleError(f"{approver} created {version_id} and cannot approve it (two-person rule); "
+                                 "ask another approver")
+    requesters = {d.requester for d in decisions}
+    if any(same_identity(r, who) for r in requesters):
+        raise TwoPersonRuleError(f"{approver} requested the release of {version_id} and cannot approve it "
+                                 "(two-person rule); ask another approver")
+    if token_created_by is not None and any(same_identity(r, token_created_by)
+                                            for r in requesters | {v.created_by}):
+        raise TwoPersonRuleError(f"the token approving as {approver} was created by {token_created_by}, who "
+                                 f"requested or created {version_id}: one person cannot approve their own release "
+                                 "through a second identity (two-person rule); ask another approver")
+    if any(same_identity(a.approver, who) and a.decision_id == decision.id
+           for a in bound_approvals(ws, version_id)):
+        raise LoopgateError(f"{approver} already approved decision {decision.id} of {version_id}; an approval "
+                            "counts once")
+    return decision
+
+
+def check_force(role: str, reason: str) -> None:
+    """Whether ``role`` may force a rollback past the release rule (always with a reason)."""
+    if role not in FORCE_ROLES:
+        raise TwoPersonRuleError(f"only an admin may force a rollback (your role: {role})")
+    if not reason.strip():
+        raise LoopgateError("a forced rollback needs a reason (--reason): it is kept in the ledger")
+
+
+def record_approval(ws: Workspace, version_id: str, approver: str, reason: str,
+                    overrides: list[str] | None = None, *, token_created_by: str | None = None) -> Decision:
+    """Record an approval of the version's latest fresh decision (the one awaiting it) once
+    :func:`check_approval` allows it; returns the decision approved."""
+    decision = check_approval(ws, version_id, approver, reason, token_created_by=token_created_by)
+    ws.store.add_approval(version_id, normalise_identity(approver, what="approver"), reason, overrides,
+                          decision_id=decision.id)  # type: ignore[arg-type]
+    return decision
