@@ -178,6 +178,9 @@ class SuiteSpec(_Strict):
     refusal_regex: str | None = None
     # A held-back training split (same schema as update data) that replay may draw from.
     train_path: str | None = None
+    # a prompt longer than the model's context less max_new_tokens: cut from the left (the end of a prompt is what
+    # the answer follows) and counted in the evaluation's metrics (truncated_prompts), or refused before it runs
+    on_long: Literal["truncate", "refuse"] = "truncate"
 
 
 # --------------------------------------------------------------------------- policy
