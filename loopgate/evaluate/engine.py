@@ -24,6 +24,7 @@ the same batch size and thread count.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import resource
 import sys
@@ -44,6 +45,7 @@ from loopgate.evaluate.scorers import RefusalDetector, refusal_detector, safety_
 from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite, suite_prompts
 from loopgate.hashing import sha256_bytes, sha256_json
 from loopgate.models import model_placement, set_threads
+from loopgate.models.io import context_length
 from loopgate.records import Evaluation, ExampleResult
 
 # The source files whose code decides what an evaluation records, relative to the ``loopgate`` package:
@@ -76,6 +78,7 @@ DEFAULT_MAX_GPU_BATCH_SIZE = 1024
 GPU_MEMORY_SHARE = 0.8
 
 ProgressFn = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,38 @@ def _config(model: Any) -> Any:
     # a PeftModel forwards attribute access to its base, but be explicit for wrappers that do not
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.config
+
+
+def prompt_room(model: Any, reserve: int) -> int | None:
+    """How many prompt tokens fit the model's context with ``reserve`` positions kept for what follows (the new
+    tokens, or a choice); None when the model does not say how many positions it takes.
+
+    A GPT-2-family model indexes a table of ``n_positions`` learned positions: one more is an ``IndexError``
+    inside the embedding. Models with rotary positions run past theirs, but on positions they never saw.
+    """
+    context = context_length(_config(model))
+    if context is None:
+        return None
+    if context - reserve < 1:
+        raise DataError(f"{reserve} tokens (max_new_tokens, or the longest choice) leave no room for a prompt in the "
+                        f"model's context of {context} positions; lower the suite's (or its app's) max_new_tokens, "
+                        "or shorten the choices")
+    return context - reserve
+
+
+def _keep_end(encoded: list[list[int]], room: int | None, truncated: list[int] | None) -> list[list[int]]:
+    """Each prompt cut to its last ``room`` tokens (the end is what the answer follows); cut indices go to
+    ``truncated``."""
+    if room is None:
+        return encoded
+    out = []
+    for i, ids in enumerate(encoded):
+        if len(ids) > room:
+            ids = ids[-room:]
+            if truncated is not None:
+                truncated.append(i)
+        out.append(ids)
+    return out
 
 
 def model_profile(model: torch.nn.Module) -> dict[str, float]:
@@ -272,13 +307,18 @@ def _length_sorted_batches(lengths: Sequence[int], size_for: Callable[[int], int
 @torch.inference_mode()
 def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *, max_new_tokens: int,
              stop: Sequence[str] = ("\n",), config: EngineConfig | None = None,
-             on_progress: ProgressFn | None = None, batch_ms: list[float] | None = None) -> list[Generation]:
+             on_progress: ProgressFn | None = None, batch_ms: list[float] | None = None,
+             truncated: list[int] | None = None) -> list[Generation]:
     """Greedy continuations of ``prompts`` (in order), cut at the first stop string.
 
-    ``batch_ms`` collects each batch's wall time, for the batch-latency figures.
+    A prompt longer than the model's context less ``max_new_tokens`` keeps its last tokens (:func:`prompt_room`);
+    ``truncated`` collects the indices of those prompts. ``batch_ms`` collects each batch's wall time, for the
+    batch-latency figures.
     """
     config = config or EngineConfig()
     encoded: list[list[int]] = tokenizer(list(prompts))["input_ids"] if prompts else []
+    if encoded:
+        encoded = _keep_end(encoded, prompt_room(model, max_new_tokens), truncated)
     lengths = [len(e) for e in encoded]
     device = next(model.parameters()).device
     budget, cap = config.memory_budget_mb, config.max_batch_size
@@ -376,6 +416,21 @@ def _choice_pieces(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], c
     return out
 
 
+def _fit_choices(model: Any, pieces: list[tuple[list[int], list[list[int]]]], truncated: list[int] | None
+                 ) -> list[tuple[list[int], list[list[int]]]]:
+    """Each prompt cut from the left so that it and its longest choice fit the model's context (the last choice token
+    is predicted, never fed: a choice of n tokens takes n - 1 positions after the prompt)."""
+    out = []
+    for i, (ctx, conts) in enumerate(pieces):
+        room = prompt_room(model, max(len(c) for c in conts) - 1)
+        if room is not None and len(ctx) > room:
+            ctx = ctx[-room:]
+            if truncated is not None:
+                truncated.append(i)
+        out.append((ctx, conts))
+    return out
+
+
 def _shares_prompts(model: Any) -> bool:
     # the packed layout needs a custom 4D attention mask; eager and sdpa attention honour one, while
     # flash-attention kernels would silently ignore it and score garbage
@@ -419,17 +474,18 @@ def _packed_batch(rows: Sequence[tuple[list[int], list[list[int]]]], pad: int
 @torch.inference_mode()
 def choice_loglikelihoods(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                           choices: Sequence[Sequence[str]], *, config: EngineConfig | None = None,
-                          on_progress: ProgressFn | None = None,
-                          batch_ms: list[float] | None = None) -> list[ChoiceScores]:
+                          on_progress: ProgressFn | None = None, batch_ms: list[float] | None = None,
+                          truncated: list[int] | None = None) -> list[ChoiceScores]:
     """Sum of log-probabilities of each choice's tokens given its prompt, one forward pass per batch.
 
     The choices of a prompt share one row: the prompt is computed once and every choice attends to it
     (see ``_packed_batch``), so a batch costs prompt + choices tokens rather than choices × (prompt +
     choice). A batch's size counts choices, as if each were its own sequence, and a prompt is never
-    split across batches. ``batch_ms`` collects each batch's wall time.
+    split across batches. A prompt that leaves too little of the model's context for its longest choice keeps its
+    last tokens; ``truncated`` collects the indices of those prompts. ``batch_ms`` collects each batch's wall time.
     """
     config = config or EngineConfig()
-    pieces = _choice_pieces(tokenizer, prompts, choices)
+    pieces = _fit_choices(model, _choice_pieces(tokenizer, prompts, choices), truncated)
     shared = _shares_prompts(model)
     lengths = [len(ctx) + sum(len(c) - 1 for c in conts) if shared else max(len(ctx) + len(c) - 1 for c in conts)
                for ctx, conts in pieces]
@@ -540,11 +596,14 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     batch_ms: list[float] = []
     # what the model is asked: raw prompts, chat rows through its chat template, an app's template around both
     prompt_of = dict(zip((r.id for r in suite.rows), suite_prompts(suite, tokenizer), strict=True))
+    if spec.on_long == "refuse":
+        _refuse_long_prompts(model, tokenizer, suite, prompt_of)
+    truncated: list[int] = []  # prompts cut to fit the model's context (their last tokens kept)
     if suite.kind == "choice":
         rows_c = [r for r in suite.rows if isinstance(r, ChoiceRow)]
         scored = choice_loglikelihoods(model, tokenizer, [prompt_of[r.id] for r in rows_c],
                                        [r.choices for r in rows_c], config=config, on_progress=on_progress,
-                                       batch_ms=batch_ms)
+                                       batch_ms=batch_ms, truncated=truncated)
         for cr, sc in zip(rows_c, scored, strict=True):
             # score: the gold choice's log-likelihood, so a later comparison can see confidence move
             examples.append(ExampleResult(id=cr.id, prompt=prompt_of[cr.id], output=cr.choices[sc.best],
@@ -563,7 +622,8 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
         rows_g = [r for r in suite.rows if isinstance(r, GenerationRow | SafetyRow)]
         t_gen = time.perf_counter()
         gens = generate(model, tokenizer, [prompt_of[r.id] for r in rows_g], max_new_tokens=spec.max_new_tokens,
-                        stop=spec.stop, config=config, on_progress=on_progress, batch_ms=batch_ms)
+                        stop=spec.stop, config=config, on_progress=on_progress, batch_ms=batch_ms,
+                        truncated=truncated)
         gen_s = time.perf_counter() - t_gen
         if suite.kind == "generation":
             scorer = text_scorer(spec)
@@ -585,6 +645,11 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
                                               output_tokens=g.output_tokens, latency_ms=g.latency_ms))
             metrics.update(_safety_rates(examples))
         metrics.update(_cost_metrics(examples, batch_ms, gen_s, time.perf_counter() - t0, rss_before, device))
+    if truncated:  # the record says so: a score on cut prompts is not a score on the suite as written
+        metrics["truncated_prompts"] = float(len(truncated))
+        log.warning("suite '%s' on %s: %d of %d prompts were longer than the model's context allows and keep only "
+                    "their last tokens (suites.%s.on_long: refuse stops instead)", suite.name, version,
+                    len(truncated), len(suite), suite.name)
     n = len(examples)
     correct = sum(e.correct for e in examples)
     low, high = wilson_interval(correct, n)
@@ -593,6 +658,24 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
                       score=metrics["accuracy"], ci_low=low, ci_high=high, examples=examples,
                       metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
                       engine_version=engine_version(), **model_placement(model))
+
+
+def _refuse_long_prompts(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite, prompt_of: dict[str, str]
+                         ) -> None:
+    """A ``DataError`` naming the rows whose prompt does not fit the model's context (``on_long: refuse``)."""
+    rows = list(suite.rows)
+    prompts = [prompt_of[r.id] for r in rows]
+    long: list[int] = []
+    if suite.kind == "choice":
+        _fit_choices(model, _choice_pieces(tokenizer, prompts, [getattr(r, "choices", ()) for r in rows]), long)
+    else:
+        _keep_end(tokenizer(prompts)["input_ids"], prompt_room(model, suite.spec.max_new_tokens), long)
+    if long:
+        ids = ", ".join(f"'{rows[i].id}'" for i in long[:3]) + (f" and {len(long) - 3} more" if len(long) > 3 else "")
+        raise DataError(f"suite '{suite.name}' ({suite.spec.path}): {len(long)} of {len(rows)} prompts (rows {ids}) "
+                        f"are longer than the model's context of {context_length(_config(model))} positions leaves "
+                        "room for (less max_new_tokens, or a choice); shorten them, or set "
+                        f"'suites.{suite.name}.on_long: truncate' to evaluate their last tokens")
 
 
 def _safety_rates(examples: Sequence[ExampleResult]) -> dict[str, float]:
