@@ -178,9 +178,13 @@ def _run_update(ws: Workspace, run: str, line: str, data: list[Path], *, recipe_
                             run=run)
         stage = "deciding and releasing " + v.id
         out = release_candidate(ws, v.id, actor=actor, progress=progress)
+        # with canary on a release moves only `canary`: the downstream wave starts from production alone, when
+        # production follows (the canary analysis, or `loopgate promote`), as `loopgate release` does
+        on_production = ws.store.channel(line, "production") == v.id
         if out.released:
+            out.released_to = "production" if on_production else "canary"
             released = v.id
-        if out.released and propagate:
+        if out.released and propagate and on_production:
             stage = f"re-deriving the lines below {v.id}"
             out.propagation = propagate_from(ws, v.id, actor=actor, progress=progress)
         out.training = {k: v.provenance.get(k) for k in ("method", "final_loss", "tokens_seen", "train_flops",
