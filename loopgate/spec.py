@@ -49,7 +49,8 @@ class LoraSettings(_Strict):
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    # unset: the model's own projections (``target_modules`` in loopgate/train/lora.py)
+    target_modules: list[str] | None = Field(None, min_length=1)
     # LoRA cannot learn to emit tokens whose embeddings were never trained; list their ids (or
     # characters, for the tiny char-level family) here to train just those embedding rows too.
     trainable_tokens: list[int | str] | None = None

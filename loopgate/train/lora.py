@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.pytorch_utils import Conv1D
 
 from loopgate.errors import SpecError
 from loopgate.models import load_model, save_model
@@ -39,6 +41,56 @@ def _module_name(model: nn.Module, module: nn.Module | None) -> str | None:
     return next((name.split(".")[-1] for name, m in model.named_modules() if m is module), None)
 
 
+# the default before architectures were looked up: a model with any of these names keeps exactly what it got
+# then (peft adapts the listed names it finds), so the tiny family and Llama-style models train as before
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# module types peft can put an adapter on (GPT-2's projections are transformers' Conv1D, not nn.Linear)
+_ADAPTABLE = (nn.Linear, Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """The distinct short names (``c_attn``, ``q_proj``) of the model's linear layers, as ``target_modules``
+    takes them."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                   if name and isinstance(m, (nn.Linear, Conv1D))})
+
+
+def _adaptable_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if name and isinstance(m, _ADAPTABLE)]
+
+
+def _matches(target: str, full_names: list[str]) -> bool:
+    # peft's rule for a list entry: the module's full name is the entry, or ends with "." + the entry
+    return any(n == target or n.endswith("." + target) for n in full_names)
+
+
+def target_modules(settings: LoraSettings, model: nn.Module) -> list[str]:
+    """The modules that get adapters: the recipe's ``target_modules``, each checked against the model, or (unset)
+    the architecture's projections, so a GPT-2 gets ``c_attn`` instead of a peft error about Llama names.
+
+    Unset resolves to the Llama-style projections the model has, else peft's per-architecture default for
+    ``config.model_type``. Raises ``SpecError`` naming the modules that are missing and listing the model's
+    linear layers, before any training starts."""
+    full = _adaptable_names(model)
+    model_type = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+    linear = ", ".join(linear_module_names(model)) or "(none)"
+    if settings.target_modules is not None:
+        missing = [t for t in settings.target_modules if not _matches(t, full)]
+        if missing:
+            raise SpecError(f"lora.target_modules: the model ({model_type}) has no module named "
+                            f"{', '.join(repr(m) for m in missing)}; its linear modules are: {linear}. Name some "
+                            "of those, or leave target_modules unset for the architecture's default")
+        return list(settings.target_modules)
+    llama = [t for t in LLAMA_TARGETS if _matches(t, full)]
+    if llama:
+        return llama
+    mapped = [t for t in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type, []) if _matches(t, full)]
+    if mapped:
+        return mapped
+    raise SpecError(f"lora.target_modules: no default projections are known for a {model_type} model; set "
+                    f"lora.target_modules in the recipe to some of its linear modules: {linear}")
+
+
 def lora_config(settings: LoraSettings, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> LoraConfig:
     """The peft ``LoraConfig`` for ``settings``.
 
@@ -60,11 +112,15 @@ def lora_config(settings: LoraSettings, model: PreTrainedModel, tokenizer: PreTr
                 tied = module is model.get_output_embeddings() and getattr(model.config, "tie_word_embeddings", False)
                 if not tied:
                     trainable[name] = ids
+    targets = target_modules(settings, model)
+    # GPT-2-style Conv1D layers store their weight transposed; saying so spares peft's warning that it flips it
+    conv1d = any(isinstance(m, Conv1D) and any(_matches(t, [n]) for t in targets) for n, m in model.named_modules())
     return LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
+        target_modules=targets,
+        fan_in_fan_out=conv1d,
         trainable_token_indices=trainable,
         task_type="CAUSAL_LM",
     )
