@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loopgate.errors import ImmutableError
@@ -127,6 +127,7 @@ class StepRow(Base):
 
 class LedgerRow(Base):
     __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_kind_subject", "kind", "subject"),)  # migration 0005
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     ts: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(200))

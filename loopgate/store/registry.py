@@ -693,6 +693,9 @@ class Store:
             if d.verdict != "pass":
                 return (f"{version_id}'s decision {decision_id} is '{d.verdict}', not a pass: it may not move "
                         f"{line}/{channel}")
+            if self._recorded_verdict(s, version_id, decision_id) != "pass":
+                return (f"decision {decision_id} of {version_id} says pass but its ledger entry does not: the "
+                        "decisions table was edited beside the ledger (run 'loopgate audit verify')")
             stale = self._stale_since(s, version_id)
             if stale is not None and _aware(d.created_at) <= stale:
                 return (f"{version_id}'s decision {decision_id} was made before {version_id} was rolled back "
@@ -701,6 +704,18 @@ class Store:
             return (f"{version_id} was never released to {line}'s production, so it is not a rollback target "
                     f"(roll back only to a version production held: see 'loopgate channels {line} --history'); "
                     "an admin may force it with --force and a reason")
+        return None
+
+    @staticmethod
+    def _recorded_verdict(s: Session, version_id: str, decision_id: int) -> str | None:
+        """The verdict the ledger recorded for a decision (what a forged row cannot change)."""
+        import json
+
+        for payload in s.execute(select(LedgerRow.payload).where(
+                LedgerRow.kind == "decision", LedgerRow.subject == version_id)).scalars():
+            entry = json.loads(payload)
+            if entry.get("decision_id") == decision_id:
+                return str(entry.get("verdict"))
         return None
 
     @staticmethod
@@ -894,7 +909,13 @@ class Store:
         from loopgate.store.replay import state_problems
 
         with self._sessions(bind=self._snapshot) as s, s.begin():
-            return state_problems(s)
+            problems = state_problems(s)
+            for row in s.execute(select(ChannelRow).order_by(ChannelRow.line, ChannelRow.name)).scalars():
+                shas = s.execute(select(VersionFileRow.sha256).where(VersionFileRow.version_id == row.version_id))
+                if any(not self.artifacts.has(sha) for sha in shas.scalars()):
+                    problems.append(f"channel {row.line}/{row.name} points at {row.version_id}, whose files were "
+                                    "collected or are missing: it cannot be served")
+            return problems
 
     def verify_ledger(self, *, expect_head: str | None = None) -> ledger_mod.VerifyReport:
         """The hash chain, the head, (with ``LOOPGATE_LEDGER_KEY``) the signatures and (with ``expect_head``) a
