@@ -79,21 +79,31 @@ def line_state(ws: Workspace, line: str) -> LineState:
                      shadow=policy.shadow, since=since)
 
 
-def sticky_share(line: str, version: str, user: str) -> float:
-    """Where a user falls in [0, 1) for a line's canary: the same user, the same side, for this canary."""
-    digest = hashlib.sha256(f"{line}\0{version}\0{user}".encode()).digest()
+def sticky_share(line: str, version: str, user: str, key_id: int | None = None) -> float:
+    """Where a user of an API key falls in [0, 1) for a line's canary: the same key and user, the same side, for
+    this canary.
+
+    The key is part of the hash so that each key's users are split on their own: a ``user`` value means nothing
+    across keys, and one key cannot steer where another key's users land. Hiding the split would not stop a
+    client from choosing its arm — every answer names its version and channel, so a client can always send
+    ``user`` values until one lands on the canary, and rate only those. What stops a key from deciding a canary is
+    on the feedback side: one rating per answer, a feedback rate limit per key, and at most
+    ``GatewaySettings.feedback_per_key`` counted ratings per key and version (``store.gateway.add_feedback``)."""
+    subject = user if key_id is None else f"key {key_id}\0{user}"
+    digest = hashlib.sha256(f"{line}\0{version}\0{subject}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def pick(state: LineState, user: str) -> tuple[str, str, str | None]:
-    """(version, channel, shadow version or None) that answers ``user`` on the line's production traffic."""
+def pick(state: LineState, user: str, key_id: int | None = None) -> tuple[str, str, str | None]:
+    """(version, channel, shadow version or None) that answers ``user`` of API key ``key_id`` on the line's
+    production traffic."""
     if state.production is None:
         raise LoopgateError(f"line '{state.line}' has no production version to serve; release one first")
     if not state.active or state.canary is None:
         return state.production, "production", None
     if state.shadow:
         return state.production, "production", state.canary
-    if sticky_share(state.line, state.canary, user) < state.weight:
+    if sticky_share(state.line, state.canary, user, key_id) < state.weight:
         return state.canary, "canary", None
     return state.production, "production", None
 
@@ -103,7 +113,9 @@ def _arms(ws: Workspace, state: LineState, use_feedback: bool) -> tuple[Arm, Arm
 
     def arm(version: str) -> Arm:
         reqs = gw.requests(ws.store, version, since=state.since)
-        scores = [f.score for f in gw.feedback(ws.store, version, since=state.since)] if use_feedback else []
+        # each answer's latest rating, and only those within their key's share (store.gateway.add_feedback)
+        scores = ([f.score for f in gw.feedback(ws.store, version, since=state.since, counted_only=True)]
+                  if use_feedback else [])
         return Arm(version=version, errors=[not r.ok for r in reqs],
                    latencies_ms=[r.latency_ms for r in reqs if r.ok], scores=scores)
 

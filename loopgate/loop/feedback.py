@@ -69,6 +69,11 @@ def key_app(ws: Workspace, key: str) -> str | None:
     return gw.key_app(ws.store, key)
 
 
+def key_identity(ws: Workspace, key: str) -> tuple[int, str] | None:
+    """(id, app) of a live API key; None for an unknown or revoked key."""
+    return gw.key_identity(ws.store, key)
+
+
 def request(ws: Workspace, request_id: str) -> RequestRecord | None:
     """One logged request (None when the log has no such id)."""
     return gw.request(ws.store, request_id)
@@ -80,14 +85,22 @@ def log_requests(ws: Workspace, records: Sequence[RequestRecord]) -> None:
 
 
 def add_feedback(ws: Workspace, request_id: str, score: float, *, label: str | None = None,
-                 comment: str | None = None, actor: str | None = None) -> FeedbackOutcome:
+                 comment: str | None = None, actor: str | None = None, key_id: int | None = None,
+                 per_key: int | None = None) -> FeedbackOutcome:
     """Join a score in [0, 1] to the version that answered ``request_id``; a live canary on its line is
-    analysed again at once."""
+    analysed again at once.
+
+    An answer has one rating: rating it again replaces the first. With ``key_id`` and ``per_key``, the key's
+    ratings count in the canary analysis for at most ``per_key`` answers per version since the canary went live
+    (:func:`loopgate.store.gateway.add_feedback`)."""
     if not math.isfinite(score) or not 0.0 <= score <= 1.0:
         raise LoopgateError(f"feedback score {score} is out of range; send a score between 0 (bad) and 1 (good)")
-    fb = gw.add_feedback(ws.store, request_id, score, label=label, comment=comment, actor=actor or "gateway")
     req = gw.request(ws.store, request_id)
-    assert req is not None
+    state = line_state(ws, req.line) if req is not None else None
+    since = state.since if state is not None and state.active else None
+    fb = gw.add_feedback(ws.store, request_id, score, label=label, comment=comment, actor=actor or "gateway",
+                         key_id=key_id, per_key=per_key if since is not None else None, since=since)
+    assert req is not None  # add_feedback raised for an unknown request
     canary = analyse(ws, req.line, actor="gateway") if line_state(ws, req.line).active else None
     return FeedbackOutcome(feedback=fb, canary=canary)
 

@@ -53,21 +53,31 @@ async def _body(request: Request, gateway: Gateway, model: type[BaseModel]) -> A
         if len(raw) > limit:
             raise GatewayError(413, f"request body is over the limit of {limit} bytes", code="request_too_large")
     try:
+        # ValueError covers JSONDecodeError and an integer past Python's digit limit; RecursionError deep nesting
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GatewayError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise GatewayError(400, f"the body is not valid JSON: {str(e)[:200]}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise GatewayError(400, "the body must be a JSON object", code="invalid_json")
+    try:  # JSON may escape a lone surrogate ("\ud800"): not text any tokenizer, hash or database can take
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise GatewayError(400, "the body holds a lone UTF-16 surrogate (such as \\ud800): not valid Unicode "
+                           "text", code="invalid_value") from None
+    except RecursionError:
+        raise GatewayError(400, "the body is nested too deeply", code="invalid_json") from None
     try:
         return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise GatewayError(400, f"{where}: {first['msg']}", param=where or None, code="invalid_value") from None
+    except RecursionError:
+        raise GatewayError(400, "the body is nested too deeply", code="invalid_json") from None
 
 
 def _user_key(user: str | None, request_id: str) -> tuple[str, str | None]:
-    """(what the sticky canary split hashes, the user hash kept in the log)."""
+    """(what the sticky canary split hashes with the API key, the user hash kept in the log)."""
     if user:
         h = hashlib.sha256(user.encode()).hexdigest()
         return h, h
@@ -112,16 +122,23 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
 
     async def generation(request: Request, chat: bool) -> Response:
         t0 = time.perf_counter()
-        key_app = gateway.authorise(request.headers.get("authorization"))
+        caller = gateway.authorise(request.headers.get("authorization"))
         body = await _body(request, gateway, ChatRequest if chat else CompletionRequest)
-        target: Target = gateway.target(body.model, key_app)
+        target: Target = gateway.target(body.model, caller.app)
+        # nothing to answer is the client's error, never the model's: refused before anything is logged
+        if (chat and not any(m.text() for m in body.messages)) or (
+                not chat and (body.prompt == "" or (isinstance(body.prompt, list) and "" in body.prompt))):
+            raise GatewayError(400, "the prompt is empty" if not chat else "every message is empty",
+                               param="messages" if chat else "prompt", code="empty_prompt")
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         split_key, user_hash = _user_key(body.user, rid)
-        version, channel, shadow = gateway.route(target, split_key)
+        version, channel, shadow = gateway.route(target, split_key, caller.key_id)
+        k = caller.key_id
         try:
             srv = await gateway.server(version)
         except GatewayError as e:  # the version cannot serve: an error of that version, for the canary analysis
-            gateway.log(rid, target, version, channel, t0, 0, 0, None, None, user_hash=user_hash, error=e.message)
+            gateway.log(rid, target, version, channel, t0, 0, 0, None, None, user_hash=user_hash, key_id=k,
+                        error=e.message)
             raise
         max_new = (getattr(body, "max_completion_tokens", None) or body.max_tokens or target.max_new_tokens)
         if max_new > gateway.settings.max_tokens:
@@ -143,6 +160,8 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
                 raise GatewayError(400, f"prompt: give a string or a list of 1 to {gateway.settings.max_batch} "
                                    "strings", param="prompt")
             prompts = [render_template(target.template, p) for p in raw]
+        if not all(prompts):  # an app template of just "{input}", or a chat template that renders nothing
+            raise GatewayError(400, "the prompt is empty", param="messages" if chat else "prompt", code="empty_prompt")
         counts = [srv.count_tokens(p) for p in prompts]
         if srv.max_positions and max(counts) + max_new > srv.max_positions:
             raise GatewayError(400, f"this model's context is {srv.max_positions} tokens; the prompt has "
@@ -152,15 +171,15 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
             gens = await asyncio.gather(*(gateway.answer(srv, p, max_new, stop) for p in prompts))
         except GatewayError as e:
             gateway.log(rid, target, version, channel, t0, sum(counts), 0, prompts[0], None, user_hash=user_hash,
-                        error=e.message)
+                        key_id=k, error=e.message)
             raise
         except Exception as e:  # the model failed: logged as an error of this version, answered as a 500
             gateway.log(rid, target, version, channel, t0, sum(counts), 0, prompts[0], None, user_hash=user_hash,
-                        error=str(e) or type(e).__name__)
+                        key_id=k, error=str(e) or type(e).__name__)
             raise GatewayError(500, f"the model failed: {e}", "server_error") from None
         for i, (p, g) in enumerate(zip(prompts, gens, strict=True)):
             gateway.log(rid if len(prompts) == 1 else f"{rid}-{i}", target, version, channel, t0,
-                        counts[i], g.output_tokens, p, g.text, user_hash=user_hash)
+                        counts[i], g.output_tokens, p, g.text, user_hash=user_hash, key_id=k)
         if shadow is not None:
             for p in prompts:
                 gateway.shadow(target, shadow, p, max_new, stop, user_hash)
@@ -220,10 +239,10 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
     @r.post("/feedback")
     async def feedback(request: Request) -> Response:
         try:
-            key_app = gateway.authorise(request.headers.get("authorization"))
+            caller = gateway.authorise(request.headers.get("authorization"), feedback=True)
             body = await _body(request, gateway, FeedbackRequest)
             out = await asyncio.to_thread(gateway.feedback, body.request_id, body.score, body.label, body.comment,
-                                          key_app)
+                                          caller, body.index)
             return JSONResponse(out)
         except GatewayError as e:
             return _error(e)
@@ -231,7 +250,7 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
     @r.get("/models")
     async def models(request: Request) -> Response:
         try:
-            key_app = gateway.authorise(request.headers.get("authorization"))
+            key_app = gateway.authorise(request.headers.get("authorization")).app
         except GatewayError as e:
             return _error(e)
         names = [n for n in ws.eco.lines if key_app is None or n == key_app]

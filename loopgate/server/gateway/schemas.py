@@ -55,6 +55,7 @@ class ChatRequest(_Generation):
 class FeedbackRequest(_Body):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, max_length=64)
+    index: int | None = Field(None, ge=0, le=1024)  # the choice, for a request that sent several prompts
     score: float
     label: str | None = Field(None, max_length=200)
     comment: str | None = Field(None, max_length=4000)

@@ -50,6 +50,13 @@ class GatewaySettings:
     state_ttl_s: float = 0.5  # how long a line's channels are cached between reads
     key_recheck_s: float = 5.0  # how long a key is trusted before the registry is asked again (revocation)
     max_loaded: int = 4  # versions kept loaded; the least recently used idle one is unloaded to load another
+    # feedback abuse guards (#26 item 6), per API key: a token bucket for POST /v1/feedback (on top of the
+    # request bucket) …
+    feedback_rate_per_s: float = 2.0
+    feedback_burst: int = 50
+    # … and the most answers per version, since its canary went live, whose ratings the canary analysis counts
+    # (None: no cap). One key alone cannot fill canary.min_samples then: a canary is not judged on one client's word
+    feedback_per_key: int | None = 10
 
 
 class GatewayError(Exception):
@@ -60,6 +67,14 @@ class GatewayError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
         self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the app its API key belongs to and the key's id (both None when keys are off)."""
+
+    app: str | None = None
+    key_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,9 @@ class Gateway:
         self.servers: dict[str, VersionServer] = {}
         self._loading: dict[str, asyncio.Task[VersionServer]] = {}
         self._states: dict[str, tuple[float, LineState]] = {}
-        self._keys: dict[str, tuple[str, float]] = {}  # sha256 of a key → (its app, when it was last checked)
+        self._keys: dict[str, tuple[Caller, float]] = {}  # sha256 of a key → (its caller, when last checked)
         self._buckets: dict[str, TokenBucket] = {}
+        self._feedback_buckets: dict[str, TokenBucket] = {}
         self._pending: list[RequestRecord] = []
         self._log_text: dict[str, str] = {}
         self._since_analysis: dict[str, int] = {}
@@ -120,10 +136,11 @@ class Gateway:
 
     # ------------------------------------------------------------------ guards
 
-    def authorise(self, header: str | None) -> str | None:
-        """The app a request's bearer key belongs to (None when keys are not required)."""
+    def authorise(self, header: str | None, *, feedback: bool = False) -> Caller:
+        """Who a request's bearer key belongs to (nobody when keys are not required); ``feedback`` also takes a
+        token from the key's feedback bucket."""
         if not self.settings.require_keys:
-            return None
+            return Caller()
         key = header[7:].strip() if header and header[:7].lower() == "bearer " else ""
         if not key:
             raise GatewayError(401, "no API key: send 'Authorization: Bearer KEY' (make one with `loopgate key "
@@ -131,20 +148,25 @@ class Gateway:
         digest = key_sha256(key)
         known = self._keys.get(digest)
         if known is not None and time.monotonic() - known[1] < self.settings.key_recheck_s:
-            app = known[0]
+            caller = known[0]
         else:  # asked again now and then, so a revoked key stops working on a running gateway
-            owner = feedback_loop.key_app(self.ws, key)
-            if owner is None:
+            found = feedback_loop.key_identity(self.ws, key)
+            if found is None:
                 self._keys.pop(digest, None)
                 raise GatewayError(401, "unknown or revoked API key", "authentication_error", code="invalid_api_key")
-            app = owner
-            self._keys[digest] = (app, time.monotonic())
-        wait = self._buckets.setdefault(digest, TokenBucket(self.settings.rate_per_s, self.settings.burst)).take()
-        if wait > 0:
-            raise GatewayError(429, f"rate limit reached for this key ({self.settings.rate_per_s:g} requests/s, "
-                               f"burst {self.settings.burst}); retry in {wait:.2f} s", "rate_limit_exceeded",
-                               code="rate_limit_exceeded", headers={"Retry-After": f"{max(1, round(wait))}"})
-        return app
+            caller = Caller(app=found[1], key_id=found[0])
+            self._keys[digest] = (caller, time.monotonic())
+        limits = [(self._buckets, self.settings.rate_per_s, self.settings.burst, "requests")]
+        if feedback:
+            limits.append((self._feedback_buckets, self.settings.feedback_rate_per_s, self.settings.feedback_burst,
+                           "feedback"))
+        for buckets, rate, burst, what in limits:
+            wait = buckets.setdefault(digest, TokenBucket(rate, burst)).take()
+            if wait > 0:
+                raise GatewayError(429, f"rate limit reached for this key ({rate:g} {what}/s, burst {burst}); "
+                                   f"retry in {wait:.2f} s", "rate_limit_exceeded", code="rate_limit_exceeded",
+                                   headers={"Retry-After": f"{max(1, round(wait))}"})
+        return caller
 
     # ------------------------------------------------------------------ routing
 
@@ -181,8 +203,8 @@ class Gateway:
     def forget_state(self, line: str) -> None:
         self._states.pop(line, None)
 
-    def route(self, target: Target, user: str) -> tuple[str, str, str | None]:
-        """(version, channel, shadow version) answering this request."""
+    def route(self, target: Target, user: str, key_id: int | None = None) -> tuple[str, str, str | None]:
+        """(version, channel, shadow version) answering this request of ``user`` with API key ``key_id``."""
         if target.channel != "production" or not target.split:
             version = self.ws.store.channel(target.line, target.channel)
             if version is None:
@@ -190,7 +212,7 @@ class Gateway:
                                    param="model", code="model_not_found")
             return version, target.channel, None
         try:
-            return canary_loop.pick(self.state(target.line), user)
+            return canary_loop.pick(self.state(target.line), user, key_id)
         except LoopgateError as e:
             raise GatewayError(404, str(e), param="model", code="model_not_found") from None
 
@@ -277,7 +299,7 @@ class Gateway:
 
     def log(self, request_id: str, target: Target, version: str, channel: str, t0: float, prompt_tokens: int,
             output_tokens: int, prompt: str | None, output: str | None, *, user_hash: str | None,
-            shadow: bool = False, error: str | None = None) -> None:
+            key_id: int | None = None, shadow: bool = False, error: str | None = None) -> None:
         keep = self._log_text.get(target.line)
         if keep is None:  # the spec is read once per process: merging the policy per request costs real time
             keep = self._log_text[target.line] = self.ws.eco.policy_for(target.line).canary.log_text
@@ -285,10 +307,10 @@ class Gateway:
         def kept(text: str | None) -> str | None:
             if text is None or keep == "off":
                 return None
-            return text if keep == "full" else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+            return text if keep == "full" else "sha256:" + hashlib.sha256(text.encode(errors="replace")).hexdigest()
 
         rec = RequestRecord(id=request_id, app=target.app, line=target.line, version_id=version, channel=channel,
-                            shadow=shadow, user_hash=user_hash, ok=error is None, error=error,
+                            shadow=shadow, user_hash=user_hash, key_id=key_id, ok=error is None, error=error,
                             latency_ms=(time.perf_counter() - t0) * 1000, prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, prompt=kept(prompt), output=kept(output),
                             created_at=utcnow())
@@ -305,7 +327,12 @@ class Gateway:
             recs, self._pending = self._pending, []
         if not recs:
             return
-        feedback_loop.log_requests(self.ws, recs)
+        try:
+            feedback_loop.log_requests(self.ws, recs)  # one refused row does not lose the others (store.gateway)
+        except Exception:
+            with self._lock:  # the registry could not be written at all: keep the batch for the next flush
+                self._pending[:0] = recs
+            raise
         for r in recs:
             self._since_analysis[r.line] = self._since_analysis.get(r.line, 0) + 1
         for line, n in list(self._since_analysis.items()):
@@ -323,24 +350,37 @@ class Gateway:
 
                 traceback.print_exc()
 
-    def feedback(self, request_id: str, score: float, label: str | None, comment: str | None,
-                 key_app: str | None) -> dict[str, Any]:
+    def feedback(self, request_id: str, score: float, label: str | None, comment: str | None, caller: Caller,
+                 index: int | None = None) -> dict[str, Any]:
+        """Rate one served answer: ``request_id``, or choice ``index`` of a request with several prompts. The
+        latest rating of an answer is its rating; only the key that asked for an answer may rate it."""
         self.flush()  # the request may still be in the buffer
-        req = feedback_loop.request(self.ws, request_id)
+        req = None
+        if index is not None:  # a request with several prompts logs one answer per choice: ID-INDEX
+            req = feedback_loop.request(self.ws, f"{request_id}-{index}")
+            request_id = req.id if req is not None else request_id
+        if req is None and not index:
+            req = feedback_loop.request(self.ws, request_id)
         if req is None or req.shadow:
-            raise GatewayError(404, f"no request '{request_id}'; send the id a completion returned",
+            raise GatewayError(404, f"no request '{request_id}'" + (f" with choice {index}" if index else "")
+                               + "; send the id a completion returned (and the choice's index)",
                                param="request_id", code="request_not_found")
-        if key_app is not None and key_app not in (req.app, req.line):
+        if caller.app is not None and caller.app not in (req.app, req.line):
             raise GatewayError(403, f"request '{request_id}' was not made with this key's app", "permission_error",
                                param="request_id")
+        if caller.key_id is not None and req.key_id is not None and caller.key_id != req.key_id:
+            raise GatewayError(403, f"request '{request_id}' was made with another API key; the key that asked for "
+                               "an answer rates it", "permission_error", param="request_id")
         try:
             out = feedback_loop.add_feedback(self.ws, request_id, score, label=label, comment=comment,
-                                             actor=f"gateway:{key_app or 'anonymous'}")
+                                             actor=f"gateway:{caller.app or 'anonymous'}", key_id=caller.key_id,
+                                             per_key=self.settings.feedback_per_key)
         except LoopgateError as e:
             raise GatewayError(400, str(e), param="score") from None
         self.forget_state(req.line)
         body: dict[str, Any] = {"id": out.feedback.id, "object": "feedback", "request_id": request_id,
-                                "version": out.feedback.version_id, "score": score}
+                                "version": out.feedback.version_id, "score": score,
+                                "counted": out.feedback.counted}
         if out.canary is not None:
             body["canary"] = {"outcome": out.canary.outcome,
                               "verdict": out.canary.analysis.verdict.value if out.canary.analysis else None}
