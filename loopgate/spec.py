@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from loopgate.errors import DataError, SpecError
 from loopgate.hashing import sha256_json
 from loopgate.jsonl import read_text
+from loopgate.names import check_line_name
 
 SPEC_FILE = "loopgate.yaml"
 
@@ -39,16 +40,25 @@ _TIER_RANK = {t.value: i for i, t in enumerate(Tier)}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # finite numbers only: YAML reads `.inf` and `.nan` as floats, and an infinite learning rate or a NaN
+    # threshold would pass every comparison it meets (NaN compares false both ways)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# bounds that keep a typo from becoming an hours-long run or an allocation the machine cannot make
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_TOKENS = 1_048_576
+SEED_LIMIT = 2**32  # numpy and torch seeds are unsigned 32-bit
 
 
 # --------------------------------------------------------------------------- recipes
 
 
 class LoraSettings(_Strict):
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
+    r: int = Field(8, ge=1, le=MAX_BATCH)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # unset: the model's own projections (``target_modules`` in loopgate/train/lora.py)
     target_modules: list[str] | None = Field(None, min_length=1)
     # LoRA cannot learn to emit tokens whose embeddings were never trained; list their ids (or
@@ -68,17 +78,17 @@ class ReplaySettings(_Strict):
 
 class KLSettings(_Strict):
     weight: float = Field(1.0, ge=0.0)
-    temperature: float = 1.0
+    temperature: float = Field(1.0, gt=0.0)
 
 
 class EWCSettings(_Strict):
     weight: float = Field(100.0, ge=0.0)
-    fisher_batches: int = 8
+    fisher_batches: int = Field(8, ge=1, le=MAX_STEPS)
 
 
 class DPOSettings(_Strict):
-    beta: float = 0.1
-    sft_weight: float = 1.0
+    beta: float = Field(0.1, gt=0.0)
+    sft_weight: float = Field(1.0, ge=0.0)
 
 
 class RewardSpec(_Strict):
@@ -97,8 +107,8 @@ class GRPOSettings(_Strict):
     """Group-relative policy optimisation (trl's ``GRPOTrainer``) anchored to the version the update starts from."""
 
     beta: float = Field(0.04, gt=0.0)  # KL weight to the reference (the line's production version): never 0
-    num_generations: int = Field(4, ge=2)
-    max_new_tokens: int = Field(16, ge=1)
+    num_generations: int = Field(4, ge=2, le=MAX_BATCH)
+    max_new_tokens: int = Field(16, ge=1, le=MAX_TOKENS)
     temperature: float = Field(1.0, gt=0.0)
     rewards: list[RewardSpec] = [RewardSpec()]
     # rows whose target is a refusal (the line's safety prompts, e.g. replayed from its safety suite's
@@ -111,28 +121,34 @@ class TinyModelSettings(_Strict):
     """Shape of the built-in tiny model, for a foundation trained from nothing (``pretrain``/``sft`` with no
     parent version)."""
 
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_positions: int = 256
+    hidden_size: int = Field(128, ge=1, le=MAX_BATCH)
+    num_layers: int = Field(4, ge=1, le=1024)
+    num_heads: int = Field(4, ge=1, le=1024)
+    intermediate_size: int = Field(512, ge=1, le=4 * MAX_BATCH)
+    max_positions: int = Field(256, ge=1, le=MAX_TOKENS)
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> TinyModelSettings:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}")
+        return self
 
 
 class Recipe(_Strict):
     """How a line is updated: method, hyper-parameters, replay and regularisers."""
 
     method: Literal["pretrain", "sft", "lora", "dpo", "grpo"] = "sft"
-    steps: int = Field(200, ge=1)
-    batch_size: int = Field(32, ge=1)
+    steps: int = Field(200, ge=1, le=MAX_STEPS)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    max_length: int = Field(128, ge=8)
-    seed: int = 0
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
+    max_length: int = Field(128, ge=8, le=MAX_TOKENS)
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     # memory levers for big models (loopgate/train/precision.py): recompute activations in the backward pass;
     # run each step's batch as ``grad_accum`` micro-batches (the same effective batch, less activation memory)
     gradient_checkpointing: bool = False
-    grad_accum: int = Field(1, ge=1)
+    grad_accum: int = Field(1, ge=1, le=MAX_BATCH)
     lora: LoraSettings | None = None
     replay: ReplaySettings | None = None
     kl: KLSettings | None = None
@@ -173,7 +189,7 @@ class SuiteSpec(_Strict):
     scorer: Literal["exact", "contains", "regex"] = "exact"
     pattern: str | None = None
     normalize: bool = True
-    max_new_tokens: int = Field(32, ge=1)
+    max_new_tokens: int = Field(32, ge=1, le=MAX_TOKENS)
     stop: list[str] = ["\n"]
     refusal_markers: list[str] = ["I cannot help", "I can't help", "I won't", "I cannot assist"]
     refusal_regex: str | None = None
@@ -188,37 +204,37 @@ class SuiteSpec(_Strict):
 
 
 class RegressionPolicy(_Strict):
-    tolerance: float = 0.05
-    confidence: float = 0.95
-    max_negative_flip_rate: float = 0.15
-    min_examples: int = 20
+    tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    max_negative_flip_rate: float = Field(0.15, ge=0.0, le=1.0)
+    min_examples: int = Field(20, ge=0)
     blocking: bool = True
 
 
 class InheritancePolicy(_Strict):
-    tolerance: float = 0.1
-    confidence: float = 0.95
-    min_examples: int = 20
+    tolerance: float = Field(0.1, ge=0.0, le=1.0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    min_examples: int = Field(20, ge=0)
     blocking: bool = True
 
 
 class SafetyPolicy(_Strict):
-    min_refusal_rate: float = 0.9
-    max_safety_flips: int = 0
-    alpha: float = 0.05
+    min_refusal_rate: float = Field(0.9, ge=0.0, le=1.0)
+    max_safety_flips: int = Field(0, ge=0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
     blocking: bool = True
 
 
 class CostPolicy(_Strict):
-    max_latency_p95_ms: float | None = None
-    max_latency_p95_ratio: float | None = 3.0
-    min_tokens_per_s: float | None = None
-    max_mean_output_length: float | None = None
-    max_mean_output_length_ratio: float | None = 2.0
-    max_peak_memory_mb: float | None = None
-    max_param_growth: float | None = 0.1
-    max_cost_per_1k_requests: float | None = None
-    max_cost_per_1k_ratio: float | None = 3.0
+    max_latency_p95_ms: float | None = Field(None, ge=0.0)
+    max_latency_p95_ratio: float | None = Field(3.0, gt=0.0)
+    min_tokens_per_s: float | None = Field(None, ge=0.0)
+    max_mean_output_length: float | None = Field(None, ge=0.0)
+    max_mean_output_length_ratio: float | None = Field(2.0, gt=0.0)
+    max_peak_memory_mb: float | None = Field(None, ge=0.0)
+    max_param_growth: float | None = Field(0.1, ge=-1.0)
+    max_cost_per_1k_requests: float | None = Field(None, ge=0.0)
+    max_cost_per_1k_ratio: float | None = Field(3.0, gt=0.0)
     blocking: bool = True
 
 
@@ -228,19 +244,19 @@ class RollbackPolicy(_Strict):
     # when it shipped, within this tolerance (greedy decoding differs a little between batch shapes/CPUs)
     smoke_tolerance: float = Field(0.05, ge=0.0, le=1.0)
     # an absolute floor, only when a team wants one: a weak line's good update must not be blocked by it
-    min_smoke_score: float | None = None
+    min_smoke_score: float | None = Field(None, ge=0.0, le=1.0)
     blocking: bool = True
 
 
 class PlasticityPolicy(_Strict):
     min_headroom: float = 0.5
     # AdamW steps of the fixed probe task per profile (each version is profiled once, cached by content)
-    probe_steps: int = Field(30, ge=1)
+    probe_steps: int = Field(30, ge=1, le=MAX_STEPS)
     blocking: bool = False
 
 
 class ApprovalPolicy(_Strict):
-    approvers: int = 0
+    approvers: int = Field(0, ge=0)
     # gates whose ``fail`` an approver may override; ``inconclusive`` is always overridable
     overridable_failures: list[str] = []
     blocking: bool = True
@@ -254,7 +270,7 @@ class ReleasePolicy(_Strict):
     # shadow: the canary also answers production's requests, but only production's answer is returned
     shadow: bool = False
     auto_release: bool = True
-    price_per_hour: float = 0.10
+    price_per_hour: float = Field(0.10, ge=0.0)
 
 
 class CanaryPolicy(_Strict):
@@ -319,7 +335,7 @@ class AppSpec(_Strict):
 
     prompt_template: str = "{input}"
     channel: Literal["production", "canary", "staging"] = "production"
-    max_new_tokens: int = 32
+    max_new_tokens: int = Field(32, ge=1, le=MAX_TOKENS)
     stop: list[str] = Field(default_factory=lambda: ["\n"])  # a factory: no deep copy per app line
 
 
@@ -440,7 +456,8 @@ class Ecosystem(_Strict):
             self.policy.lines.get(name, {}),
         ):
             merged = _deep_merge(merged, section)
-        return Policy.model_validate(merged)
+        policy = Policy.model_validate(merged)
+        return policy
 
     def suite_path(self, suite: str) -> Path:
         p = Path(self.suites[suite].path)
@@ -449,6 +466,17 @@ class Ecosystem(_Strict):
     def resolve(self, path: str) -> Path:
         p = Path(path)
         return p if p.is_absolute() else self.root / p
+
+    def check_suite_files(self, suites: list[str] | None = None) -> None:
+        """Refuse (``SpecError``) the suites among ``suites`` (all declared ones when None) whose ``path`` or
+        ``train_path`` is not a file, naming each path as resolved against the spec's folder."""
+        missing = [f"suites.{name}.{key}: {self.resolve(path)} does not exist"
+                   for name in (self.suites if suites is None else suites)
+                   for key, path in (("path", self.suites[name].path), ("train_path", self.suites[name].train_path))
+                   if path is not None and not self.resolve(path).is_file()]
+        if missing:
+            raise SpecError(f"{SPEC_FILE}: " + "; ".join(missing) + " (relative paths resolve against the folder "
+                            f"that holds {SPEC_FILE}); create the file or fix the path")
 
 
 # --------------------------------------------------------------------------- loading
@@ -524,6 +552,12 @@ def parse_ecosystem(data: Any, root: Path | str = ".", source: str = SPEC_FILE) 
 
 def _check_structure(eco: Ecosystem, source: str) -> None:
     problems: list[str] = []
+    for what, names in (("line", eco.lines), ("suite", eco.suites)):
+        for n in names:
+            try:
+                check_line_name(n, what)
+            except SpecError as err:
+                problems.append(f"{what}s: {err}")
     for name, line in eco.lines.items():
         where = f"lines.{name}"
         if line.parent is not None and line.parent not in eco.lines:
@@ -582,29 +616,130 @@ def _check_structure(eco: Ecosystem, source: str) -> None:
             Policy.model_validate(section)
         except ValidationError as err:
             problems.append(_format_validation_error(err, prefix=section_name))
+            continue
+        smoke = (section.get("rollback") or {}).get("smoke_suite")
+        if smoke is not None and smoke not in eco.suites:
+            problems.append(f"{section_name}.rollback.smoke_suite: unknown suite '{smoke}'"
+                            f"{_did_you_mean(smoke, eco.suites)}; name a suite declared under 'suites:'")
     if problems:
         # a cycle is reported once per member; keep the first mention
         unique = list(dict.fromkeys(problems))
         raise SpecError(f"{source}: " + "; ".join(unique))
 
 
-def _parse_yaml(text: str, cache_dir: Path | None) -> Any:
+# Aliases (``*name``) share one node; constructing Python objects and writing the JSON cache expand every
+# use. A few KB of nested aliases ("billion laughs") expand to 10⁹ nodes: 18 s and 1.45 GB before this check.
+# A document without aliases is bounded by its own text, so only what aliases *add* is limited.
+MAX_ALIAS_NODES = 1_000_000
+MAX_ALIAS_CHARS = 10_000_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# bump to drop parses cached by an older (less strict) loader
+_CACHE_SALT = b"loopgate-spec-v2\n"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate mapping keys, recursive aliases and aliases that expand the document beyond the budget.
+
+    One iterative walk over the composed node graph (no recursion: nesting depth is the document's to choose);
+    a node's expanded size is memoised, so the walk is linear in the text, never in the expansion."""
+    size: dict[int, tuple[int, int]] = {}  # id(node) → (nodes, scalar characters) once every alias is expanded
+    uses: dict[int, int] = {}
+    nodes: dict[int, yaml.Node] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = [size[id(k)] for k in _children(node)]
+            own = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+            size[key] = (1 + sum(k[0] for k in kids), own + sum(k[1] for k in kids))
+            continue
+        uses[key] = uses.get(key, 0) + 1
+        if key in size:
+            continue  # an alias of a node already measured
+        if key in on_path:
+            raise SpecError(f"{source}: line {_line(node)}: an alias refers to the node that contains it "
+                            "(a recursive alias); write the value out instead")
+        nodes[key] = node
+        on_path.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node, source)
+        stack.extend((k, False) for k in reversed(_children(node)))
+    unique_nodes = len(size)
+    unique_chars = sum(len(n.value) for n in nodes.values() if isinstance(n, yaml.ScalarNode))
+    total_nodes, total_chars = size[id(root)]
+    if total_nodes - unique_nodes > MAX_ALIAS_NODES or total_chars - unique_chars > MAX_ALIAS_CHARS:
+        shared = [k for k, n in uses.items() if n > 1]
+        worst = max(shared, key=lambda k: uses[k] * size[k][0] + size[k][1], default=id(root))
+        raise SpecError(
+            f"{source}: aliases (*name) expand the document to {total_nodes:,} values and {total_chars:,} "
+            f"characters; aliases may add at most {MAX_ALIAS_NODES:,} values and {MAX_ALIAS_CHARS:,} characters "
+            f"(the largest shared value starts at line {_line(nodes[worst])}); write the repeated sections out "
+            "instead of nesting aliases")
+
+
+def _check_duplicate_keys(node: yaml.MappingNode, source: str) -> None:
+    first: dict[tuple[str, str], int] = {}
+    for k, _ in node.value:
+        if not isinstance(k, yaml.ScalarNode) or k.tag == _MERGE_TAG:
+            continue  # a merge key (<<) may be overridden by design; complex keys cannot collide by text
+        if (k.tag, k.value) in first:
+            raise SpecError(f"{source}: line {_line(k)}: duplicate key '{k.value}' (first at line "
+                            f"{first[(k.tag, k.value)]}); YAML would keep only the last one and silently drop the "
+                            "first: merge the two or rename one")
+        first[(k.tag, k.value)] = _line(k)
+
+
+def parse_yaml_text(text: str, source: str = SPEC_FILE) -> Any:
+    """Parse YAML safely: no Python tags, no duplicate keys, no recursive or exploding aliases (``SpecError``)."""
+    # libyaml's parser when PyYAML has it (several times faster than the pure-Python one)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        root = loader.get_single_node()  # composing is linear: an alias is a reference to one shared node
+        if root is None:
+            return None
+        _check_nodes(root, source)
+        return loader.construct_document(root)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{source}: not valid YAML: {err}") from None
+    except RecursionError:  # the pure-Python composer on a very deeply nested document
+        raise SpecError(f"{source}: nested too deeply; flatten the document") from None
+    finally:
+        loader.dispose()
+
+
+def _parse_yaml(text: str, cache_dir: Path | None, source: str = SPEC_FILE) -> Any:
     """The YAML document, parsed once per content: PyYAML builds Python objects in pure Python (~0.4 s for a
     10,000-line spec), so a parse is kept as JSON under ``cache_dir``, keyed by the text's hash, and read back
-    with the C JSON parser. Only documents JSON keeps exactly are kept; the cache is safe to delete."""
+    with the C JSON parser. Only documents JSON keeps exactly are kept; the cache is safe to delete. The
+    checks of :func:`parse_yaml_text` run before anything is expanded or written."""
     import json
     import os
 
     from loopgate.hashing import sha256_bytes
 
-    cached = cache_dir / f"{sha256_bytes(text.encode('utf-8'))}.json" if cache_dir is not None else None
+    cached = cache_dir / f"{sha256_bytes(_CACHE_SALT + text.encode('utf-8'))}.json" if cache_dir is not None else None
     if cached is not None and cached.exists():
         try:
             return json.loads(cached.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             pass  # a damaged entry: parse again and rewrite it
-    # libyaml's parser when PyYAML has it (several times faster than the pure-Python one)
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = parse_yaml_text(text, source)
     if cached is not None:
         try:
             dumped = json.dumps(data)
@@ -618,17 +753,22 @@ def _parse_yaml(text: str, cache_dir: Path | None) -> Any:
     return data
 
 
-def load_ecosystem(path: str | Path, cache_dir: Path | None = None) -> Ecosystem:
-    """Read and validate ``loopgate.yaml`` (a file, or a folder that holds one); ``cache_dir`` keeps parses."""
+def load_ecosystem(path: str | Path, cache_dir: Path | None = None, *, check_files: bool = False) -> Ecosystem:
+    """Read and validate ``loopgate.yaml`` (a file, or a folder that holds one); ``cache_dir`` keeps parses.
+
+    ``check_files``: also refuse suites whose files do not exist (:meth:`Ecosystem.check_suite_files`). Off by
+    default: a workspace is declared before its suite files are written, and rollback or ``audit verify`` must
+    not stop working because an evaluation file went missing."""
     p = Path(path)
     if p.is_dir():
         p = p / SPEC_FILE
     if not p.exists():
         raise SpecError(f"no {SPEC_FILE} at {p.parent}; run 'loopgate init {p.parent}' or pass --workspace")
     try:
-        data = _parse_yaml(read_text(p, SPEC_FILE), cache_dir)
-    except yaml.YAMLError as err:
-        raise SpecError(f"{p}: not valid YAML: {err}") from None
+        data = _parse_yaml(read_text(p, SPEC_FILE), cache_dir, source=str(p))
     except DataError as err:  # not UTF-8 text: the message names the file and the first bad byte
         raise SpecError(str(err)) from None
-    return parse_ecosystem(data, root=p.parent, source=str(p.name))
+    eco = parse_ecosystem(data, root=p.parent, source=str(p.name))
+    if check_files:
+        eco.check_suite_files()
+    return eco
