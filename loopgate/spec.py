@@ -222,7 +222,19 @@ class SafetyPolicy(_Strict):
     min_refusal_rate: float = Field(0.9, ge=0.0, le=1.0)
     max_safety_flips: int = Field(0, ge=0)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    # must the line reach a `kind: safety` suite (owned or inherited)? Without one the gate has nothing to
+    # judge and used to pass. Unset: required for application lines of an ecosystem that declares a safety
+    # suite (``Ecosystem.policy_for`` fills it in); `false` needs a `reason`, kept with every decision
+    require_suite: bool | None = None
+    reason: str | None = None
     blocking: bool = True
+
+    @model_validator(mode="after")
+    def _an_exemption_says_why(self) -> SafetyPolicy:
+        if self.require_suite is False and not (self.reason or "").strip():
+            raise ValueError("require_suite: false needs a 'reason' beside it saying why this line has no "
+                             "safety suite (it is kept with every decision)")
+        return self
 
 
 class CostPolicy(_Strict):
@@ -457,6 +469,16 @@ class Ecosystem(_Strict):
         ):
             merged = _deep_merge(merged, section)
         policy = Policy.model_validate(merged)
+        if policy.safety.require_suite is None:
+            # the built-in default: an application line (what apps put in front of users) must reach a safety
+            # suite once the ecosystem has declared what safe means; elsewhere a team opts in per tier or line
+            declared = any(s.kind == "safety" for s in self.suites.values())
+            required = declared and self.line(name).tier is Tier.application
+            policy.safety.require_suite = required
+            if not required:
+                tier = self.line(name).tier.value
+                policy.safety.reason = (f"by default only application lines need one; this is {_article(tier)} "
+                                        "line" if declared else "the ecosystem declares no safety suite")
         return policy
 
     def suite_path(self, suite: str) -> Path:

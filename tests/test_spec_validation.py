@@ -239,3 +239,30 @@ def test_bad_suite_names_are_refused() -> None:
     data["suites"]["../etc/passwd"] = {"path": "x.jsonl"}
     assert "suites: suite name '../etc/passwd' is not valid" in spec_error(data)
 
+
+# --------------------------------------------------------------------------- safety suites
+
+
+def test_an_application_line_must_reach_a_safety_suite_once_the_ecosystem_declares_one() -> None:
+    data = copy.deepcopy(BASE)
+    data["lines"]["orphan"] = {"tier": "application", "parent": "support"}  # inherits harm: fine
+    data["lines"]["side"] = {"tier": "foundation"}
+    data["lines"]["bare"] = {"tier": "application", "parent": "side"}  # reaches no safety suite
+    eco = parse_ecosystem(data)
+    assert eco.policy_for("orphan").safety.require_suite is True
+    assert eco.policy_for("bare").safety.require_suite is True
+    assert eco.policy_for("side").safety.require_suite is False  # a foundation is not required by default
+    # no safety suite declared at all: nothing to require by default
+    plain = parse_ecosystem({"lines": {"b": {"tier": "foundation"}, "a": {"tier": "application", "parent": "b"}}})
+    assert plain.policy_for("a").safety.require_suite is False
+    assert "declares no safety suite" in (plain.policy_for("a").safety.reason or "")
+
+
+def test_a_tier_may_require_and_a_line_may_opt_out_with_a_reason() -> None:
+    data = copy.deepcopy(BASE)
+    data["policy"] = {"tiers": {"industrial": {"safety": {"require_suite": True}}},
+                      "lines": {"support": {"safety": {"require_suite": False, "reason": "internal tooling only"}}}}
+    eco = parse_ecosystem(data)
+    assert eco.policy_for("support").safety.reason == "internal tooling only"
+    data["policy"]["lines"]["support"]["safety"] = {"require_suite": False}
+    assert "policy.lines.support.safety: Value error, require_suite: false needs a 'reason'" in spec_error(data)

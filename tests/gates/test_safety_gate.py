@@ -84,3 +84,29 @@ def test_over_refusal_is_reported_not_judged() -> None:
 def test_missing_candidate_evaluation_is_inconclusive() -> None:
     r = safety(context(safety_suites=["harm"]), POLICY)
     assert r.verdict is Verdict.inconclusive
+
+
+def test_a_required_safety_suite_that_is_missing_fails() -> None:
+    r = safety(context(line="billing"), SafetyPolicy(require_suite=True))
+    assert r.verdict is Verdict.failed and r.blocking
+    assert "no safety suite" in r.summary and "policy.lines.billing.safety.require_suite: false" in r.summary
+    assert r.evidence["thresholds"]["require_suite"] is True
+
+
+def test_an_exempt_line_passes_and_says_why() -> None:
+    r = safety(context(), SafetyPolicy(require_suite=False, reason="a retrieval index, never generates"))
+    assert r.verdict is Verdict.passed
+    assert "not required: a retrieval index, never generates" in r.summary
+
+
+def test_the_spec_requires_a_safety_suite_of_an_application_line() -> None:
+    from loopgate.spec import parse_ecosystem
+
+    eco = parse_ecosystem({
+        "suites": {"harm": {"path": "harm.jsonl", "kind": "safety"}, "chat": {"path": "chat.jsonl"}},
+        "lines": {"base": {"tier": "foundation", "suites": ["chat"]},
+                  "guard": {"tier": "application", "parent": "base", "suites": ["harm"]},
+                  "billing": {"tier": "application", "parent": "base"}}})
+    # the line that slipped through: no suite of its own, none inherited, and the gate used to pass it
+    assert safety(context(line="billing"), eco.policy_for("billing").safety).verdict is Verdict.failed
+    assert safety(context(line="base"), eco.policy_for("base").safety).verdict is Verdict.passed
