@@ -3,8 +3,10 @@
 Pages: the ecosystem's lineage graph (``/``), a version (``/versions/{id}``), a line's history
 (``/lines/{line}``) and the ledger with its verification state (``/ledger``); a login page stores a token in
 a cookie. Buttons (approve, release, promote, rollback) are shown only to roles that may use them, and the
-routes they post to declare those roles, as the REST API's do. Every page reads a bounded amount of the
-registry (server-side paging, :mod:`loopgate.store.pages`), so it answers as fast on 10,000 lines as on ten.
+routes they post to declare those roles, as the REST API's do. Forms carry a CSRF token, and a POST is
+checked for it and for a foreign ``Origin`` before it runs (:mod:`loopgate.server.dashboard.csrf`). Every page
+reads a bounded amount of the registry (server-side paging, :mod:`loopgate.store.pages`), so it answers as fast
+on 10,000 lines as on ten.
 Gate evidence is drawn by the static reports' renderer (:mod:`loopgate.report.evidence`).
 """
 
@@ -23,8 +25,8 @@ from loopgate import loop
 from loopgate.errors import LoopgateError
 from loopgate.loop.workspace import Workspace
 from loopgate.server.api import approve_as
-from loopgate.server.api.auth import COOKIE, RoleRequirement, may, status_for
-from loopgate.server.dashboard import views
+from loopgate.server.api.auth import COOKIE, PUBLIC, RoleRequirement, may, role_of, status_for
+from loopgate.server.dashboard import csrf, views
 from loopgate.store.tokens import TokenInfo, authenticate
 
 PAGE_LINES = 60  # lines per page of the lineage graph
@@ -33,13 +35,18 @@ PAGE_LEDGER = 50
 
 class DashboardRoute(APIRoute):
     """A page route: no or a bad token shows the login page (401), too low a role or a user error an error
-    page with the CLI's message."""
+    page with the CLI's message. A POST that may be forged from another page (:func:`csrf.refusal`) is refused
+    with 403 before the route runs, whatever the route: a new form is covered without remembering to."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        public = role_of(self) == PUBLIC
 
         async def run(request: Request) -> Response:
             try:
+                forged = await csrf.refusal(request, public=public)
+                if forged is not None:
+                    raise HTTPException(403, detail=forged)
                 return await handler(request)
             except HTTPException as e:
                 if e.status_code == 401:
@@ -70,7 +77,8 @@ def router(ws: Workspace) -> APIRouter:
     def page(template: str, token: TokenInfo | None, request: Request, **context: Any) -> HTMLResponse:
         roles = {role: may(token, role) for role in ("releaser", "approver", "admin")}
         return HTMLResponse(views.render(template, token=token, may=roles, msg=request.query_params.get("msg", ""),
-                                         ecosystem=ws.eco.name, **context))
+                                         ecosystem=ws.eco.name, csrf=csrf.form_token(csrf.session_of(request)),
+                                         **context))
 
     # ------------------------------------------------------------------ login
 
@@ -129,7 +137,7 @@ def router(ws: Workspace) -> APIRouter:
     @r.post("/versions/{version_id}/approve")
     def approve(version_id: str, reason: str = Form(...), token: TokenInfo = approver) -> Response:
         with writing:
-            out = approve_as(ws, version_id, token.name, reason, [])
+            out = approve_as(ws, version_id, token, reason, [])
         return _back(f"/versions/{version_id}", f"approved by {token.name}: " +
                      ("released" if out.released else f"decision {out.decision.verdict.value}, not released"))
 

@@ -61,6 +61,7 @@ def render(template: str, **context: Any) -> str:
     context.setdefault("may", {})
     context.setdefault("msg", "")
     context.setdefault("ecosystem", "")
+    context.setdefault("csrf", "")
     return environment().get_template(template).render(**context)
 
 
