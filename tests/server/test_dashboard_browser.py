@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The world served by uvicorn in a thread of this process, with an approver and a viewer token."""
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread of this process on a free port of 127.0.0.1; yields its URL."""
     import uvicorn
 
-    from loopgate.server.app import create_app
-    from loopgate.store.tokens import create_token
-
-    root = world_copy(tiny_model_dir, tmp_path_factory, tmp_path_factory.mktemp("browser") / "ws")["root"]
-    app = create_app(root, gateway=False)
-    store = app.state.workspace.store
-    tokens = {role: create_token(store, role=role, name=name, actor="test").token
-              for role, name in (("approver", "dana"), ("viewer", "vera"))}
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -52,9 +45,26 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "tokens": tokens, "store": store}
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The world served by uvicorn in a thread of this process, with an approver and a viewer token."""
+    from loopgate.server.app import create_app
+    from loopgate.store.tokens import create_token
+
+    root = world_copy(tiny_model_dir, tmp_path_factory, tmp_path_factory.mktemp("browser") / "ws")["root"]
+    app = create_app(root, gateway=False)
+    store = app.state.workspace.store
+    tokens = {role: create_token(store, role=role, name=name, actor="test").token
+              for role, name in (("approver", "dana"), ("viewer", "vera"))}
+    with serve(app) as url:
+        yield {"url": url, "tokens": tokens, "store": store}
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +141,8 @@ def test_review_blocked_and_approve_inconclusive_in_a_browser(served: dict[str, 
     assert "awaiting approval: 0/1" in approval.text
     driver.execute_script("arguments[0].scrollIntoView()", approval)
     shot("3-inconclusive-candidate")
+    # the form carries its CSRF token (dashboard/csrf.py): the server refuses the post without it
+    assert len(driver.find_element(By.CSS_SELECTOR, "#approve-form input[name=csrf]").get_attribute("value")) == 64
     driver.find_element(By.ID, "reason").send_keys("gates pass; reviewed the evidence")
     driver.find_element(By.ID, "approve").click()
     msg = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "msg"))[0]
