@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from decided import release
 from fastapi.testclient import TestClient
 
 
@@ -14,11 +15,11 @@ def _pinned_workspace(ws: Any, model_dir: Path) -> Any:
     from loopgate.loop.versions import register_model
 
     register_model(ws, "base", model_dir)
-    ws.store.move_channels([("base", "production", "base@1")], kind="release", reason="t", actor="t")
+    release(ws.store, [("base", "production", "base@1")], kind="release", reason="t", actor="t")
     register_model(ws, "support", model_dir)
-    ws.store.move_channels([("support", "production", "support@1")], kind="release", reason="t", actor="t")
+    release(ws.store, [("support", "production", "support@1")], kind="release", reason="t", actor="t")
     register_model(ws, "base", model_dir)
-    ws.store.move_channels([("base", "production", "base@2")], kind="release", reason="t", actor="t")
+    release(ws.store, [("base", "production", "base@2")], kind="release", reason="t", actor="t")
     return ws
 
 
