@@ -142,19 +142,33 @@ def tokenize_row(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_le
         raise DataError("the tokenizer has no eos token; Loopgate appends eos so a model learns where to stop")
     if "text" in row:
         ids = list(tokenizer(row["text"])["input_ids"]) + [eos]
-        labels = list(ids)
+        return Example(ids[:max_length], ids[:max_length])
+    prompt = list(tokenizer(rendered_prompt(row, tokenizer))["input_ids"])
+    completion = list(tokenizer(row["completion"], add_special_tokens=False)["input_ids"]) + [eos]
+    return fit_example(prompt, completion, max_length)
+
+
+def fit_example(prompt: list[int], completion: list[int], max_length: int) -> Example:
+    """A prompt/completion example of at most ``max_length`` tokens that keeps the answer.
+
+    The loss is taken on the completion only, so a long row gives up prompt tokens first, from the left: the end of
+    the prompt is what the answer follows, and evaluation cuts a long prompt the same way. Only a completion that
+    cannot fit on its own is cut, at its end, after one prompt token (the first answer token needs something to be
+    predicted from): greedy decoding produces an answer from its start, so its start is the part worth learning.
+    """
+    if len(prompt) + len(completion) <= max_length:
+        keep = len(prompt)
     else:
-        prompt = list(tokenizer(rendered_prompt(row, tokenizer))["input_ids"])
-        completion = list(tokenizer(row["completion"], add_special_tokens=False)["input_ids"]) + [eos]
-        ids = prompt + completion
-        labels = [IGNORE_INDEX] * len(prompt) + completion
-    return Example(ids[:max_length], labels[:max_length])
+        keep = max(max_length - len(completion), min(len(prompt), 1))
+    kept = prompt[len(prompt) - keep:]
+    answer = completion[: max_length - keep]
+    return Example(kept + answer, [IGNORE_INDEX] * len(kept) + answer)
 
 
 def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int
                   ) -> list[Example]:
-    """Tokenise rows exactly as :func:`tokenize_row` does, dropping none (a row whose completion is truncated
-    away still counts as seen).
+    """Tokenise rows exactly as :func:`tokenize_row` does, dropping none; a row longer than ``max_length`` is cut as
+    :func:`fit_example` says (a text row keeps its start).
 
     The texts go to the tokenizer in three batched calls (texts, prompts, completions) rather than one or two
     calls per row: a fast tokenizer encodes a list in parallel in Rust, 10× faster than row by row on
@@ -178,9 +192,27 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizer
     prompts = encode([rendered_prompt(rows[i], tokenizer) for i in pairs])
     completions = encode([str(rows[i]["completion"]) for i in pairs], add_special_tokens=False)
     for i, prompt, completion in zip(pairs, prompts, completions, strict=True):
-        completion = completion + [eos]
-        out[i] = Example((prompt + completion)[:max_length], ([IGNORE_INDEX] * len(prompt) + completion)[:max_length])
+        out[i] = fit_example(prompt, completion + [eos], max_length)
     return [e for e in out if e is not None]
+
+
+def count_long_rows(rows: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int) -> int:
+    """How many rows are longer than ``max_length`` tokens with their eos (a dpo row: its prompt and its longer
+    answer), i.e. how many training cuts; one batched tokenisation per kind, as in :func:`tokenize_rows`."""
+    if not rows:
+        return 0
+
+    def lengths(strings: list[str], **kwargs: Any) -> list[int]:
+        return [len(ids) for ids in tokenizer(strings, **kwargs)["input_ids"]] if strings else []
+
+    texts = [r for r in rows if "text" in r]
+    pairs = [r for r in rows if "text" not in r]
+    long = sum(n + 1 > max_length for n in lengths([str(r["text"]) for r in texts]))
+    answers = [[str(r[f]) for f in ("completion", "chosen", "rejected") if f in r] for r in pairs]
+    flat = iter(lengths([a for per_row in answers for a in per_row], add_special_tokens=False))
+    longest = [max(next(flat) for _ in per_row) for per_row in answers]
+    prompts = lengths([rendered_prompt(r, tokenizer) for r in pairs])
+    return long + sum(p + a + 1 > max_length for p, a in zip(prompts, longest, strict=True))
 
 
 @dataclass

@@ -8,6 +8,8 @@ seeds are set, the data order comes from a seeded private RNG, and torch runs on
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import logging
 import subprocess
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,9 +22,10 @@ from transformers import set_seed
 
 from loopgate.errors import SpecError
 from loopgate.hashing import sha256_file
-from loopgate.models import ModelRef, set_threads
+from loopgate.models import ModelRef, TinyConfig, char_tokenizer, load_tokenizer, set_threads
+from loopgate.models.io import context_length
 from loopgate.spec import Recipe
-from loopgate.train.data import data_sha256, load_rows, row_kind_for
+from loopgate.train.data import count_long_rows, data_sha256, load_rows, row_kind_for
 from loopgate.train.dpo import dpo
 from loopgate.train.grpo import grpo
 from loopgate.train.lora import lora
@@ -31,6 +34,9 @@ from loopgate.train.pretrain import pretrain
 from loopgate.train.sft import sft
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "safetensors", "tokenizers")
+# the methods whose rows are cut to ``recipe.max_length`` (grpo generates: its lengths are its own settings)
+CUT_TO_MAX_LENGTH = ("pretrain", "sft", "lora", "dpo")
+log = logging.getLogger(__name__)
 
 
 class UpdateResult(BaseModel):
@@ -77,6 +83,22 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
     retention_rows = [row for path in retention for row in load_rows(path)]
     out_dir = Path(out_dir)
 
+    # rows longer than the model's positions would be an IndexError inside a GPT-2 embedding: the rows are cut to
+    # the context (train/data.py says which tokens a cut row keeps), and the record says how many were cut
+    given = recipe
+    context = _context_positions(parent_dir, recipe)
+    if recipe.method in CUT_TO_MAX_LENGTH and context is not None and context < recipe.max_length:
+        recipe = recipe.model_copy(update={"max_length": context})
+    truncated: dict[str, int] = {}
+    if recipe.method in CUT_TO_MAX_LENGTH:
+        tokenizer = load_tokenizer(parent_dir) if parent_dir is not None else char_tokenizer()
+        truncated = {name: count_long_rows(part, tokenizer, recipe.max_length)
+                     for name, part in (("data", rows), ("replay", replay_rows), ("retention", retention_rows))}
+        if any(truncated.values()):
+            log.warning("%s rows longer than %d tokens (recipe max_length %d, model context %s) were cut to fit",
+                        " + ".join(f"{n} {name}" for name, n in truncated.items() if n), recipe.max_length,
+                        given.max_length, context)
+
     trained: Trained
     if recipe.method == "pretrain":
         trained = pretrain(_full_parent(parent_dir, adapter_dir), recipe, rows, out_dir, replay_rows=replay_rows,
@@ -106,7 +128,12 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
         "retention_sha256": data_sha256(retention),
         "rows": len(rows),
         "replay_rows_per_batch": stats.replay_rows_per_batch,
-        "recipe": recipe.model_dump(mode="json"),
+        "recipe": given.model_dump(mode="json"),
+        # what the rows were cut to (the recipe's max_length, or the model's context when that is shorter) and how
+        # many rows of each kind were cut
+        "max_length": recipe.max_length,
+        "context_positions": context,
+        "truncated_rows": truncated,
         "seed": recipe.seed,
         "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
         "threads": torch.get_num_threads(),
@@ -136,6 +163,17 @@ def _check_inputs(parent_dir: Path | None, recipe: Recipe, adapter_dir: Path | N
         # trl's DPOTrainer owns the batch and the loss; its reference model already anchors the update
         raise SpecError("a 'dpo' recipe takes no replay, retention, kl or ewc; its frozen reference model keeps "
                         "the update close to the parent (raise dpo.beta or dpo.sft_weight for a tighter anchor)")
+
+
+def _context_positions(parent_dir: Path | None, recipe: Recipe) -> int | None:
+    """How many positions the model trained takes: the parent's config.json, or the fresh tiny model's shape."""
+    if parent_dir is None:
+        return recipe.model.max_positions if recipe.model is not None else TinyConfig().max_positions
+    try:
+        config = json.loads((Path(parent_dir) / "config.json").read_bytes())
+    except (OSError, ValueError):
+        return None  # loading the parent names what is wrong with it
+    return context_length(config) if isinstance(config, dict) else None
 
 
 def _full_parent(parent_dir: Path | None, adapter_dir: Path | None) -> Path | ModelRef | None:
