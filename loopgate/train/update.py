@@ -82,6 +82,8 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
     replay_rows = [row for path in replay for row in load_rows(path)]
     retention_rows = [row for path in retention for row in load_rows(path)]
     out_dir = Path(out_dir)
+    if adapter_dir is not None:
+        check_adapter_settings(recipe, parent_dir, adapter_dir)
 
     # rows longer than the model's positions would be an IndexError inside a GPT-2 embedding: the rows are cut to
     # the context (train/data.py says which tokens a cut row keeps), and the record says how many were cut
@@ -174,6 +176,48 @@ def _context_positions(parent_dir: Path | None, recipe: Recipe) -> int | None:
     except (OSError, ValueError):
         return None  # loading the parent names what is wrong with it
     return context_length(config) if isinstance(config, dict) else None
+
+
+def check_adapter_settings(recipe: Recipe, parent_dir: Path | None, adapter_dir: Path) -> None:
+    """An update that continues a LoRA adapter trains that adapter as it is: its rank, alpha, dropout, target modules
+    and trainable tokens were fixed when it was made. A recipe whose ``lora`` section asks for others is refused,
+    rather than trained without them and recorded with them; a recipe with no ``lora`` section takes the adapter's.
+    """
+    if recipe.lora is None or recipe.method not in ("lora", "dpo"):
+        return
+    from loopgate.train.lora import token_ids
+
+    config_path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        cfg = json.loads(config_path.read_bytes())
+    except (OSError, ValueError):
+        return  # loading the adapter names what is wrong with it
+    if not isinstance(cfg, dict):
+        return
+    settings = recipe.lora
+    indices = cfg.get("trainable_token_indices")
+    held = sorted({int(i) for ids in (indices.values() if isinstance(indices, dict) else [indices or []])
+                   for i in ids})
+    targets = cfg.get("target_modules")
+    has: dict[str, Any] = {"r": cfg.get("r"), "alpha": cfg.get("lora_alpha"), "dropout": cfg.get("lora_dropout"),
+                           "target_modules": sorted(targets) if isinstance(targets, list) else targets,
+                           "trainable_tokens": held or None}
+    asked: dict[str, Any] = {"r": settings.r, "alpha": settings.alpha, "dropout": settings.dropout}
+    # unset target modules mean the model's defaults: whatever the adapter targets is what it was made with
+    asked["target_modules"] = sorted(settings.target_modules) if settings.target_modules else has["target_modules"]
+    tokenizer_dir = Path(adapter_dir)
+    if parent_dir is not None and not (tokenizer_dir / "tokenizer_config.json").exists():
+        tokenizer_dir = Path(parent_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    asked["trainable_tokens"] = token_ids(settings.trainable_tokens, tokenizer) if settings.trainable_tokens else None
+    differ = [k for k in asked if asked[k] != has[k]]
+    if differ:
+        raise SpecError(
+            f"this update continues the LoRA adapter in {adapter_dir}, made with "
+            + ", ".join(f"{k}={has[k]}" for k in differ) + ", but the recipe's lora section asks for "
+            + ", ".join(f"{k}={asked[k]}" for k in differ) + ". An adapter keeps the settings it was made with: "
+            "make the recipe's lora section match them, or remove it to train the adapter as it is; an adapter with "
+            "other settings starts from a full version (register one, e.g. the merged model)")
 
 
 def _full_parent(parent_dir: Path | None, adapter_dir: Path | None) -> Path | ModelRef | None:
