@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from loopgate.errors import DataError
 from loopgate.hashing import sha256_file
-from loopgate.jsonl import read_jsonl
+from loopgate.jsonl import json_objects
 from loopgate.models.chat import check_messages, render_chat
 
 RowKind = Literal["sft", "dpo", "text"]
@@ -58,7 +58,8 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{path}: no such data file; check the path in the update's data list")
     rows: list[dict[str, Any]] = []
-    for lineno, row in read_jsonl(path, "data file"):
+    for lineno, row in json_objects(_utf8_text(path), path):
+        _check_strings(row, f"{path}:{lineno}")
         if kind is None:
             kind = _guess_kind(row, path, lineno)
         if "messages" in row and kind != "text":
@@ -78,6 +79,40 @@ def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, Any]]:
     if not rows:
         raise DataError(f"{path}: the file has no rows; an update needs at least one example")
     return rows
+
+
+def _utf8_text(path: Path) -> str:
+    """The file's text (a leading BOM dropped); bytes that are not UTF-8 are a ``DataError`` naming ``path:line``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); update data is JSONL in UTF-8 — "
+                        "was the file saved in another encoding?") from None
+
+
+def _check_strings(value: Any, where: str, field: str = "") -> None:
+    """Every string of a row is text a tokenizer can take: JSON's ``\\ud800`` escape parses to a lone surrogate,
+    which no UTF-8 tokenizer can encode (it failed inside training, far from the file)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            what = f"field '{field}'" if field else "a key"
+            raise DataError(f"{where}: {what} holds a lone surrogate ({value[err.start]!r} at character {err.start}); "
+                            "\\ud800-\\udfff escapes must come in pairs — fix what wrote this row") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_strings(k, where, field)
+            _check_strings(v, where, f"{field}.{k}" if field else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_strings(v, where, f"{field}[{i}]")
 
 
 def _chat_row(row: dict[str, Any], kind: RowKind, where: str) -> dict[str, Any]:
