@@ -3,14 +3,16 @@ error, and exits 2 with one paragraph; ``resume`` finishes the other interrupted
 ``runs list`` shows every run, and ``runs abandon`` gives up on a stuck one, in the ledger.
 
 The world is the plumbing one of tests/conftest.py (an untrained tiny model, 5-step SFT): these tests prove the
-bookkeeping, not learning. The failures are real: a JSON update row holding a lone surrogate ("\\ud800") passes
-the data check and crashes the tokenizer deep inside training.
+bookkeeping, not learning. The failures are real, not mocked: the registry's scratch folder (``.loopgate/work``)
+is a file, so training cannot create its run's folder and raises NotADirectoryError — an error no input check
+can catch (the data and recipe triggers of issue 20 are refused up front now).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,7 +25,6 @@ from loopgate.loop.workspace import Workspace
 from loopgate.store.pages import running_lines
 
 Cli = Callable[..., Any]
-SURROGATE_ROW = '{"prompt": "reverse: x\\ud800\\n=>", "completion": "x"}\n'
 
 
 def _rows(words: list[str]) -> str:
@@ -42,8 +43,14 @@ def shipped(workspace: Workspace, tiny_model_dir: Path, cli: Cli) -> Workspace:
                 for w in ("abc", "dog", "sun")), encoding="utf-8")
     for name, words in {"a": ["abc", "dog"], "b": ["sun", "cat"], "c": ["red", "map"]}.items():
         (root / f"{name}.jsonl").write_text(_rows(words), encoding="utf-8")
-    (root / "surrogate.jsonl").write_text(SURROGATE_ROW, encoding="utf-8")
     return workspace
+
+
+def _block_scratch(ws: Workspace) -> None:
+    """Make the registry's scratch folder a plain file: a run that trains can no longer create its folder."""
+    work = ws.store.home / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.write_text("not a folder\n", encoding="utf-8")
 
 
 def _killed_update(ws: Workspace, data: Path) -> None:
@@ -69,11 +76,13 @@ def _runs(cli: Cli, ws: Workspace, *status: str) -> list[dict[str, Any]]:
 
 def test_a_run_that_raises_is_failed_with_its_error_and_exits_2(shipped: Workspace, cli: Cli) -> None:
     ws = shipped
-    text = _one_paragraph(cli("update", "support", "--data", ws.root / "surrogate.jsonl", workspace=ws.root))
+    _block_scratch(ws)
+    text = _one_paragraph(cli("update", "support", "--data", ws.root / "a.jsonl", workspace=ws.root))
     [run] = _runs(cli, ws)
     assert run["status"] == "failed" and run["line"] == "support"
-    assert run["error"].startswith("TypeError: ") and "Traceback" in run["traceback"]
-    assert f"Run {run['run']} is recorded as failed" in text and "TypeError" in text and "runs abandon" in text
+    assert run["error"].startswith("NotADirectoryError: ") and "Traceback" in run["traceback"]
+    assert f"Run {run['run']} is recorded as failed" in text and "NotADirectoryError" in text
+    assert "while training" in text and "nothing it built was released" in text and "runs abandon" in text
     assert running_lines(ws.store) == {}  # neither the run nor its training step looks busy
     assert ws.store.versions("support") == []
     assert any(e.kind == "update.fail" and e.payload["run"] == run["run"] for e in ws.store.ledger())
@@ -81,8 +90,12 @@ def test_a_run_that_raises_is_failed_with_its_error_and_exits_2(shipped: Workspa
     res = cli("resume", "--json", workspace=ws.root)
     assert res.code == 0 and res.json()["finished"] == [], res.err
     assert [(f["run"], f["resumed"]) for f in res.json()["failed"]] == [(run["run"], False)]
-    _one_paragraph(cli("update", "support", "--data", ws.root / "surrogate.jsonl", workspace=ws.root))
+    _one_paragraph(cli("update", "support", "--data", ws.root / "a.jsonl", workspace=ws.root))
     assert [r["status"] for r in _runs(cli, ws)] == ["failed"]
+    (ws.store.home / "work").unlink()  # the fault mended, the same command succeeds
+    res = cli("update", "support", "--data", ws.root / "a.jsonl", "--json", workspace=ws.root)
+    assert res.code == 0 and res.json()["released"], (res.out, res.err)
+    assert [r["status"] for r in _runs(cli, ws)] == ["done"]
 
 
 def test_resume_finishes_the_other_runs_when_one_of_them_fails(shipped: Workspace, cli: Cli) -> None:
@@ -92,14 +105,16 @@ def test_resume_finishes_the_other_runs_when_one_of_them_fails(shipped: Workspac
     started = _runs(cli, ws, "started")
     assert sorted(Path(r["data"][0]).name for r in started) == ["a.jsonl", "b.jsonl"]
     broken = next(r["run"] for r in started if r["data"][0].endswith("a.jsonl"))
-    # a.jsonl is replaced before the resume: re-training on it crashes in the tokenizer
-    (ws.root / "a.jsonl").write_text(SURROGATE_ROW, encoding="utf-8")
+    # a.jsonl is edited before the resume, so its run trains again, and it cannot: the scratch folder is blocked.
+    # b.jsonl's run only has to decide and release the version it registered before it was killed
+    (ws.root / "a.jsonl").write_text(_rows(["abc", "dog", "owl"]), encoding="utf-8")
+    _block_scratch(ws)
 
     res = cli("resume", "--json", workspace=ws.root)
     assert res.code == 0, res.err
     out = res.json()
     assert [(f["run"], f["resumed"]) for f in out["failed"]] == [(broken, True)]
-    assert out["failed"][0]["error"].startswith("TypeError: ")
+    assert out["failed"][0]["error"].startswith("NotADirectoryError: ")
     [finished] = out["finished"]
     assert finished["released"] and ws.store.channel("support", "production") == finished["version"]
     by_run = {r["run"]: r for r in _runs(cli, ws)}
