@@ -25,10 +25,8 @@ from loopgate.loop.runs import PREFIX, describe, mark_failed, now
 from loopgate.loop.versions import adapter_parts, register_model
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.records import Verdict
-from loopgate.spec import Recipe, Tier
+from loopgate.spec import SEED_LIMIT, Recipe, Tier
 from loopgate.store import VersionInfo
-
-SEED_LIMIT = 2**32  # numpy's generators take seeds in [0, 2**32); torch and Python's take those too
 
 
 def check_seed(seed: int | None) -> None:
