@@ -88,9 +88,10 @@ def rollback(ws: Workspace, line: str, *, to: str | None = None, reason: str = "
     if ws.store.channel(line, "canary") == current:
         moves.append((line, "canary", target))
         seen[(line, "canary")] = current
-    replaced = {current}
+    # a rollback onto what production already serves replaces nothing: no line below it is rolled back
+    replaced = {current} if target != current else set()
     cascade: list[CascadeMove] = []
-    for d in ws.eco.descendants(line):
+    for d in ws.eco.descendants(line) if replaced else []:
         if ws.eco.lines[d].tier is Tier.app:
             continue
         dprod = ws.store.channel(d, "production")

@@ -6,7 +6,8 @@ changes, :meth:`loopgate.store.Store.move_channels`; the rules about *people* ar
 - the two-person rule: a release is approved by someone other than the version's author and the release's
   requester, compared as identities (:mod:`loopgate.identity`: ``Alice`` is ``alice``), and not through a
   token the requester created for the purpose;
-- an approval approves one decision — the version's latest one since it was last rolled back — once;
+- an approval approves one decision — the version's latest one since it was last rolled back — once (a
+  repeated approval records nothing);
 - only an admin may force a rollback past the release rule, and only with a reason.
 """
 
@@ -52,10 +53,6 @@ def check_approval(ws: Workspace, version_id: str, approver: str, reason: str, *
         raise TwoPersonRuleError(f"the token approving as {approver} was created by {token_created_by}, who "
                                  f"requested or created {version_id}: one person cannot approve their own release "
                                  "through a second identity (two-person rule); ask another approver")
-    if any(same_identity(a.approver, who) and a.decision_id == decision.id
-           for a in bound_approvals(ws, version_id)):
-        raise LoopgateError(f"{approver} already approved decision {decision.id} of {version_id}; an approval "
-                            "counts once")
     return decision
 
 
@@ -72,6 +69,9 @@ def record_approval(ws: Workspace, version_id: str, approver: str, reason: str,
     """Record an approval of the version's latest fresh decision (the one awaiting it) once
     :func:`check_approval` allows it; returns the decision approved."""
     decision = check_approval(ws, version_id, approver, reason, token_created_by=token_created_by)
+    who = normalise_identity(approver, what="approver")
+    if any(same_identity(a.approver, who) and a.decision_id == decision.id for a in bound_approvals(ws, version_id)):
+        return decision  # an approval counts once: a repeated one (a retried request) records nothing
     ws.store.add_approval(version_id, normalise_identity(approver, what="approver"), reason, overrides,
                           decision_id=decision.id)  # type: ignore[arg-type]
     return decision

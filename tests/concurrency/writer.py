@@ -47,10 +47,12 @@ def main(mode: str, home: str, writer: str, arg: str, go: str) -> int:
                 version = store.add_version("base", {"model.safetensors": src / "model.safetensors"},
                                             actor=f"w{writer}").id
             elif i % 5 == 1 and version is not None:
-                decision = store.add_decision(Decision(version=version, verdict=Verdict.passed,
-                                                       policy_sha256="p" * 64, gates=[], requester=f"w{writer}"))
+                decision_id = store.add_decision(Decision(version=version, verdict=Verdict.passed,
+                                                          policy_sha256="p" * 64, gates=[],
+                                                          requester=f"w{writer}"), actor=f"w{writer}").id
+            elif i % 5 == 2 and version is not None:
                 store.move_channels([("base", "staging", version)], kind="release", reason=f"w{writer} {i}",
-                                    actor=f"w{writer}", decision_id=decision.id)
+                                    actor=f"w{writer}", decision_id=decision_id)
             else:
                 store.record("note", f"w{writer}", {"writer": writer, "i": i}, actor=f"w{writer}")
         return 0
@@ -72,7 +74,8 @@ def main(mode: str, home: str, writer: str, arg: str, go: str) -> int:
         return 0
     if mode == "kill":
         wait_for(Path(go))
-        decision = store.add_decision(Decision(version=arg, verdict=Verdict.passed, policy_sha256="p" * 64, gates=[]))
+        decision = store.add_decision(Decision(version=arg, verdict=Verdict.passed, policy_sha256="p" * 64,
+                                               gates=[]), actor="decider")  # recorded before the barrier
         os.environ["LOOPGATE_KILL_AT"] = "store.before-commit"  # dies after its rows are flushed, uncommitted
         store.move_channels([("base", "production", arg)], kind="release", reason="killed", actor=f"w{writer}",
                             decision_id=decision.id)
