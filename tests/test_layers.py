@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "loopgate"
 
 # the first name under ``loopgate`` → its layer; higher layers may import lower ones only
 LAYERS: dict[str, int] = {
-    "errors": 0, "hashing": 0, "jsonl": 0, "records": 0, "spec": 0,
+    "errors": 0, "identity": 0, "names": 0, "hashing": 0, "jsonl": 0, "records": 0, "spec": 0,
     "store": 1,
     "models": 2,
     "train": 3,
