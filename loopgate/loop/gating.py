@@ -59,10 +59,11 @@ def _baselines(ws: Workspace, line: str, *, built_from: str | None, parent_versi
     else:
         production = (prod, f"{prod} is {line}'s production version, which a release would replace")
     number = ws.store.version(candidate).number if candidate else None
+    held = ws.store.production_held(line)
     shipped = [v for v in ws.store.versions(line) if (number is None or v.number < number)
-               and v.id != candidate and ws.store.held_production(line, v.id)]
+               and v.id != candidate and v.id in held]
     own = built_from if built_from and built_from.startswith(f"{line}@") and built_from != candidate else None
-    if own is not None and ws.store.held_production(line, own):
+    if own is not None and own in held:
         previous: tuple[str | None, str] = (own, f"the candidate was built from {own}, which production held")
     elif shipped:
         skipped = f" ({own}, which it was built from, never shipped)" if own else ""

@@ -740,6 +740,13 @@ class Store:
         with self._read() as s:
             return self._stale_since(s, version_id)
 
+    def production_held(self, line: str) -> set[str]:
+        """Every version production held through a gated move (a release or a promotion), in one read."""
+        with self._read() as s:
+            return set(s.execute(select(ChannelMoveRow.to_version).where(
+                ChannelMoveRow.line == line, ChannelMoveRow.channel == "production",
+                ChannelMoveRow.kind.in_(("release", "promote")))).scalars())
+
     def held_production(self, line: str, version_id: str) -> bool:
         """:meth:`_held_production` in its own read."""
         with self._read() as s:
