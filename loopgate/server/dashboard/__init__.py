@@ -24,7 +24,6 @@ from fastapi.routing import APIRoute
 from loopgate import loop
 from loopgate.errors import LoopgateError
 from loopgate.loop.workspace import Workspace
-from loopgate.server.api import approve_as
 from loopgate.server.api.auth import COOKIE, PUBLIC, RoleRequirement, may, role_of, status_for
 from loopgate.server.dashboard import csrf, views
 from loopgate.store.tokens import TokenInfo, authenticate
@@ -137,7 +136,7 @@ def router(ws: Workspace) -> APIRouter:
     @r.post("/versions/{version_id}/approve")
     def approve(version_id: str, reason: str = Form(...), token: TokenInfo = approver) -> Response:
         with writing:
-            out = approve_as(ws, version_id, token, reason, [])
+            out = loop.approve(ws, version_id, token.name, reason, [], token_created_by=token.created_by)
         return _back(f"/versions/{version_id}", f"approved by {token.name}: " +
                      ("released" if out.released else f"decision {out.decision.verdict.value}, not released"))
 
