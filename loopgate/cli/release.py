@@ -176,12 +176,17 @@ def resume(workspace: WorkspaceOpt = None, json_out: JsonOpt = False, quiet: Qui
     """Finish every update run that was started but did not finish (e.g. killed); report runs that failed on a
     user error (they are not re-run: fix the input and run the update again)."""
     res = loop.resume(open_workspace(workspace), progress=progress_enabled(quiet))
+    failed_now = [f for f in res.failed if f.resumed]
     if json_out:
         emit(res)
-        return
-    for f in res.failed:
-        out.print(f"[yellow]skipped[/] a failed update of {f.line} ({', '.join(f.data)}): {f.error}")
-    if not res.finished:
-        out.print("nothing to resume")
-    for o in res.finished:
-        _print_release(o)
+    else:
+        for f in res.failed:
+            what = "[red]failed[/] while resuming" if f.resumed else "[yellow]skipped[/] a failed"
+            out.print(f"{what} update of {f.line} ({', '.join(f.data)}), run {f.run[:12]}: {f.error} "
+                      f"('loopgate runs abandon {f.run[:12]} --reason …' if it cannot finish)", soft_wrap=True)
+        if not res.finished and not failed_now:
+            out.print("nothing to resume")
+        for o in res.finished:
+            _print_release(o)
+    if failed_now:  # the others were resumed; a script still learns that one did not finish
+        raise typer.Exit(2)

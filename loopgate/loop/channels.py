@@ -28,6 +28,8 @@ def release(ws: Workspace, version_id: str, *, actor: str | None = None, progres
     out = release_candidate(ws, version_id, actor=actor, progress=progress)
     # a canary release moves only `canary`: the wave starts when production follows (loop/canary.py, promote)
     on_production = ws.store.channel(ws.store.version(version_id).line, "production") == version_id
+    if out.released:
+        out.released_to = "production" if on_production else "canary"
     if out.released and propagate and on_production:
         out.propagation = propagate_from(ws, version_id, actor=actor, progress=progress)
     return out
