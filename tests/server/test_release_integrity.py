@@ -3,9 +3,10 @@
 The world is the control plane's (tests/server/test_api_world.py: base@1 and support@1 released, support@2
 waiting for an approver, guard@1 failed by its safety gate) grown by two more releases of ``support``:
 support@3 (its own config file, so its files can be collected alone) and support@4 in production, so
-support@3 is the rollback target, plus support@5, registered and never decided. Every way to move a channel —
-each verb from the service layer, the CLI and the REST API — onto a blocked, a never-decided, a collected or
-another line's version is refused (exit 2 / HTTP 409), moves nothing and leaves only the refusal in the ledger.
+support@3 is the rollback target, plus support@5, registered and never decided. Every way to move a
+channel — each verb from the service layer, the CLI, the REST API and the dashboard — onto a blocked, a
+never-decided, a collected or another line's version is refused (exit 2 / HTTP 409), moves nothing and leaves
+only the refusal in the ledger.
 """
 
 from __future__ import annotations
@@ -122,7 +123,29 @@ def _via_rest(ws: Workspace, verb: str, target: str) -> str:
     return str(r.json()["message"])
 
 
-@pytest.mark.parametrize("front", ["loop", "cli", "rest"])
+def _via_dashboard(ws: Workspace, verb: str, target: str) -> str:
+    """A releaser logged in to the dashboard posts the page's own form (with its CSRF token)."""
+    import html
+    import re
+
+    token = create_token(ws.store, role="releaser", name="rita", actor="test").token
+    own = {"Origin": "http://testserver"}
+    with TestClient(create_app(ws.root, gateway=False)) as client:
+        assert client.post("/login", data={"token": token, "next": "/"}, headers=own,
+                           follow_redirects=False).status_code == 303
+        found = re.search(r'name="csrf" value="([0-9a-f]*)"', client.get("/lines/support").text)
+        assert found is not None
+        if verb == "promote":
+            r = client.post(f"/versions/{target}/promote", data={"channel": "production", "csrf": found.group(1)},
+                            headers=own, follow_redirects=False)
+        else:
+            r = client.post("/lines/support/rollback", data={"to": target, "reason": "try", "csrf": found.group(1)},
+                            headers=own, follow_redirects=False)
+    assert r.status_code == 409, r.text[-500:]
+    return html.unescape(r.text)
+
+
+@pytest.mark.parametrize("front", ["loop", "cli", "rest", "dashboard"])
 def test_every_way_onto_a_version_not_gated_for_the_move_is_refused(world: Workspace, front: str,
                                                                      cli: Any) -> None:
     _collect_support_3(world)
@@ -132,12 +155,14 @@ def test_every_way_onto_a_version_not_gated_for_the_move_is_refused(world: Works
             message = _via_loop(world, verb, target)
         elif front == "cli":
             message = _via_cli(world, verb, target, cli)
-        else:
+        elif front == "rest":
             message = _via_rest(world, verb, target)
-        assert says in message, (verb, target, message)
+        else:
+            message = _via_dashboard(world, verb, target)
+        assert says in " ".join(message.split()), (verb, target, message[-800:])
         assert _state(world) == before, (verb, target)
         new = world.store.ledger()[ledger:]
-        if front == "rest":  # the REST case mints its token first (a token.create entry)
+        if front in ("rest", "dashboard"):  # these mint their token first (a token.create entry)
             new = [e for e in new if e.kind != "token.create"]
         assert [e.kind for e in new] == ["channel.refused"], (verb, target, [e.kind for e in new])
         assert new[0].payload["to"] == target and says in new[0].payload["why"]
