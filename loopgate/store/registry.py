@@ -8,6 +8,7 @@ neither.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loopgate.errors import ArtifactError, ConflictError, ImmutableError, LoopgateError, MoveRefused, NotFoundError
 from loopgate.hashing import sha256_file
+from loopgate.names import is_line_name
 from loopgate.records import Decision, Evaluation, LedgerEntry, utcnow
 from loopgate.store import ledger as ledger_mod
 from loopgate.store.artifacts import MANIFEST, ArtifactStore, copy_differences
@@ -131,8 +133,9 @@ _IN_CHUNK = 900  # ids per ``IN (...)``: under every SQLite build's bound-parame
 def parse_version_id(version_id: str) -> tuple[str, int]:
     """``support@3`` → ("support", 3), with a clear error for anything else."""
     line, sep, num = version_id.rpartition("@")
-    if not sep or not line or not num.isdigit() or int(num) < 1:
-        raise LoopgateError(f"'{version_id}' is not a version id; version ids read LINE@N, e.g. support@2")
+    # ASCII digits only ('²' and '٣' pass str.isdigit), and a number a database integer can hold
+    if not sep or not is_line_name(line) or not re.fullmatch(r"[0-9]{1,9}", num) or int(num) < 1:
+        raise LoopgateError(f"{version_id[:80]!r} is not a version id; version ids read LINE@N, e.g. support@2")
     return line, int(num)
 
 

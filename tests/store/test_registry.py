@@ -228,3 +228,14 @@ def test_rollback_to_the_first_release_leaves_no_target(store: Store, make_files
     store.move_channels([("base", "production", "base@1")], kind="rollback", reason="b2 broke", actor="a")
     assert store.rollback_target("base") is None  # never "back" onto the version just rolled back
     assert store.rollback_target("support") is None
+
+
+@pytest.mark.parametrize("bad", ["support@²", "support@٣", "support@0", "support@-1", "@1", "support@",
+                                 "support@99999999999999999999", "../x@1", "support@1\x00", "a" * 65 + "@1"])
+def test_a_version_id_outside_the_pattern_is_a_clear_error(bad: str) -> None:
+    """Unicode digits, numbers no database integer holds and line names outside the pattern are user errors
+    (before: ValueError → a traceback in the CLI and a 500 from the API)."""
+    from loopgate.store import parse_version_id
+
+    with pytest.raises(LoopgateError, match="is not a version id"):
+        parse_version_id(bad)
