@@ -531,7 +531,7 @@ def field_bodies(route: str) -> list[bytes]:
                    '{"role": "viewer", "name": "' + "n" * 300 + '"}', '{"role": "viewer", "name": "\\ud800"}',
                    '{"role": "viewer", "name": "\\u200b"}', '{"role": "viewer", "name": "a\\u0000b"}',
                    '{"role": ' + huge + ', "name": "x"}', '{"role": null, "name": "x"}'],
-        "gc": ['{"keep_latest": -1}', '{"keep_latest": 1e999}', '{"keep_latest": "x"}', '{"dry_run": "no"}',
+        "gc": ['{"keep_latest": -1}', '{"keep_latest": 1e999}', '{"keep_latest": "x"}',
                '{"keep_latest": -' + huge + "}", '{"keep_latest": 1.5}'],
     }
     return [b.encode() for b in per[route]]
