@@ -48,6 +48,9 @@ def json_objects(text: str, path: Path | str) -> Iterator[tuple[int, dict[str, A
             raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg}); each line must be one JSON object") from None
         except RecursionError:
             raise DataError(f"{path}:{lineno}: JSON nested too deeply to read") from None
+        except ValueError as err:  # e.g. an integer of more than 4300 digits (Python's conversion limit)
+            raise DataError(f"{path}:{lineno}: a value cannot be read ({err}); each line must be one JSON "
+                            "object of ordinary values") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj

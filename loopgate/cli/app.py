@@ -127,6 +127,13 @@ def load_commands(argv: list[str]) -> None:
         importlib.import_module(f"loopgate.cli.{module}")
 
 
+def one_paragraph(message: str) -> str:
+    """An error message as one printable paragraph: whitespace runs (blank lines a user's input carried
+    included) become one space, other control characters and lone surrogates are shown escaped."""
+    flat = " ".join(message.split())
+    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in flat)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Run the app: LoopgateError → one paragraph on stderr and its exit code (2, or 3 for a gate)."""
     load_commands(list(sys.argv[1:] if argv is None else argv))
@@ -136,7 +143,8 @@ def run(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except LoopgateError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        err.print("[red]error:[/] ", end="")
+        err.print(one_paragraph(str(e)), soft_wrap=True, markup=False, highlight=False)
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)

@@ -78,7 +78,7 @@ def audit_sign(actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out:
 
 
 @audit_app.command("log")
-def audit_log(limit: Annotated[int, typer.Option(help="Show the last N entries.")] = 50,
+def audit_log(limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="Show the last N entries.")] = 50,
               workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """The last entries of the ledger."""
     entries = ledger_tail(open_workspace(workspace), limit)

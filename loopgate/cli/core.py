@@ -134,7 +134,8 @@ def channels(line: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = Fals
 
 
 @app.command()
-def gc(keep_latest: Annotated[int, typer.Option(help="Also keep each line's N newest versions.")] = 1,
+def gc(keep_latest: Annotated[int, typer.Option(
+        min=0, max=1_000_000, help="Also keep each line's N newest versions.")] = 1,
        dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
        workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Delete artifacts no channel needs; never what a channel points at now or pointed at last."""

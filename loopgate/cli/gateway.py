@@ -105,7 +105,8 @@ def key_list(all_: Annotated[bool, typer.Option("--all", help="Include revoked k
 
 
 @key_app.command("revoke")
-def key_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (from 'loopgate key list').")],
+def key_revoke(key_id: Annotated[int, typer.Argument(
+        min=1, max=2**31 - 1, help="The key's id (from 'loopgate key list').")],
                actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Revoke an API key: a running gateway refuses it within 5 seconds."""
     k = feedback_loop.revoke_key(open_workspace(workspace), key_id, actor=actor or current_user())

@@ -49,7 +49,8 @@ def token_list(all_: Annotated[bool, typer.Option("--all", help="Include revoked
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id (from 'loopgate token list').")],
+def token_revoke(token_id: Annotated[int, typer.Argument(
+        min=1, max=2**31 - 1, help="The token's id (from 'loopgate token list').")],
                  actor: ActorOpt = None, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Revoke a token: it authenticates nothing from now on."""
     t = revoke_token(open_workspace(workspace).store, token_id, actor=actor or current_user())

@@ -649,8 +649,12 @@ class Store:
     def refuse_move(self, line: str, channel: str, version_id: str, *, kind: str, actor: str, why: str
                     ) -> MoveRefused:
         """Record a refused channel move in the ledger (nothing else changes) and return the error to raise."""
-        self.record("channel.refused", f"{line}/{channel}", {"to": version_id, "kind": kind, "why": why},
-                    actor=actor)
+        def storable(text: str) -> str:  # a refused input may hold what no database stores (a lone surrogate)
+            return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+        why = storable(why)
+        self.record("channel.refused", storable(f"{line}/{channel}"[:300]),
+                    {"to": storable(version_id), "kind": kind, "why": why}, actor=actor)
         err = MoveRefused(why)
         err.move = (line, channel, version_id)  # type: ignore[attr-defined]
         return err

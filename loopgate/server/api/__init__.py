@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Path as FastPath
 from pydantic import BaseModel, Field
 
 from loopgate import loop
@@ -69,7 +70,7 @@ class TokenBody(BaseModel):
 class UpdateBody(BaseModel):
     data: list[str] = Field(min_length=1, max_length=50)  # JSONL files, named relative to the workspace folder
     recipe: str | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)  # checked at the request, not inside the job
 
 
 class GcBody(BaseModel):
@@ -92,11 +93,16 @@ def data_paths(ws: Workspace, names: list[str]) -> list[Path]:
     root = ws.root.resolve()
     out = []
     for name in names:
-        path = (root / name).resolve()
+        try:
+            path = (root / name).resolve()
+            inside = path.is_relative_to(root) and path.suffix == ".jsonl" and path.is_file()
+        except (OSError, ValueError):  # a NUL in the name, a name longer than the file system allows
+            raise LoopgateError(f"data {name[:80]!r} is not a file name this system can open; name update data "
+                                "relative to the workspace folder, e.g. data/support-2.jsonl") from None
         if not path.is_relative_to(root) or path.suffix != ".jsonl":
             raise LoopgateError(f"data '{name}' is not a JSONL file inside the workspace; name update data "
                                 "relative to the workspace folder, e.g. data/support-2.jsonl")
-        if not path.is_file():
+        if not inside:
             raise NotFoundError(f"data file {name}: no such file in the workspace")
         out.append(path)
     return out
@@ -142,7 +148,7 @@ def router(ws: Workspace) -> APIRouter:
         return loop.ecosystem_status(ws)
 
     @r.get("/line-summaries", response_model=LineSummaryPage)
-    def line_summary_page(_: TokenInfo = viewer, offset: Annotated[int, Query(ge=0)] = 0,
+    def line_summary_page(_: TokenInfo = viewer, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                           limit: Annotated[int, Query(ge=1, le=500)] = 100) -> LineSummaryPage:
         """A page of lines in tier order — channels, latest version, its latest verdict, the parent version
         production was built on — in a bounded number of queries (``/lines`` returns every line)."""
@@ -201,7 +207,7 @@ def router(ws: Workspace) -> APIRouter:
         return loop.compare_versions(ws, a, b)
 
     @r.get("/ledger", response_model=LedgerPage)
-    def ledger(_: TokenInfo = viewer, offset: Annotated[int, Query(ge=0)] = 0,
+    def ledger(_: TokenInfo = viewer, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> LedgerPage:
         """A page of the ledger, newest first."""
         return ledger_page(ws.store, offset, limit)
@@ -277,7 +283,7 @@ def router(ws: Workspace) -> APIRouter:
         return create_token(ws.store, role=body.role, name=body.name, actor=token.name)
 
     @r.delete("/tokens/{token_id}", response_model=TokenInfo)
-    def token_revoke(token_id: int, token: TokenInfo = admin) -> TokenInfo:
+    def token_revoke(token_id: Annotated[int, FastPath(ge=1, le=2**31 - 1)], token: TokenInfo = admin) -> TokenInfo:
         return revoke_token(ws.store, token_id, actor=token.name)
 
     @r.post("/gc", response_model=GcOutcome)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
@@ -101,8 +102,29 @@ class LoopgateRoute(APIRoute):
                 return await handler(request)
             except LoopgateError as e:
                 return JSONResponse(error_body(e), status_code=status_for(e))
+            except RequestValidationError as e:
+                return JSONResponse(validation_body(e), status_code=422)
+            except UnicodeEncodeError:  # a lone surrogate in a body's text: no database or ledger can hold it
+                return JSONResponse({"error": "DataError", "message": "the request holds text with a lone surrogate "
+                                     "(an unpaired \\ud800-\\udfff escape), which cannot be stored: send valid "
+                                     "UTF-8"}, status_code=400)
 
         return run
+
+
+def validation_body(e: RequestValidationError) -> dict[str, Any]:
+    """FastAPI's 422 without the values sent: a value such as NaN, 1e999 or a lone surrogate cannot be written
+    back as JSON (FastAPI's own answer then fails with a 500), and echoing input is no help anyway."""
+    detail = [{"loc": [_printable(str(p)) for p in err.get("loc", ())], "msg": _printable(str(err.get("msg", ""))),
+               "type": str(err.get("type", ""))} for err in e.errors()]
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    return {"error": "ValidationError", "message": f"{where}: {first['msg']}" if where else str(first["msg"]),
+            "detail": detail}
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in text)
 
 
 def role_of(route: APIRoute) -> str | None:
