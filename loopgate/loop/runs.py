@@ -108,7 +108,10 @@ def find_run(ws: Workspace, run: str) -> tuple[str, str, dict[str, Any]]:
     """A run by its id (as ``runs list`` prints it, with or without ``run:``) or a unique prefix of it:
     (id, status, recorded inputs)."""
     wanted = run.removeprefix(PREFIX)
-    exact = ws.store.step(PREFIX + wanted) if wanted else None
+    if not wanted or len(wanted) > 200 or not wanted.isascii() or not wanted.isalnum():
+        # run ids are hex digests; anything else (a NUL, which PostgreSQL cannot even compare) names no run
+        raise NotFoundError(f"no update run {run[:80]!r}: 'loopgate runs list' shows every run and its id")
+    exact = ws.store.step(PREFIX + wanted)
     if exact is not None:
         return wanted, exact[0], dict(exact[1] or {})
     matches = [r for r in list_runs(ws) if wanted and r.run.startswith(wanted)]
