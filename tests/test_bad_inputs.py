@@ -188,3 +188,13 @@ def test_lmeval_samples_that_are_not_utf8_text_are_a_data_error(tmp_path: Path) 
     (tmp_path / "samples_t_2026.jsonl").write_bytes(NOT_UTF8["latin-1"])
     with pytest.raises(DataError, match="samples_t_2026.jsonl.*not UTF-8"):
         import_lmeval(results, version="v1")
+
+
+def test_an_unwritable_junit_path_is_refused_before_the_release(shipped: Any, cli: Cli, tmp_path: Path) -> None:
+    """Before: the release happened, then writing the report raised a traceback (#20)."""
+    ws = shipped
+    before = len(ws.store.ledger())
+    for bad in (tmp_path / "no-such-folder" / "gates.xml", tmp_path):
+        res = cli("release", "base@1", "--junit", bad, workspace=ws.root)
+        assert res.code == 2 and "cannot be written" in res.err and "Traceback" not in res.err, res.err
+    assert len(ws.store.ledger()) == before

@@ -61,7 +61,20 @@ ActorOpt = Annotated[str | None, typer.Option("--as", help="Who runs this (defau
                                               "letters, digits and - _ . @ +, compared case-insensitively.",
                                               callback=_identity)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write the gate verdicts as JUnit XML.")]
+def _junit_path(value: Path | None) -> Path | None:
+    """--junit is checked before the command runs: a path that cannot be written must not fail after a release."""
+    if value is None:
+        return None
+    parent = value.parent if str(value.parent) else Path(".")
+    if value.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK) or (
+            value.exists() and not os.access(value, os.W_OK)):
+        raise typer.BadParameter(f"{str(value)[:200]!r} cannot be written (a folder that exists and is writable, "
+                                 "and a file name in it)")
+    return value
+
+
+JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write the gate verdicts as JUnit XML (checked "
+                                               "writable before anything runs).", callback=_junit_path)]
 
 
 def open_workspace(workspace: Path | None) -> Workspace:
