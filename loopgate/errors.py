@@ -1,6 +1,12 @@
 """Errors a user can cause. The CLI turns each into one paragraph and exit code 2; bugs stay tracebacks."""
 
 
+def printable(text: str) -> str:
+    """Text safe to print or send back: control characters and lone surrogates a user's input carried are shown
+    escaped (a terminal or a JSON encoder would choke on them, or a message would break into paragraphs)."""
+    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in text)
+
+
 class LoopgateError(Exception):
     """Base class: the message says what went wrong and what to do about it."""
 

@@ -17,7 +17,7 @@ import typer
 from pydantic_core import to_json
 from rich.console import Console
 
-from loopgate.errors import LoopgateError
+from loopgate.errors import LoopgateError, printable
 from loopgate.identity import normalise_identity
 from loopgate.loop.workspace import Workspace, default_workspace
 
@@ -143,8 +143,7 @@ def load_commands(argv: list[str]) -> None:
 def one_paragraph(message: str) -> str:
     """An error message as one printable paragraph: whitespace runs (blank lines a user's input carried
     included) become one space, other control characters and lone surrogates are shown escaped."""
-    flat = " ".join(message.split())
-    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in flat)
+    return printable(" ".join(message.split()))
 
 
 def run(argv: list[str] | None = None) -> None:

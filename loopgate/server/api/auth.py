@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from loopgate.errors import ConflictError, GateBlocked, ImmutableError, LoopgateError, NotFoundError
+from loopgate.errors import ConflictError, GateBlocked, ImmutableError, LoopgateError, NotFoundError, printable
 from loopgate.loop.rules import TwoPersonRuleError
 from loopgate.loop.workspace import Workspace
 from loopgate.store.tokens import ROLES, TokenInfo, authenticate
@@ -115,16 +115,13 @@ class LoopgateRoute(APIRoute):
 def validation_body(e: RequestValidationError) -> dict[str, Any]:
     """FastAPI's 422 without the values sent: a value such as NaN, 1e999 or a lone surrogate cannot be written
     back as JSON (FastAPI's own answer then fails with a 500), and echoing input is no help anyway."""
-    detail = [{"loc": [_printable(str(p)) for p in err.get("loc", ())], "msg": _printable(str(err.get("msg", ""))),
+    detail = [{"loc": [printable(str(p)) for p in err.get("loc", ())], "msg": printable(str(err.get("msg", ""))),
                "type": str(err.get("type", ""))} for err in e.errors()]
     first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
     return {"error": "ValidationError", "message": f"{where}: {first['msg']}" if where else str(first["msg"]),
             "detail": detail}
 
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in text)
 
 
 def role_of(route: APIRoute) -> str | None:
