@@ -9,7 +9,6 @@ workspace) is the template for your own.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loopgate import loop
+from loopgate.demo.tamper import tamper_copy
 from loopgate.demo.world import World, write_jsonl
 from loopgate.errors import LoopgateError
 from loopgate.evaluate.metrics import mcnemar_exact
@@ -27,7 +27,6 @@ from loopgate.loop.outcomes import PropagationOutcome, ReleaseOutcome
 from loopgate.loop.versions import ecosystem_status
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Verdict
-from loopgate.store import Store
 
 # ----------------------------------------------------------------------------- 1. the ecosystem, as YAML
 #
@@ -410,7 +409,7 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
         audit = ws.store.verify_ledger()
         audit_ok = audit.ok
         con.print(f"  audit verify: {'intact' if audit.ok else audit.problem} ({audit.entries} entries)")
-        tampered = _tamper_copy(ws, root / "tampered")
+        tampered = tamper_copy(ws.store, root / "tampered")  # works on SQLite and PostgreSQL registries
         con.print(f"  audit verify on a tampered copy: [red]{tampered['problem']}[/]")
         expect(step, "billing rolls back with billing-bot following, the ledger verifies and a tampered copy does "
                      "not", rb.from_version != rb.to_version and "billing-bot" in rb.apps_following and audit.ok
@@ -455,22 +454,6 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
             "audit_ok": audit_ok, "tampered": tampered, "plasticity": plasticity,
             "status": [r.model_dump(mode="json") for r in ecosystem_status(ws)], "report": str(html),
             "story": [c.model_dump() for c in claims], "story_holds": not broken}
-
-
-def _tamper_copy(ws: Workspace, dest: Path) -> dict[str, Any]:
-    """Copy the registry, edit one ledger entry behind the chain's back, and let audit verify find it."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    src = sqlite3.connect(ws.store.home / "registry.db")
-    dst = sqlite3.connect(dest / "registry.db")
-    src.backup(dst)
-    src.close()
-    dst.execute("UPDATE ledger SET actor = 'mallory' WHERE seq = (SELECT MAX(seq) / 2 FROM ledger)")
-    dst.commit()
-    dst.close()
-    report = Store(dest).verify_ledger()
-    return {"ok": report.ok, "first_bad_seq": report.first_bad_seq, "problem": report.problem}
 
 
 def _plasticity(ws: Workspace, line: str) -> list[dict[str, Any]]:
