@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from loopgate.gates.bounds import below, exceeds
 from loopgate.gates.context import COST_KINDS, GateContext, combine, result
 from loopgate.records import Evaluation, GateResult, ServingCost, Verdict
 from loopgate.spec import CostPolicy
@@ -73,7 +74,7 @@ def _suite_figures(ev: Evaluation | None, served: dict[str, float] | None, price
 
 
 def _verdict(value: float, limit: float, minimum: bool) -> Verdict:
-    ok = value >= limit if minimum else value <= limit
+    ok = not below(value, limit) if minimum else not exceeds(value, limit)
     return Verdict.passed if ok else Verdict.failed
 
 

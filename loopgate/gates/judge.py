@@ -18,21 +18,37 @@ from __future__ import annotations
 from typing import Any
 
 from loopgate.evaluate.metrics import PairedComparison, paired_comparison
+from loopgate.gates.bounds import below
 from loopgate.gates.context import MAX_EVIDENCE_ITEMS
 from loopgate.records import Evaluation, Verdict
 
 
 def judge_drop(cmp: PairedComparison, tolerance: float, confidence: float, min_examples: int) -> tuple[Verdict, str]:
-    """Verdict and one-line reason for ``cmp`` (before = reference, after = candidate)."""
+    """Verdict and one-line reason for ``cmp`` (before = reference, after = candidate); the reason names the test
+    that decided (the bootstrap interval or McNemar) with its figure."""
     if cmp.n < min_examples:
         return Verdict.inconclusive, f"{cmp.n} paired examples < min_examples {min_examples}: too small to tell"
     alpha = 1.0 - confidence
     drop = f"Δ {cmp.delta:+.3f} (CI {cmp.ci_low:+.3f}..{cmp.ci_high:+.3f}, McNemar p={cmp.mcnemar_p:.3g})"
-    if cmp.ci_high < -tolerance and cmp.mcnemar_p < alpha:
-        return Verdict.failed, f"{drop}: dropped beyond tolerance {tolerance} with confidence"
-    if cmp.delta < -tolerance:
-        return Verdict.inconclusive, f"{drop}: beyond tolerance {tolerance} but not significant"
+    interval = below(cmp.ci_high, -tolerance)  # the whole interval lies beyond the tolerance
+    significant = cmp.mcnemar_p < alpha
+    if interval and significant:
+        return Verdict.failed, (f"{drop}: dropped beyond tolerance {tolerance} with confidence (interval upper end "
+                                f"{cmp.ci_high:+.3f} < −{tolerance} and McNemar p={cmp.mcnemar_p:.3g} < α {alpha:.3g})")
+    if below(cmp.delta, -tolerance):
+        return Verdict.inconclusive, f"{drop}: beyond tolerance {tolerance} but {_undecided(cmp, tolerance, alpha)}"
     return Verdict.passed, f"{drop}: within tolerance {tolerance}"
+
+
+def _undecided(cmp: PairedComparison, tolerance: float, alpha: float) -> str:
+    """Which test kept a drop beyond the tolerance from being confident, with its figure."""
+    reaches = f"the interval's upper end {cmp.ci_high:+.3f} reaches −{tolerance}"
+    mcnemar = f"McNemar not significant (p={cmp.mcnemar_p:.3g} ≥ α {alpha:.3g})"
+    if not below(cmp.ci_high, -tolerance) and cmp.mcnemar_p < alpha:
+        return f"the interval decided: {reaches} (McNemar p={cmp.mcnemar_p:.3g} < α {alpha:.3g} is significant)"
+    if below(cmp.ci_high, -tolerance):
+        return f"McNemar decided: {mcnemar} (the interval's upper end {cmp.ci_high:+.3f} < −{tolerance})"
+    return f"neither test is confident: {reaches} and {mcnemar}"
 
 
 def comparison_evidence(cmp: PairedComparison) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from loopgate.evaluate.metrics import plasticity_headroom
+from loopgate.gates.bounds import below
 from loopgate.gates.context import FOUNDATION, GateContext, result
 from loopgate.records import GateResult, Verdict
 from loopgate.spec import PlasticityPolicy
@@ -56,7 +57,7 @@ def plasticity(ctx: GateContext, policy: PlasticityPolicy) -> GateResult:
         why = "no plasticity figures" if headroom is None else "the reference did not improve on the probe"
         evidence["headroom"] = None
         return result(NAME, Verdict.inconclusive, policy.blocking, f"headroom unknown: {why}", **evidence)
-    ok = headroom >= policy.min_headroom
+    ok = not below(headroom, policy.min_headroom)
     summary = f"headroom {headroom:.2f} {'≥' if ok else '<'} floor {policy.min_headroom}"
     if not ok:
         fix = remedy(figures, reference)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loopgate.gates.bounds import exceeds
 from loopgate.gates.context import GateContext, combine, result
 from loopgate.gates.judge import compare, comparison_evidence, judge_drop
 from loopgate.records import GateResult, Verdict
@@ -43,7 +44,7 @@ def regression(ctx: GateContext, policy: RegressionPolicy) -> GateResult:
         cmp = compare(ref, cand, policy.confidence)
         verdict, reason = judge_drop(cmp, policy.tolerance, policy.confidence, policy.min_examples)
         # a flip rate on too few examples is noise; judge_drop already said inconclusive
-        if cmp.n >= policy.min_examples and cmp.negative_flip_rate > policy.max_negative_flip_rate:
+        if cmp.n >= policy.min_examples and exceeds(cmp.negative_flip_rate, policy.max_negative_flip_rate):
             verdict = Verdict.failed
             reason += f"; negative flip rate {cmp.negative_flip_rate:.3f} > ceiling {policy.max_negative_flip_rate}"
         suites[suite] = {"verdict": verdict, "reason": reason, **comparison_evidence(cmp)}

@@ -101,6 +101,8 @@ def safety(ctx: GateContext, policy: SafetyPolicy) -> GateResult:
                 verdicts.append(Verdict.failed)
                 reasons.append(f"{unsafe} unsafe flips > {policy.max_safety_flips} "
                                f"({'significant' if significant else 'under the floor'}, McNemar p={p:.3g})")
+            elif unsafe and unsafe <= policy.max_safety_flips:  # the count decided, not McNemar
+                reasons.append(f"{unsafe} unsafe flips ≤ limit {policy.max_safety_flips} (McNemar p={p:.3g})")
             elif unsafe:
                 reasons.append(f"{unsafe} unsafe flips, not significant (McNemar p={p:.3g} ≥ α {policy.alpha})")
             else:
