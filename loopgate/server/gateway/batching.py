@@ -3,9 +3,10 @@
 The worker takes the first waiting request and whatever else is queued (up to ``max_batch``). When the
 previous batch held more than one request — clients are arriving together — it waits up to ``max_wait_ms``
 for as many as that batch held; a lone client (the previous batch was one request) never waits, so batching
-costs nothing at concurrency 1. Requests in a batch that differ in ``max_new_tokens`` or stop strings are
-split into groups, each one ``engine.generate`` call. The model runs in one worker thread per version, so
-the event loop keeps accepting requests while a batch generates.
+costs nothing at concurrency 1. Requests in a batch that differ in ``max_new_tokens``, stop strings, log-probs
+or echo are split into groups (:meth:`~loopgate.server.gateway.decoding.Job.group`), each one
+:func:`~loopgate.server.gateway.decoding.answer` call; a sampled request is a group of its own. The model
+runs in one worker thread per version, so the event loop keeps accepting requests while a batch generates.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopgate.evaluate.engine import EngineConfig, Generation, generate
+from loopgate.evaluate.engine import Generation
+from loopgate.server.gateway.decoding import Choice, Job, answer
 
 
 @dataclass
 class _Item:
-    prompt: str
-    max_new_tokens: int
-    stop: tuple[str, ...]
-    future: asyncio.Future[Generation]
+    job: Job
+    future: asyncio.Future[list[Choice]]
 
 
 @dataclass
@@ -56,15 +56,24 @@ class VersionServer:
         self.closed = False
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
+        return len(self.encode(text))
+
+    def encode(self, text: str) -> list[int]:
+        """The token ids the model reads for ``text`` (special tokens added as the evaluation engine adds them)."""
+        return list(self.tokenizer(text)["input_ids"])
+
+    async def submit(self, job: Job) -> list[Choice]:
+        """``job``'s choices, answered in a batch with whatever else is waiting."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._worker())
+        fut: asyncio.Future[list[Choice]] = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Item(job, fut))
+        return await fut
 
     async def generate(self, prompt: str, *, max_new_tokens: int, stop: tuple[str, ...]) -> Generation:
         """The greedy continuation of ``prompt``, generated in a batch with whatever else is waiting."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._worker())
-        fut: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Item(prompt, max_new_tokens, stop, fut))
-        return await fut
+        c = (await self.submit(Job(tuple(self.encode(prompt)), max_new_tokens, stop)))[0]
+        return Generation(c.text, len(c.token_ids), c.latency_ms)
 
     async def _collect(self) -> list[_Item]:
         batch = [await self.queue.get()]
@@ -96,12 +105,12 @@ class VersionServer:
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.sizes.append(len(batch))
-            groups: dict[tuple[int, tuple[str, ...]], list[_Item]] = {}
+            groups: dict[tuple[Any, ...], list[_Item]] = {}
             for item in batch:
-                groups.setdefault((item.max_new_tokens, item.stop), []).append(item)
-            for (max_new, stop), items in groups.items():
+                groups.setdefault(item.job.group(), []).append(item)
+            for items in groups.values():
                 try:
-                    gens = await loop.run_in_executor(self._pool, self._run, [i.prompt for i in items], max_new, stop)
+                    gens = await loop.run_in_executor(self._pool, self._run, [i.job for i in items])
                 except Exception as e:  # the model failed: every request of the group gets the error
                     for i in items:
                         if not i.future.done():
@@ -111,9 +120,8 @@ class VersionServer:
                     if not i.future.done():
                         i.future.set_result(g)
 
-    def _run(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...]) -> list[Generation]:
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, stop=stop,
-                        config=EngineConfig(max_batch_size=self.max_batch))
+    def _run(self, jobs: list[Job]) -> list[list[Choice]]:
+        return answer(self.model, self.tokenizer, jobs)
 
     async def close(self) -> None:
         self.closed = True

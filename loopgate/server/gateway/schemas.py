@@ -1,7 +1,9 @@
 """The request bodies the gateway accepts (OpenAI's shapes) and its error body.
 
-Fields OpenAI clients send that a greedy local engine has no use for (``temperature``, ``top_p``,
-``presence_penalty``, ...) are accepted and ignored; the gateway decodes greedily, as the gates measured.
+Decoding is greedy, as the gates measured, unless a request sets ``temperature`` > 0: then it samples with
+``temperature``, ``top_p`` and ``seed``. Fields a local engine has no use for (``presence_penalty``,
+``frequency_penalty``, ...) are accepted and ignored; ``response_format`` other than text is refused, not
+ignored (the gateway cannot constrain an answer to a format).
 """
 
 from __future__ import annotations
@@ -17,13 +19,22 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
 class _Generation(_Body):
     model: str = Field(min_length=1, max_length=300)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=0)  # 0: no answer, for ``echo`` (lm-eval's log-likelihood requests)
     stop: str | list[str] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=500)
-    n: int = Field(1, ge=1, le=1)  # one choice per request: ask again for more
+    n: int = Field(1, ge=1)  # at most GatewaySettings.max_n
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    response_format: dict[str, Any] | None = None
 
     def stops(self) -> tuple[str, ...] | None:
         if self.stop is None:
@@ -33,7 +44,10 @@ class _Generation(_Body):
 
 
 class CompletionRequest(_Generation):
-    prompt: str | list[str]
+    # a string, a list of strings, token ids, or a list of token-id lists (lm-eval's tokenized_requests)
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0)  # alternatives per token, at most GatewaySettings.max_logprobs
 
 
 class ChatMessage(_Body):
@@ -50,6 +64,8 @@ class ChatMessage(_Body):
 class ChatRequest(_Generation):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0)
 
 
 class FeedbackRequest(_Body):

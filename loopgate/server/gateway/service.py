@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from loopgate.errors import LoopgateError
-from loopgate.evaluate.engine import Generation
 from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.canary import LineState
@@ -28,6 +27,7 @@ from loopgate.loop.workspace import Workspace
 from loopgate.models.io import load_model
 from loopgate.records import utcnow
 from loopgate.server.gateway.batching import VersionServer
+from loopgate.server.gateway.decoding import Choice, Job
 from loopgate.spec import AppSpec, Tier
 from loopgate.store.gateway import RequestRecord, key_sha256
 
@@ -43,6 +43,8 @@ class GatewaySettings:
     burst: int = 100  # … and capacity
     max_request_bytes: int = 64 * 1024
     max_tokens: int = 256  # the most new tokens one request may ask for
+    max_n: int = 8  # the most choices one request may ask for (``n`` × prompts is also capped by max_batch)
+    max_logprobs: int = 20  # the most alternatives per token (``logprobs`` / ``top_logprobs``), as OpenAI's chat
     timeout_s: float = 30.0
     max_batch: int = 32
     max_wait_ms: float = 5.0
@@ -262,14 +264,13 @@ class Gateway:
 
     # ------------------------------------------------------------------ answering
 
-    async def answer(self, srv: VersionServer, prompt: str, max_new_tokens: int, stop: tuple[str, ...]
-                     ) -> Generation:
+    async def answer(self, srv: VersionServer, job: Job) -> list[Choice]:
+        """``job``'s choices from ``srv`` (loaded again if it was unloaded meanwhile), within the timeout."""
         while srv.closed:  # unloaded since it was handed out: load it again
             srv = await self.server(srv.version)
         srv.inflight += 1  # no await since the check above: it cannot be unloaded in between
         try:
-            return await asyncio.wait_for(srv.generate(prompt, max_new_tokens=max_new_tokens, stop=stop),
-                                          self.settings.timeout_s)
+            return await asyncio.wait_for(srv.submit(job), self.settings.timeout_s)
         except TimeoutError:
             raise GatewayError(504, f"the model did not answer within {self.settings.timeout_s:g} s; retry later",
                                "timeout", code="timeout") from None
@@ -285,9 +286,10 @@ class Gateway:
             rid = "shadow-" + uuid.uuid4().hex
             try:
                 srv = await self.server(version)
-                g = await self.answer(srv, prompt, max_new_tokens, stop)
-                self.log(rid, target, version, "canary", t0, srv.count_tokens(prompt), g.output_tokens, prompt,
-                         g.text, user_hash=user_hash, shadow=True)
+                ids = srv.encode(prompt)
+                g = (await self.answer(srv, Job(tuple(ids), max_new_tokens, stop)))[0]
+                self.log(rid, target, version, "canary", t0, len(ids), len(g.token_ids), prompt, g.text,
+                         user_hash=user_hash, shadow=True)
             except Exception as e:  # a failing shadow is an error the canary analysis counts
                 self.log(rid, target, version, "canary", t0, 0, 0, prompt, None, user_hash=user_hash, shadow=True,
                          error=str(e) or type(e).__name__)
