@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic_core import to_json
 from rich.console import Console
+from rich.table import Table
 
 from loopgate.errors import LoopgateError, printable
 from loopgate.identity import normalise_identity
@@ -84,6 +86,15 @@ def open_workspace(workspace: Path | None) -> Workspace:
 def progress_enabled(quiet: bool) -> bool:
     """Progress bars on stderr when it is a terminal and the user did not ask for quiet."""
     return not quiet and err.is_terminal
+
+
+def table(title: str | None, columns: Sequence[str]) -> Table:
+    """A rich table whose cells wrap (long words folded) to fit the terminal: rich's default cuts a cell that
+    does not fit with an ellipsis, and a version id or a gate's reason must be read whole."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    return t
 
 
 def emit(data: Any) -> None:

@@ -6,9 +6,8 @@ import re
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, audit_app, emit, err, open_workspace, out
+from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, audit_app, emit, err, open_workspace, out, table
 from loopgate.errors import LoopgateError
 from loopgate.loop.audit import ledger_tail, sign_ledger, verify
 
@@ -85,9 +84,7 @@ def audit_log(limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="Sho
     if json_out:
         emit([e.model_dump() for e in entries])
         return
-    t = Table(title="ledger")
-    for col in ("seq", "time", "actor", "kind", "subject", "hash"):
-        t.add_column(col)
+    t = table("ledger", ("seq", "time", "actor", "kind", "subject", "hash"))
     for e in entries:
         t.add_row(str(e.seq), e.ts[:19], e.actor, e.kind, e.subject, e.hash[:12])
     out.print(t)

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.tree import Tree
 
 from loopgate import loop
-from loopgate.cli.app import JsonOpt, WorkspaceOpt, app, emit, open_workspace, out
+from loopgate.cli.app import JsonOpt, WorkspaceOpt, app, emit, open_workspace, out, table
 from loopgate.loop.audit import collect_garbage
 from loopgate.loop.versions import channel_report, line_versions
 from loopgate.loop.workspace import Workspace, default_workspace
@@ -62,9 +61,7 @@ def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     if len(cells) > PLAIN_ABOVE:
         plain_table(f"ecosystem {ws.eco.name} ({len(cells)} lines)", columns, cells)
         return
-    t = Table(title=f"ecosystem {ws.eco.name}")
-    for col in columns:
-        t.add_column(col)
+    t = table(f"ecosystem {ws.eco.name}", columns)
     for row in cells:
         t.add_row(*row)
     out.print(t)
@@ -90,9 +87,7 @@ def versions(line: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = Fals
     if json_out:
         emit(vs)
         return
-    t = Table(title=f"versions of {line}")
-    for col in ("version", "kind", "source", "parent version", "created", "channels"):
-        t.add_column(col)
+    t = table(f"versions of {line}", ("version", "kind", "source", "parent version", "created", "channels"))
     for v in vs:
         t.add_row(v.id, v.kind, v.source, v.parent_version or "", v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                   ", ".join(v.channels))
@@ -124,9 +119,7 @@ def channels(line: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = Fals
         emit(rep)
         return
     out.print("  ".join(f"[bold]{c}[/]={v or '—'}" for c, v in rep.channels.items()))
-    t = Table(title=f"channel history of {line}")
-    for col in ("when", "channel", "from", "to", "kind", "actor", "reason"):
-        t.add_column(col)
+    t = table(f"channel history of {line}", ("when", "channel", "from", "to", "kind", "actor", "reason"))
     for m in rep.history:
         t.add_row(m.created_at.strftime("%Y-%m-%d %H:%M:%S"), m.channel, m.from_version or "—", m.to_version,
                   m.kind, m.actor, m.reason)

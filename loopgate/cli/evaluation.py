@@ -6,10 +6,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from loopgate import loop
-from loopgate.cli.app import ActorOpt, JsonOpt, QuietOpt, WorkspaceOpt, app, emit, open_workspace, out, progress_enabled
+from loopgate.cli.app import (
+    ActorOpt,
+    JsonOpt,
+    QuietOpt,
+    WorkspaceOpt,
+    app,
+    emit,
+    open_workspace,
+    out,
+    progress_enabled,
+    table,
+)
 from loopgate.records import Evaluation
 
 
@@ -27,9 +37,7 @@ def evaluate(version: str, suite: Annotated[list[str] | None, typer.Option("--su
     if json_out:
         emit([_summary(e) for e in evs.values()])
         return
-    t = Table(title=f"evaluation of {version}")
-    for col in ("suite", "kind", "n", "score", "95% CI", "p95 latency ms"):
-        t.add_column(col)
+    t = table(f"evaluation of {version}", ("suite", "kind", "n", "score", "95% CI", "p95 latency ms"))
     for name, e in evs.items():
         ci = f"[{e.ci_low:.2f}, {e.ci_high:.2f}]" if e.ci_low is not None and e.ci_high is not None else ""
         lat = e.metrics.get("latency_p95_ms")
@@ -45,9 +53,7 @@ def compare(version_a: str, version_b: str, workspace: WorkspaceOpt = None, json
     if json_out:
         emit(res)
         return
-    t = Table(title=f"{version_b} vs {version_a}")
-    for col in ("suite", "n", "A", "B", "Δ", "95% CI", "−flips", "+flips", "McNemar p"):
-        t.add_column(col)
+    t = table(f"{version_b} vs {version_a}", ("suite", "n", "A", "B", "Δ", "95% CI", "−flips", "+flips", "McNemar p"))
     for r in res.suites:
         t.add_row(r.suite, str(r.n), f"{r.before_score:.3f}", f"{r.after_score:.3f}", f"{r.delta:+.3f}",
                   f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", str(r.negative_flips), str(r.positive_flips),

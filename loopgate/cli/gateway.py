@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, err, open_workspace, out
+from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, err, open_workspace, out, table
 from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.workspace import current_user
@@ -39,7 +38,7 @@ def canary_status(line: str, analyse: Annotated[bool, typer.Option(
                  if s.active and s.since else ""))
     if st.analysis is not None:
         a = st.analysis
-        t = Table("metric", "canary", "production", "difference (always-valid CI)", "tolerance", "verdict")
+        t = table(None, ("metric", "canary", "production", "difference (always-valid CI)", "tolerance", "verdict"))
         for m in a.metrics:
             t.add_row(m.name, f"{m.canary_rate:.3f} (n={m.canary_n})", f"{m.production_rate:.3f} (n={m.production_n})",
                       f"{m.difference:+.3f} [{m.ci_low:+.3f}, {m.ci_high:+.3f}]", f"{m.tolerance:g}", m.verdict.value)
@@ -95,9 +94,7 @@ def key_list(all_: Annotated[bool, typer.Option("--all", help="Include revoked k
     if json_out:
         emit(found)
         return
-    t = Table(title="API keys")
-    for col in ("id", "app", "prefix", "created by", "created", "revoked"):
-        t.add_column(col)
+    t = table("API keys", ("id", "app", "prefix", "created by", "created", "revoked"))
     for k in found:
         t.add_row(str(k.id), k.app, k.prefix + "…", k.created_by, k.created_at.isoformat(timespec="seconds"),
                   k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "")

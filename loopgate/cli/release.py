@@ -21,9 +21,11 @@ from loopgate.cli.app import (
     open_workspace,
     out,
     progress_enabled,
+    table,
 )
 from loopgate.errors import GateBlocked
 from loopgate.loop.outcomes import PropagationOutcome, ReleaseOutcome
+from loopgate.records import Decision
 
 
 def _print_wave(props: list[PropagationOutcome]) -> None:
@@ -47,13 +49,30 @@ def _print_release(o: ReleaseOutcome) -> None:
         f"not released: auto_release is off — promote it with 'loopgate promote {o.version}'" if held
         else "not released")
     out.print(f"[bold]{o.version}[/]: decision [{colour}]{d.verdict.value}[/] ({state})")
-    t = Table()
-    for col in ("gate", "verdict", "blocking", "summary"):
-        t.add_column(col)
-    for g in d.gates:
-        t.add_row(g.name, g.verdict.value, "yes" if g.blocking else "no", g.summary)
-    out.print(t)
+    out.print(gate_table(d))
+    approvers = approvals_line(d)
+    if approvers:
+        out.print(approvers)
     _print_wave(o.propagation)
+
+
+def gate_table(d: Decision) -> Table:
+    """The decision's gates, with who overrode each one (an override is the approver's name and reason)."""
+    t = table(None, ("gate", "verdict", "blocking", "summary", "overridden by"))
+    for g in d.gates:
+        t.add_row(g.name, g.verdict.value, "yes" if g.blocking else "no", g.summary, "; ".join(g.overridden_by))
+    return t
+
+
+def approvals_line(d: Decision) -> str:
+    """"approved by …" from the approval gate's evidence (empty when nobody approved)."""
+    gate = next((g for g in d.gates if g.name == "approval"), None)
+    ev = gate.evidence if gate else {}
+    names = [str(a) for a in ev.get("approvers") or []]
+    if not names:
+        return ""
+    need = ev.get("required")
+    return f"approved by {', '.join(names)}" + (f" ({len(names)}/{need} required)" if need else "")
 
 
 def _write_junit(path: Path, o: ReleaseOutcome) -> None:
@@ -118,9 +137,7 @@ def plan(version: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = False
     if json_out:
         emit({"version": version, "wave": wave})  # models serialised in one call (10,000-line waves)
         return
-    t = Table(title=f"propagation plan for {version}")
-    for col in ("line", "tier", "current", "action", "strategies (cheapest first)"):
-        t.add_column(col)
+    t = table(f"propagation plan for {version}", ("line", "tier", "current", "action", "strategies (cheapest first)"))
     for w in wave:
         t.add_row(w.line, w.tier, w.current or "", w.action, " → ".join(w.strategies))
     out.print(t)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 import typer
-from rich.table import Table
 
-from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, open_workspace, out
+from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, open_workspace, out, table
 from loopgate.errors import LoopgateError
 from loopgate.loop.runs import RUN_STATUSES, RunStatus, abandon_run, list_runs
 
@@ -30,9 +29,7 @@ def runs_list(status: Annotated[str | None, typer.Option("--status", help=f"Only
     if not runs:
         out.print(f"no {status} update runs" if status else "no update runs")
         return
-    t = Table(title="update runs")
-    for col in ("run", "status", "line", "data", "at", "outcome"):
-        t.add_column(col)
+    t = table("update runs", ("run", "status", "line", "data", "at", "outcome"))
     for r in runs:
         outcome = {"done": f"{r.version}{' (released)' if r.released else ''}",
                    "failed": r.error or "", "abandoned": f"{r.reason} ({r.abandoned_by})",

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, err, open_workspace, out
+from loopgate.cli.app import ActorOpt, JsonOpt, WorkspaceOpt, app, emit, err, open_workspace, out, table
 from loopgate.loop.workspace import current_user
 from loopgate.store.tokens import ROLES, create_token, list_tokens, revoke_token
 
@@ -39,9 +38,7 @@ def token_list(all_: Annotated[bool, typer.Option("--all", help="Include revoked
     if json_out:
         emit(tokens)
         return
-    t = Table(title="tokens")
-    for col in ("id", "name", "role", "prefix", "created by", "created", "revoked"):
-        t.add_column(col)
+    t = table("tokens", ("id", "name", "role", "prefix", "created by", "created", "revoked"))
     for x in tokens:
         t.add_row(str(x.id), x.name, x.role, x.prefix + "…", x.created_by, x.created_at.isoformat(timespec="seconds"),
                   x.revoked_at.isoformat(timespec="seconds") if x.revoked_at else "")

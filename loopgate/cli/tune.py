@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from loopgate.cli.app import ActorOpt, JsonOpt, QuietOpt, WorkspaceOpt, app, emit, err, open_workspace, out
+from loopgate.cli.app import ActorOpt, JsonOpt, QuietOpt, WorkspaceOpt, app, emit, err, open_workspace, out, table
 from loopgate.errors import LoopgateError
 
 
@@ -70,9 +69,8 @@ def tune(line: str,
     if json_out:
         emit(result)
         return
-    t = Table(title=f"study {result.study} ({len(result.trials)} trials)")
-    for col in ("trial", "state", "score", "train FLOPs", "params", "blocking gates"):
-        t.add_column(col)
+    t = table(f"study {result.study} ({len(result.trials)} trials)",
+              ("trial", "state", "score", "train FLOPs", "params", "blocking gates"))
     for r in result.trials:
         mark = " ★" if r.number == result.chosen else (" ·" if r.number in result.pareto else "")
         t.add_row(f"{r.number}{mark}", r.state, "—" if r.score is None else f"{r.score:.3f}",
