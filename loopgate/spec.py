@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -185,8 +186,8 @@ class SuiteSpec(_Strict):
     """An evaluation set (JSONL) and how it is scored."""
 
     path: str
-    kind: Literal["generation", "choice", "safety"] = "generation"
-    scorer: Literal["exact", "contains", "regex"] = "exact"
+    kind: Literal["generation", "choice", "safety", "perplexity", "lmeval"] = "generation"
+    scorer: Literal["exact", "contains", "regex", "python"] = "exact"
     pattern: str | None = None
     normalize: bool = True
     max_new_tokens: int = Field(32, ge=1, le=MAX_TOKENS)
@@ -198,6 +199,33 @@ class SuiteSpec(_Strict):
     # a prompt longer than the model's context less max_new_tokens: cut from the left (the end of a prompt is what
     # the answer follows) and counted in the evaluation's metrics (truncated_prompts), or refused before it runs
     on_long: Literal["truncate", "refuse"] = "truncate"
+    # scorer python: "package.module:function", called as function(prompt, output, row) -> float in [0, 1] or bool
+    # (imported, never eval'd; checked like a GRPO custom reward's name)
+    function: str | None = None
+    # kind perplexity: tokens a window moves by over a document longer than the model's context (default: half it)
+    stride: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    # kind lmeval (``path`` is the task's YAML): the per-sample metric imported as each example's score
+    metric: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_the_kind(self) -> SuiteSpec:
+        if self.scorer == "python" and not FUNCTION_NAME.match(self.function or ""):
+            raise ValueError(f"scorer: python needs 'function: package.module:function' (identifiers only), got "
+                             f"{self.function!r}; name a function in code your team owns")
+        if self.scorer == "python" and self.kind != "generation":
+            raise ValueError(f"scorer: python scores generation suites; this suite is kind: {self.kind}")
+        if self.function is not None and self.scorer != "python":
+            raise ValueError("'function' is for scorer: python; set 'scorer: python' or remove 'function'")
+        if self.stride is not None and self.kind != "perplexity":
+            raise ValueError("'stride' is for kind: perplexity; remove it")
+        if self.metric is not None and self.kind != "lmeval":
+            raise ValueError("'metric' is for kind: lmeval; remove it")
+        return self
+
+
+# the form of a user function's name (a suite's python scorer, a GRPO custom reward): dotted identifiers, a colon,
+# an identifier; nothing else is ever imported or called
+FUNCTION_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 # --------------------------------------------------------------------------- policy

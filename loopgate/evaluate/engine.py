@@ -40,8 +40,11 @@ import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
 from loopgate.errors import DataError
-from loopgate.evaluate.metrics import wilson_interval
-from loopgate.evaluate.scorers import RefusalDetector, refusal_detector, safety_correct, text_scorer
+from loopgate.evaluate.lmeval_run import lmeval_evaluation
+from loopgate.evaluate.metrics import GRADED, wilson_interval
+from loopgate.evaluate.perplexity import perplexity_evaluation
+from loopgate.evaluate.python_scorer import bootstrap_ci_of_mean, is_graded
+from loopgate.evaluate.scorers import RefusalDetector, generation_scores, refusal_detector, safety_correct
 from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite, suite_prompts
 from loopgate.hashing import sha256_bytes, sha256_json
 from loopgate.models import model_placement, set_threads
@@ -65,9 +68,14 @@ ENGINE_SOURCES = (
     "evaluate/metrics.py",
     "jsonl.py",
     "models/io.py",
+    "evaluate/perplexity.py",
+    "evaluate/python_scorer.py",
+    "evaluate/lmeval_suite.py",
+    "evaluate/lmeval_run.py",
+    "evaluate/lmeval_import.py",
 )
 # kernels, generate() and tokenisation live in these; a new release may change an output
-ENGINE_LIBRARIES = ("torch", "transformers", "tokenizers", "peft")
+ENGINE_LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "lm_eval")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_MAX_BATCH_SIZE = 64
@@ -585,6 +593,15 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     """Run one suite on a loaded model and score every example."""
     config = config or EngineConfig()
     set_threads(config.threads)
+    if suite.kind == "perplexity":  # documents, not prompts: evaluate/perplexity.py
+        cfg = config
+        return perplexity_evaluation(model, tokenizer, suite, version=version, engine=engine_version(),
+                                     on_progress=on_progress, size_for=lambda n: cfg.batch_size or auto_batch_size(
+                                         model, n, logits_positions=n, memory_budget_mb=cfg.memory_budget_mb,
+                                         max_batch_size=cfg.max_batch_size))
+    if suite.kind == "lmeval":  # an lm-evaluation-harness task on these weights: evaluate/lmeval_run.py
+        return lmeval_evaluation(model, tokenizer, suite, version=version, engine=engine_version(),
+                                 batch_size=config.batch_size or 8)
     spec = suite.spec
     device = next(model.parameters()).device
     if device.type == "cuda":
@@ -626,12 +643,12 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
                         truncated=truncated)
         gen_s = time.perf_counter() - t_gen
         if suite.kind == "generation":
-            scorer = text_scorer(spec)
-            for gr, g in zip(rows_g, gens, strict=True):
-                assert isinstance(gr, GenerationRow)
-                ok = scorer(g.text, gr.target)
+            scores = generation_scores(suite.name, spec, [r for r in rows_g if isinstance(r, GenerationRow)],
+                                       [prompt_of[r.id] for r in rows_g], [g.text for g in gens])
+            for gr, g, value in zip(rows_g, gens, scores, strict=True):
+                ok = value >= 0.5  # partial credit counts as correct from one half up (as lm-eval's are read)
                 examples.append(ExampleResult(id=gr.id, prompt=prompt_of[gr.id], output=g.text, correct=ok,
-                                              score=float(ok),
+                                              score=value,
                                               output_tokens=g.output_tokens, latency_ms=g.latency_ms))
         else:
             det = detector or refusal_detector(spec)
@@ -653,9 +670,12 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
     n = len(examples)
     correct = sum(e.correct for e in examples)
     low, high = wilson_interval(correct, n)
-    metrics["accuracy"] = correct / n if n else 0.0
+    metrics["accuracy"] = score = correct / n if n else 0.0
+    if suite.kind == "generation" and is_graded([e.score for e in examples]):  # partial credit: compare means
+        score, low, high = bootstrap_ci_of_mean([e.score for e in examples])
+        metrics.update({GRADED: 1.0, "mean_score": score})
     return Evaluation(version=version, suite=suite.name, suite_sha256=suite.sha256, kind=suite.kind, n=n,
-                      score=metrics["accuracy"], ci_low=low, ci_high=high, examples=examples,
+                      score=score, ci_low=low, ci_high=high, examples=examples,
                       metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
                       engine_version=engine_version(), **model_placement(model))
 

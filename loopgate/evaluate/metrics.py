@@ -50,6 +50,18 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95,
 # --------------------------------------------------------------------------- paired comparison
 
 
+# kinds whose score falls as the version gets better (bits per byte); their paired delta is before − after
+LOWER_IS_BETTER = frozenset({"perplexity"})
+# an evaluation's metrics flag: its examples' scores are partial credit (a python scorer's floats), so two versions
+# are compared on mean score, not on the count of correct examples
+GRADED = "graded"
+
+
+def compares_scores(evaluation: Evaluation) -> bool:
+    """Whether paired comparisons read the examples' ``score`` (graded or lower-is-better) instead of ``correct``."""
+    return evaluation.kind in LOWER_IS_BETTER or evaluation.metrics.get(GRADED, 0.0) == 1.0
+
+
 def _joined(before: Evaluation, after: Evaluation) -> list[tuple[ExampleResult, ExampleResult]]:
     """Example pairs present in both evaluations, in the order of ``after`` (ids are the join key)."""
     by_id = {e.id: e for e in before.examples}
@@ -83,7 +95,9 @@ def positive_flip_rate(before: Evaluation, after: Evaluation) -> float:
 
 
 class PairedComparison(BaseModel):
-    """Two versions on one suite, example by example: delta = after − before (positive is better)."""
+    """Two versions on one suite, example by example: delta = after − before (positive is better; before − after for
+    a lower-is-better kind). ``test`` names the paired test behind ``mcnemar_p``: McNemar on correct/incorrect
+    outcomes, or the sign test on the per-example score differences of a graded suite."""
 
     n: int
     before_score: float
@@ -99,6 +113,7 @@ class PairedComparison(BaseModel):
     positive_flip_rate: float
     negative_flip_ids: list[str] = []
     positive_flip_ids: list[str] = []
+    test: str = "mcnemar"
 
 
 def paired_comparison(before: Evaluation, after: Evaluation, confidence: float = 0.95, n_resamples: int = 2000,
@@ -111,30 +126,37 @@ def paired_comparison(before: Evaluation, after: Evaluation, confidence: float =
     """
     pairs = _joined(before, after)
     n = len(pairs)
-    b = np.array([p[0].correct for p in pairs], dtype=np.float64)
-    a = np.array([p[1].correct for p in pairs], dtype=np.float64)
+    graded = compares_scores(before) or compares_scores(after)
+    b = np.array([p[0].score if graded else p[0].correct for p in pairs], dtype=np.float64)
+    a = np.array([p[1].score if graded else p[1].correct for p in pairs], dtype=np.float64)
+    better = (b - a) if after.kind in LOWER_IS_BETTER else (a - b)  # each example's change, positive is better
     neg_ids = [x.id for x, y in pairs if x.correct and not y.correct]
     pos_ids = [x.id for x, y in pairs if y.correct and not x.correct]
     if n == 0:
         return PairedComparison(n=0, before_score=0.0, after_score=0.0, delta=0.0, ci_low=-1.0, ci_high=1.0,
                                 confidence=confidence, mcnemar_p=1.0, negative_flips=0, positive_flips=0,
                                 negative_flip_rate=0.0, positive_flip_rate=0.0)
-    ci_low, ci_high = bootstrap_ci(a - b, confidence, n_resamples, seed)
+    ci_low, ci_high = bootstrap_ci(better, confidence, n_resamples, seed)
+    # McNemar's exact test is the sign test on 0/1 outcomes; on graded scores the sign test counts the examples
+    # that got worse against those that got better (ties carry no information, as concordant pairs do not)
+    worse, improved = ((int((better < 0).sum()), int((better > 0).sum())) if graded
+                       else (len(neg_ids), len(pos_ids)))
     return PairedComparison(
         n=n,
         before_score=float(b.mean()),
         after_score=float(a.mean()),
-        delta=float(a.mean() - b.mean()),
+        delta=float(better.mean()),
         ci_low=ci_low,
         ci_high=ci_high,
         confidence=confidence,
-        mcnemar_p=mcnemar_exact(len(neg_ids), len(pos_ids)),
+        mcnemar_p=mcnemar_exact(worse, improved),
         negative_flips=len(neg_ids),
         positive_flips=len(pos_ids),
         negative_flip_rate=len(neg_ids) / n,
         positive_flip_rate=len(pos_ids) / n,
         negative_flip_ids=neg_ids,
         positive_flip_ids=pos_ids,
+        test="sign" if graded else "mcnemar",
     )
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from loopgate.errors import DataError
+from loopgate.evaluate.python_scorer import python_scores
+from loopgate.evaluate.suites import GenerationRow
 from loopgate.spec import SuiteSpec
 
 _WS = re.compile(r"\s+")
@@ -86,6 +88,15 @@ def text_scorer(spec: SuiteSpec) -> TextScorer:
         except re.error as err:
             raise DataError(f"suite pattern {spec.pattern!r} is not a valid regular expression ({err})") from None
     return RegexMatch(spec.pattern, spec.normalize)
+
+
+def generation_scores(suite: str, spec: SuiteSpec, rows: Sequence[GenerationRow], prompts: Sequence[str],
+                      outputs: Sequence[str]) -> list[float]:
+    """Each generated output's score in [0, 1] under the suite's scorer (1.0 / 0.0 for the built-in ones)."""
+    if spec.scorer == "python":
+        return python_scores(spec.function or "", suite, [(r.id, r.raw) for r in rows], prompts, outputs)
+    scorer = text_scorer(spec)
+    return [float(scorer(o, r.target)) for r, o in zip(rows, outputs, strict=True)]
 
 
 @runtime_checkable

@@ -11,11 +11,13 @@ template when it is evaluated (:func:`suite_prompts`). A suite owned by an app i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loopgate.errors import DataError
+from loopgate.evaluate.lmeval_suite import lmeval_task_docs
+from loopgate.evaluate.python_scorer import function_source_sha256
 from loopgate.hashing import sha256_bytes, sha256_json
 from loopgate.jsonl import json_objects
 from loopgate.models.chat import check_messages, render_chat
@@ -32,6 +34,8 @@ SCORING_FIELDS = (
     "refusal_markers",
     "refusal_regex",
 )
+# fields added since: part of the config only when set, so that the suites declared before them keep their identity
+OPTIONAL_SCORING_FIELDS = ("function", "stride", "metric")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class GenerationRow:
     prompt: str
     target: str
     messages: tuple[tuple[str, str], ...] = ()  # (role, content) pairs: a chat row, rendered per model
+    # the row as written (a python scorer receives it: teams keep aliases, rubrics, … beside the target)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,18 @@ class SafetyRow:
     messages: tuple[tuple[str, str], ...] = ()
 
 
-Row = GenerationRow | ChoiceRow | SafetyRow
+@dataclass(frozen=True)
+class TextRow:
+    """A held-out document whose likelihood is measured (``kind: perplexity``), or one document of an lm-eval
+    task (``kind: lmeval``: its JSON, for the record)."""
+
+    id: str
+    text: str
+    prompt: str = ""
+    messages: tuple[tuple[str, str], ...] = ()
+
+
+Row = GenerationRow | ChoiceRow | SafetyRow | TextRow
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class Suite:
     sha256: str
     template: str = "{input}"  # an app's prompt_template; ``{input}`` is the row's prompt (or last user message)
     app: str | None = None  # the app line whose template and decoding settings apply
+    file: str = ""  # the suite's file as it was read (an lm-eval task's YAML is run from it)
 
     @property
     def kind(self) -> str:
@@ -91,7 +109,8 @@ class Suite:
 def scorer_config(spec: SuiteSpec) -> dict[str, Any]:
     """The spec fields that affect scoring, as a JSON-able dict (part of the suite and cache identity)."""
     dumped = spec.model_dump(mode="json")
-    return {k: dumped[k] for k in SCORING_FIELDS}
+    return {k: dumped[k] for k in SCORING_FIELDS} | {k: dumped[k] for k in OPTIONAL_SCORING_FIELDS
+                                                      if dumped.get(k) is not None}
 
 
 def suite_sha256(content: bytes, spec: SuiteSpec) -> str:
@@ -106,11 +125,18 @@ def load_suite(name: str, spec: SuiteSpec, root: str | Path = ".") -> Suite:
         path = Path(root) / path
     if not path.is_file():
         raise DataError(f"suite '{name}': file {path} does not exist; fix 'suites.{name}.path' in loopgate.yaml")
-    content = path.read_bytes()
-    rows = _parse_rows(name, spec, path, content)
+    rows: list[Row]
+    if spec.kind == "lmeval":  # the file is a task's YAML; its rows are the task's documents
+        docs, content = lmeval_task_docs(name, path)
+        rows = [TextRow(id=doc_id, text=text) for doc_id, text in docs]
+    else:
+        content = path.read_bytes()
+        rows = _parse_rows(name, spec, path, content)
     if not rows:
         raise DataError(f"suite '{name}': {path} has no rows; add at least one JSON object per line")
-    return Suite(name=name, spec=spec, rows=tuple(rows), sha256=suite_sha256(content, spec))
+    if spec.scorer == "python" and spec.function is not None:  # the scorer's code scores: a new version when edited
+        content += function_source_sha256(spec.function, f"suite '{name}'").encode()
+    return Suite(name=name, spec=spec, rows=tuple(rows), sha256=suite_sha256(content, spec), file=str(path))
 
 
 def load_ecosystem_suite(eco: Ecosystem, name: str) -> Suite:
@@ -134,7 +160,8 @@ def with_app(suite: Suite, app_line: str, app: AppSpec) -> Suite:
     ``stop``. The template and settings become part of the suite's identity (and so of every cache key)."""
     spec = suite.spec.model_copy(update={"max_new_tokens": app.max_new_tokens, "stop": list(app.stop)})
     sha = sha256_json({"suite": suite.sha256, "app": {"template": app.prompt_template, "scorer": scorer_config(spec)}})
-    return Suite(name=suite.name, spec=spec, rows=suite.rows, sha256=sha, template=app.prompt_template, app=app_line)
+    return Suite(name=suite.name, spec=spec, rows=suite.rows, sha256=sha, template=app.prompt_template, app=app_line,
+                 file=suite.file)
 
 
 def suite_prompts(suite: Suite, tokenizer: Any) -> list[str]:
@@ -191,7 +218,19 @@ def _type_name(typ: type | tuple[type, ...]) -> str:
     return " or ".join(t.__name__ for t in typ) if isinstance(typ, tuple) else typ.__name__
 
 
+def _text_row(obj: dict[str, Any], index: int, where: str) -> TextRow:
+    raw_id = obj.get("id", index)
+    if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
+        raise DataError(f"{where}: field 'id' must be a string or an integer")
+    text = _field(obj, "text", str, where, "perplexity")
+    if not text:
+        raise DataError(f"{where}: field 'text' is empty; a perplexity row needs text to measure")
+    return TextRow(id=str(raw_id), text=text)
+
+
 def _row(kind: str, obj: dict[str, Any], index: int, where: str) -> Row:
+    if kind == "perplexity":
+        return _text_row(obj, index, where)
     raw_id = obj.get("id", index)
     if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
         raise DataError(f"{where}: field 'id' must be a string or an integer")
@@ -206,7 +245,7 @@ def _row(kind: str, obj: dict[str, Any], index: int, where: str) -> Row:
         prompt = _field(obj, "prompt", str, where, kind)
     if kind == "generation":
         return GenerationRow(id=row_id, prompt=prompt, target=_field(obj, "target", str, where, kind),
-                             messages=messages)
+                             messages=messages, raw=obj)
     if kind == "choice":
         choices = _field(obj, "choices", list, where, kind)
         if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
