@@ -84,8 +84,10 @@ def open_workspace(workspace: Path | None) -> Workspace:
 
 
 def progress_enabled(quiet: bool) -> bool:
-    """Progress bars on stderr when it is a terminal and the user did not ask for quiet."""
-    return not quiet and err.is_terminal
+    """Progress on stderr unless the user asked for quiet: bars on a terminal, else a plain line every few
+    seconds (``LOOPGATE_PROGRESS_EVERY``, :mod:`loopgate.train.progress`) — a redirected run of minutes must not
+    look hung."""
+    return not quiet
 
 
 def table(title: str | None, columns: Sequence[str]) -> Table:

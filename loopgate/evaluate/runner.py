@@ -15,6 +15,7 @@ from loopgate.evaluate.engine import EngineConfig, ProgressFn, evaluate_suite
 from loopgate.evaluate.suites import Suite
 from loopgate.models import ModelRef, load_model, model_ref
 from loopgate.records import Evaluation
+from loopgate.train.progress import PlainProgress, stderr_is_terminal
 
 
 def evaluate_model(model_dir: str | Path | ModelRef, suites: list[Suite], *, version: str, model_key: str | None = None,
@@ -52,6 +53,10 @@ def evaluate_model(model_dir: str | Path | ModelRef, suites: list[Suite], *, ver
 def _progress_bar(enabled: bool, total: int) -> Iterator[ProgressFn | None]:
     if not enabled:
         yield None
+        return
+    if not stderr_is_terminal():  # a pipe or a log: a plain line every few seconds, not a bar drawn at the end
+        plain = PlainProgress(total, "evaluating", unit="example")
+        yield plain.advance
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

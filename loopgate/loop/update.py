@@ -41,6 +41,18 @@ def run_key(*parts: Any) -> str:
     return sha256_json(list(parts))[:16]
 
 
+def same_recipe(v: VersionInfo, recipe: Recipe) -> bool:
+    """Whether ``v`` was trained with ``recipe``: compared as validated recipes, so one recorded before a field
+    was added (and so without it) still matches when the field holds its default. A version with no recorded
+    recipe (registered, or re-derived by transfer) counts as the same: there is nothing to tell them apart by."""
+    if v.recipe is None:
+        return True
+    try:
+        return Recipe.model_validate(v.recipe).model_dump(mode="json") == recipe.model_dump(mode="json")
+    except ValueError:  # a recipe recorded by an older Loopgate that no longer validates: not this one
+        return False
+
+
 def update_start(ws: Workspace, line: str) -> str | None:
     """Where an update of ``line`` starts: its production version, else its latest *registered* version,
     else the parent's production — never a candidate the gates rejected."""
@@ -133,11 +145,17 @@ def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | Non
     _model_line(ws, line)
     # validate before anything is recorded: a run that fails on bad input must not look interrupted
     check_seed(seed)
-    check_data(data, ws.eco.recipe_for(line, recipe_name))
-    run = run_key("run", line, [sha256_file(p) for p in data], recipe_name, seed, again)
+    recipe = ws.eco.recipe_for(line, recipe_name)
+    check_data(data, recipe)
+    if seed is not None:
+        recipe = recipe.model_copy(update={"seed": seed})
+    # the recipe's content, not its name: editing a recipe in loopgate.yaml (or picking another) is new work
+    run = run_key("run", line, [sha256_file(p) for p in data], recipe.model_dump(mode="json"), again)
     interrupted = (ws.store.step(f"run:{run}") or ("", None))[0] == "started"
     if not again and not interrupted:  # an interrupted run of this command is finished, not skipped
         held = already_released(ws, line, data)
+        if held is not None and not same_recipe(held, recipe):
+            held = None  # the data was trained on, with another recipe: this run is new work
         decisions = [d for d in ws.store.decisions(held.id) if d.verdict is Verdict.passed] if held else []
         if held is not None and decisions:
             return ReleaseOutcome(version=held.id, decision=decisions[-1], released=True,
