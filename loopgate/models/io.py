@@ -604,10 +604,18 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
+# set on a tokenizer whose pad token was borrowed from eos in memory (for batching), so that save_model does not
+# write it into a derived version: that version's tokenizer must be its parent's, and a pad = eos written into
+# it would make training code that masks padding from the loss mask every eos too
+BORROWED_PAD = "_loopgate_pad_is_borrowed_eos"
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The directory's tokenizer, padding on the left; without a pad token it pads with eos, in memory only."""
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+        setattr(tok, BORROWED_PAD, True)
     tok.padding_side = "left"
     return tok
 
@@ -665,9 +673,17 @@ def load_model(path: str | Path | ModelRef, adapter: str | Path | None = None, *
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
-    """Save as a normal HF directory with safetensors weights."""
+    """Save as a normal HF directory with safetensors weights; the tokenizer as it was loaded (a pad token
+    :func:`load_tokenizer` borrowed from eos is not written)."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    if getattr(tokenizer, BORROWED_PAD, False):  # the parent had no pad token: neither does the derived version
+        tokenizer.pad_token = None
+        try:
+            tokenizer.save_pretrained(str(out))
+        finally:
+            tokenizer.pad_token = tokenizer.eos_token
+    else:
+        tokenizer.save_pretrained(str(out))
     return out
