@@ -11,7 +11,8 @@ import typer
 from rich.tree import Tree
 
 from loopgate import loop
-from loopgate.cli.app import JsonOpt, WorkspaceOpt, app, emit, open_workspace, out, table
+from loopgate.cli.app import JsonOpt, WorkspaceOpt, app, emit, err, open_workspace, out, table
+from loopgate.loop.architecture import architecture_warning
 from loopgate.loop.audit import collect_garbage
 from loopgate.loop.versions import channel_report, line_versions
 from loopgate.loop.workspace import Workspace, default_workspace
@@ -39,9 +40,13 @@ def register(line: Annotated[str, typer.Argument(help="Line to add a version to.
              actor: Annotated[str, typer.Option("--as", help="Who registers it.")] = "loopgate",
              workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Register an externally trained model directory as a new version of LINE (not released yet)."""
-    v = loop.register_model(open_workspace(workspace), line, model, base=base, note=note, actor=actor)
+    ws = open_workspace(workspace)
+    v = loop.register_model(ws, line, model, base=base, note=note, actor=actor)
+    warning = architecture_warning(ws, v.id)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if json_out:
-        emit(v)
+        emit(v.model_dump(mode="json") | {"warnings": [warning] if warning else []})
         return
     out.print(f"Registered [bold]{v.id}[/] ({v.kind}, {len(v.files)} files). "
               f"Release it with 'loopgate release {v.id}'.")

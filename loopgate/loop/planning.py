@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from loopgate.loop.architecture import SAME_SHAPE_STRATEGIES, architecture, differences
 from loopgate.loop.outcomes import PlanStep
 from loopgate.loop.workspace import Workspace
 from loopgate.spec import Tier, plan_strategies
@@ -19,7 +20,10 @@ from loopgate.spec import Tier, plan_strategies
 def strategies_for(ws: Workspace, line: str, *, has_adapter: bool, shapes: bool | None) -> list[str]:
     """The line's declared transfer strategies (in its order), or every applicable one, cheapest first."""
     declared = ws.eco.lines[line].transfer
-    return list(declared) if declared is not None else plan_strategies(has_adapter, shapes)
+    if declared is None:
+        return plan_strategies(has_adapter, shapes)
+    # a declared strategy that moves weights cannot apply across architectures: not listed, never tried
+    return [s for s in declared if shapes is not False or s not in SAME_SHAPE_STRATEGIES]
 
 
 def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
@@ -27,6 +31,8 @@ def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
     v = ws.store.version(version_id)
     prods = ws.store.production_links()
     wave: list[dict[str, Any]] = []
+    new_arch = architecture(ws, version_id)
+    old_archs: dict[str, dict[str, Any] | None] = {}  # a direct child's old parent version → its architecture
     for d in ws.eco.descendants(v.line):
         spec = ws.eco.lines[d]
         if spec.tier is Tier.app:
@@ -39,9 +45,16 @@ def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
             wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent,
                              action="no production version: nothing to re-derive"))
             continue
+        # a direct child moves from its old parent version to this one: known shapes when they differ (deeper lines
+        # move onto versions not built yet: unknown, assumed to match)
+        shapes: bool | None = None
+        if spec.parent == v.line and pv.parent_version and new_arch is not None:
+            if pv.parent_version not in old_archs:
+                old_archs[pv.parent_version] = architecture(ws, pv.parent_version)
+            shapes = False if differences(old_archs[pv.parent_version], new_arch) else None
         wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent, current=pv.id,
                          built_on=pv.parent_version, action="re-derive by capability transfer, then gate",
-                         strategies=strategies_for(ws, d, has_adapter=pv.kind == "adapter", shapes=None)))
+                         strategies=strategies_for(ws, d, has_adapter=pv.kind == "adapter", shapes=shapes)))
     return _WAVE.validate_python(wave)  # one validation call for the whole wave, in pydantic-core
 
 
