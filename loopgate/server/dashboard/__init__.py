@@ -1,7 +1,9 @@
 """The dashboard: server-rendered pages (Jinja2, plain HTML forms, no JavaScript) over the service layer.
 
 Pages: the ecosystem's lineage graph (``/``), a version (``/versions/{id}``), a line's history
-(``/lines/{line}``) and the ledger with its verification state (``/ledger``); a login page stores a token in
+(``/lines/{line}``) and the ledger with its verification state (``/ledger``, filtered by ``?kind=`` and
+``?actor=``); every version, line and lineage node says its state from production's point of view
+(:mod:`loopgate.report.state`); a login page stores a token in
 a cookie. Buttons (approve, release, promote, rollback) are shown only to roles that may use them, and the
 routes they post to declare those roles, as the REST API's do. Forms carry a CSRF token, and a POST is
 checked for it and for a foreign ``Origin`` before it runs (:mod:`loopgate.server.dashboard.csrf`). Every page
@@ -122,9 +124,14 @@ def router(ws: Workspace) -> APIRouter:
         return page("line.html.j2", token, request, h=views.line_page(ws, line))
 
     @r.get("/ledger", response_class=HTMLResponse)
-    def ledger(request: Request, token: TokenInfo = viewer, page_no: int = Query(1, ge=1, alias="page")
-               ) -> HTMLResponse:
-        return page("ledger.html.j2", token, request, l=views.ledger_page_view(ws, page_no, PAGE_LEDGER))
+    def ledger(request: Request, token: TokenInfo = viewer, page_no: int = Query(1, ge=1, alias="page"),
+               kind: str = "", actor: str = "") -> HTMLResponse:
+        """The ledger, newest first, filtered by kind and actor; an unknown one answers 400 with the page's form
+        and what it knows instead of a list."""
+        view = views.ledger_page_view(ws, page_no, PAGE_LEDGER, kind.strip(), actor.strip())
+        resp = page("ledger.html.j2", token, request, l=view)
+        resp.status_code = 400 if view.problem else 200
+        return resp
 
     # ------------------------------------------------------------------ actions (forms post here)
 
