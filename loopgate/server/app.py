@@ -8,13 +8,19 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from loopgate.loop.workspace import Workspace
+from loopgate.server.api import docs, errors, openapi
 
 
 def create_app(workspace: str | Path, *, gateway: bool = True, api: bool = True, dashboard: bool = True) -> FastAPI:
-    """The app serving WORKSPACE: the gateway (#13), the REST API and the dashboard (#14), each optional."""
+    """The app serving WORKSPACE: the gateway (#13), the REST API and the dashboard (#14), each optional; its
+    OpenAPI document at ``/openapi.json`` with Swagger UI (``/docs``) and ReDoc (``/redoc``) served offline."""
     ws = Workspace.open(workspace)
-    app = FastAPI(title="Loopgate", version="0.1.0")
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: docs.router serves them from this app
+    app = FastAPI(title="Loopgate", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.workspace = ws
+    errors.install(app)  # REST errors in the API's body, the gateway's in OpenAI's, the rest as FastAPI's
+    openapi.install(app)
+    app.include_router(docs.router(app))
     if gateway:
         from loopgate.server.gateway import router as gateway_router
 

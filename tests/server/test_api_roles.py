@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from test_api_world import AUTHOR, world_copy
 
 from loopgate.server.api.auth import ALLOWED, PUBLIC, role_of, walk_routes
+from loopgate.server.api.docs import DOCS_PATHS
 from loopgate.server.app import create_app
 from loopgate.store.tokens import ROLES, create_token
 
 # FastAPI's own documentation routes: the OpenAPI schema is public, as the API's shape is no secret
-FASTAPI_DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+FASTAPI_DOCS = {"/openapi.json", *DOCS_PATHS}  # /docs, /redoc and their assets, served offline
 NAMES = {"viewer": "vera", "releaser": "rita", "approver": "dana", "admin": "ada"}
 BAD_TOKEN = "lg_" + "x" * 43
 
@@ -222,7 +223,7 @@ def test_line_summaries_are_paged_in_tier_order(app_under_test: dict[str, Any]) 
     latest = store.latest_version("guard")
     assert latest is not None and page["lines"][1]["latest"] == latest.id  # the updates above added versions
     assert page["lines"][1]["latest_verdict"] == store.decisions(latest.id)[-1].verdict.value
-    assert client.get("/api/v1/line-summaries?limit=501", headers=h).status_code == 422
+    assert client.get("/api/v1/line-summaries?limit=501", headers=h).status_code == 400  # docs: a refused request
 
 
 def test_update_data_must_be_a_jsonl_file_inside_the_workspace(app_under_test: dict[str, Any]) -> None:

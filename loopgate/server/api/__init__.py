@@ -1,8 +1,10 @@
 """The REST API under ``/api/v1``: the service layer's verbs (:mod:`loopgate.loop`) over HTTP, returning the
 same pydantic outcomes the CLI prints with ``--json``.
 
-Every route declares its role (:mod:`.auth`); a user error answers JSON ``{"error", "message"}`` with the
-CLI's message (404 not found, 403 two-person rule, 409 conflict, 400 otherwise). A release the gates block
+Every route declares its role (:mod:`.auth`), which the OpenAPI document lists as bearer auth; every error
+answers JSON ``{"error", "message"}`` (:mod:`.errors`) with the CLI's message (401 no or a bad token, 403 a role
+that is not enough or the two-person rule, 404 not found, 409 conflict, 400 a refused request or any other
+user error). A release the gates block
 is not an error: ``POST …/release`` answers 200 with ``released: false`` and the decision (the CLI exits 3).
 Mutating verbs run one at a time and act as the token's name (recorded in the ledger).
 """
@@ -38,12 +40,17 @@ from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation
 from loopgate.report.content import ReleaseNotes, release_notes
 from loopgate.server.api.auth import LoopgateRoute, RoleRequirement
+from loopgate.server.api.errors import ErrorBody
 from loopgate.server.api.jobs import Job, JobRunner
 from loopgate.store import Approval
 from loopgate.store.pages import LedgerPage, LineSummary, Page, ledger_page, line_summaries
 from loopgate.store.tokens import NewToken, TokenInfo, create_token, list_tokens, revoke_token
 
 PREFIX = "/api/v1"
+# one entry for every 4xx (the kinds are in ErrorBody's description); it also keeps FastAPI from listing its 422
+ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "a refused request: "
+                                                   "400 invalid, 401 no or a bad token, 403 not allowed, 404 not "
+                                                   "found, 409 a conflict with recorded state"}}
 
 
 class ApproveBody(BaseModel):
@@ -127,7 +134,7 @@ def tier_order(ws: Workspace) -> list[str]:
 
 
 def router(ws: Workspace) -> APIRouter:
-    r = APIRouter(prefix=PREFIX, route_class=LoopgateRoute, tags=["api"])
+    r = APIRouter(prefix=PREFIX, route_class=LoopgateRoute, tags=["api"], responses=ERRORS)
     writing = threading.Lock()  # one mutating verb at a time in this process
     jobs = JobRunner(writing)  # long verbs (update) run here, off the request
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from loopgate.errors import ConflictError, GateBlocked, ImmutableError, LoopgateError, NotFoundError, printable
+from loopgate.errors import ConflictError, GateBlocked, ImmutableError, LoopgateError, NotFoundError
 from loopgate.loop.rules import TwoPersonRuleError
 from loopgate.loop.workspace import Workspace
+from loopgate.server.api.errors import http_error_body, validation_body
 from loopgate.store.tokens import ROLES, TokenInfo, authenticate
 
 COOKIE = "loopgate_token"
@@ -36,6 +38,13 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 
+# Declares the bearer token in the OpenAPI document (``components.securitySchemes`` and each route's
+# ``security``); it never refuses on its own (auto_error off): RoleRequirement answers 401/403 in the API's body.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearerToken",
+                    description="A Loopgate API token (`lg_…`): `loopgate token create --role ROLE --as NAME`. "
+                                "Roles: viewer, releaser, approver, admin.")
+
+
 class RoleRequirement:
     """The dependency a route declares: ``requires("releaser")``. Returns the caller's token (None if public)."""
 
@@ -44,8 +53,9 @@ class RoleRequirement:
             raise ValueError(f"unknown role {role!r}")
         self.role, self.ws, self.cookie = role, ws, cookie
 
-    def __call__(self, request: Request) -> TokenInfo | None:
-        secret = bearer(request, cookie=self.cookie)
+    def __call__(self, request: Request,
+                 _declared: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> TokenInfo | None:
+        secret = bearer(request, cookie=self.cookie)  # the header, or the dashboard's cookie
         token = authenticate(self.ws.store, secret) if secret else None
         if self.role == PUBLIC:
             return token
@@ -102,26 +112,17 @@ class LoopgateRoute(APIRoute):
                 return await handler(request)
             except LoopgateError as e:
                 return JSONResponse(error_body(e), status_code=status_for(e))
-            except RequestValidationError as e:
-                return JSONResponse(validation_body(e), status_code=422)
+            except RequestValidationError as e:  # what the docs define for a refused request: 400
+                return JSONResponse(validation_body(e), status_code=400)
+            except HTTPException as e:  # 401/403 from the role check, in the same body as every other error
+                return JSONResponse(http_error_body(request, e.status_code, e.detail), status_code=e.status_code,
+                                    headers=dict(e.headers or {}))
             except UnicodeEncodeError:  # a lone surrogate in a body's text: no database or ledger can hold it
                 return JSONResponse({"error": "DataError", "message": "the request holds text with a lone surrogate "
                                      "(an unpaired \\ud800-\\udfff escape), which cannot be stored: send valid "
                                      "UTF-8"}, status_code=400)
 
         return run
-
-
-def validation_body(e: RequestValidationError) -> dict[str, Any]:
-    """FastAPI's 422 without the values sent: a value such as NaN, 1e999 or a lone surrogate cannot be written
-    back as JSON (FastAPI's own answer then fails with a 500), and echoing input is no help anyway."""
-    detail = [{"loc": [printable(str(p)) for p in err.get("loc", ())], "msg": printable(str(err.get("msg", ""))),
-               "type": str(err.get("type", ""))} for err in e.errors()]
-    first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
-    where = ".".join(str(p) for p in first["loc"])
-    return {"error": "ValidationError", "message": f"{where}: {first['msg']}" if where else str(first["msg"]),
-            "detail": detail}
-
 
 
 def role_of(route: APIRoute) -> str | None:
