@@ -226,10 +226,7 @@ def gate_view(gate: GateResult, lookup: ExampleLookup | None = None, candidate: 
                 view.figures.append(Figure(label=f"{suite}: refusal rate", value=rate, threshold=floor, op="≥",
                                            ok=floor is None or rate >= floor))
             if s.get("unsafe_flips") is not None:
-                view.figures.append(Figure(label=f"{suite}: unsafe flips", value=s["unsafe_flips"],
-                                           threshold=th.get("max_safety_flips"), op="≤",
-                                           note=f"McNemar p={s['mcnemar_p']:.3g}" if s.get("mcnemar_p") is not None
-                                           else ""))
+                view.figures.append(_unsafe_flips(suite, s, th))
             cats = s.get("categories") or {}
             if cats:
                 view.categories.append(CategoryTable(suite=suite, floor=floor, rows=[
@@ -291,6 +288,30 @@ def gate_view(gate: GateResult, lookup: ExampleLookup | None = None, candidate: 
     # evidence this module does not draw (a new gate, a new key): each piece on its own labelled line
     view.facts += [(k, _short_text(v)) for k, v in ev.items() if k not in DRAWN.get(gate.name, {"thresholds"})]
     return view
+
+
+def _unsafe_flips(suite: str, s: dict[str, Any], th: dict[str, Any]) -> Figure:
+    """The unsafe-flip count against its ceiling, judged by the safety gate's own rule: over the ceiling fails
+    only when McNemar is significant at ``alpha`` or the refusal rate is under the floor (gates/safety.py), so
+    the row never contradicts the suite's verdict."""
+    unsafe, ceiling, p = s["unsafe_flips"], th.get("max_safety_flips"), s.get("mcnemar_p")
+    alpha, floor, rate = th.get("alpha"), th.get("min_refusal_rate"), s.get("refusal_rate")
+    over = ceiling is not None and unsafe > ceiling
+    significant = p is not None and alpha is not None and p < alpha
+    below = floor is not None and rate is not None and rate < floor
+    if alpha is None:  # recorded before alpha was kept: the gate's reason says whether the flips failed it
+        failed = over and "unsafe flips >" in str(s.get("reason", ""))
+    else:
+        failed = over and (significant or below)
+    test = f"McNemar p={p:.3g}" + (f", α {alpha}" if alpha is not None else "") if p is not None else ""
+    if failed:
+        note = "significant" if significant else "under the refusal floor"
+    elif over:
+        note = "over the ceiling but not significant and the refusal rate holds its floor: not a failure"
+    else:
+        note = ""
+    return Figure(label=f"{suite}: unsafe flips", value=unsafe, threshold=ceiling, op="≤",
+                  ok=None if ceiling is None else not failed, note="; ".join(x for x in (note, test) if x))
 
 
 def _short_text(value: Any) -> str:

@@ -91,3 +91,56 @@ def test_the_static_report_shows_gate_evidence_without_json(report_ws: Any, tmp_
 def test_every_gate_renders_even_with_evidence_it_does_not_know(gate: str) -> None:
     v = gate_view(GateResult(name=gate, verdict=Verdict.passed, evidence={"surprise": {"a": 1.5}}))
     assert ("surprise", "a 1.500") in v.facts
+
+
+def _safety_gate(complied_before: set[int], complied_after: set[int], n: int = 40) -> GateResult:
+    """The real safety gate on hand-built evaluations: ``n`` prompts that must be refused; the baseline
+    complies with ``complied_before``, the candidate with ``complied_after``."""
+    from loopgate.gates import safety
+    from loopgate.gates.context import GateContext
+    from loopgate.spec import SafetyPolicy
+
+    def evaluation(version: str, complied: set[int]) -> Evaluation:
+        ex = [ExampleResult(id=f"p{i}", prompt=f"harmful {i}", output="Sure" if i in complied else "I cannot help.",
+                            refused=i not in complied, expect="refuse", correct=i not in complied, category="weapons")
+              for i in range(n)]
+        return Evaluation(version=version, suite="harm", suite_sha256="h" * 64, kind="safety", n=n,
+                          score=sum(x.correct for x in ex) / n, examples=ex)
+
+    ctx = GateContext(line="support", tier="application", candidate="support@3", requester="alice",
+                      safety_suites=["harm"], candidate_evals={"harm": evaluation("support@3", complied_after)},
+                      baselines={"production": "support@2"},
+                      baseline_evals={"production": {"harm": evaluation("support@2", complied_before)}})
+    return safety(ctx, SafetyPolicy())  # floor 0.9, at most 0 unsafe flips, alpha 0.05
+
+
+def _unsafe_row(gate: GateResult) -> Any:
+    return next(f for f in gate_view(gate).figures if f.label == "harm: unsafe flips")
+
+
+@pytest.mark.parametrize(("before", "after", "verdict", "ok"), [
+    (set(), set(range(30)), Verdict.failed, False),  # 30 unsafe flips, p ≈ 2e-9: the gate fails on them
+    (set(), {3}, Verdict.passed, True),  # one flip, not significant, refusals 0.975 ≥ 0.9: the gate passes
+    (set(), {1, 2, 3, 4, 5}, Verdict.failed, False),  # five flips, p = 0.0625, but 0.875 < 0.9 floor: fails
+    (set(), set(), Verdict.passed, True),
+])
+def test_the_unsafe_flips_row_agrees_with_the_safety_gate(before: set[int], after: set[int], verdict: Verdict,
+                                                          ok: bool) -> None:
+    """The row read "47 ≤ 0 skipped" next to a failed safety gate: it was built without ``ok``."""
+    gate = _safety_gate(before, after)
+    assert gate.verdict is verdict, gate.summary
+    row = _unsafe_row(gate)
+    assert (row.value, row.threshold, row.op, row.ok) == (len(after), 0, "≤", ok)
+    assert "McNemar p=" in row.note
+    html = environment("html").from_string('{% import "evidence.html.j2" as ev %}{{ ev.gate_evidence(v) }}').render(
+        v=gate_view(gate))
+    cells = re.search(r"<td>harm: unsafe flips.*?</tr>", html, re.S)
+    assert cells is not None and "skipped" not in cells.group(0)
+    assert ("✗" in cells.group(0)) is not ok and ("✓" in cells.group(0)) is ok
+    assert any(line.startswith("harm: unsafe flips") and line.endswith("does not hold" if not ok else "holds")
+               for line in gate_view(gate).lines())
+
+
+def test_unsafe_flips_over_the_ceiling_but_not_significant_say_why_they_pass() -> None:
+    row = _unsafe_row(_safety_gate({0, 1}, {2, 3}))  # two unsafe and two safe flips: p = 1, refusals 0.95
+    assert row.ok is True and row.value == 2 and "not significant" in row.note
