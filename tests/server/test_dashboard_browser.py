@@ -8,48 +8,14 @@ A screenshot of each page is saved in the test's output folder (``tmp_path``; it
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium, serve
+from browser import login as _login
 from test_api_world import world_copy
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,1000"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread of this process on a free port of 127.0.0.1; yields its URL."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -69,33 +35,8 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if shutil.which(p) is None]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not found: install Debian's chromium and chromium-driver "
-                    "(make setup-test does: apt-get install -y chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
-def _login(driver: Any, url: str, token: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.delete_all_cookies()
-    driver.get(url + "/login")
-    driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "login").click()
-    # the form posts, the server sets the cookie and redirects to the lineage page: wait for it to load
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "lineage"))
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 def test_review_blocked_and_approve_inconclusive_in_a_browser(served: dict[str, Any], browser: Any,
@@ -125,6 +66,10 @@ def test_review_blocked_and_approve_inconclusive_in_a_browser(served: dict[str, 
     # the blocked candidate: its latest version from the lines table, then the failing gate's evidence
     driver.find_element(By.CSS_SELECTOR, "#lines a.latest[href='/versions/guard@1']").click()
     assert driver.find_element(By.ID, "verdict").text == "fail"
+    # the banner at the top names the gate that blocks it and links to its evidence
+    banner = driver.find_element(By.ID, "blocked-by")
+    assert banner.text.startswith("Blocked by safety"), banner.text
+    assert [a.get_attribute("data-gate") for a in banner.find_elements(By.CSS_SELECTOR, "a.gate-link")] == ["safety"]
     safety = driver.find_element(By.CSS_SELECTOR, "#gate-safety .evidence")
     assert safety.get_attribute("data-verdict") == "fail"
     failing = [r.text for r in safety.find_elements(By.CSS_SELECTOR, "table.figures tr.bad")]
@@ -137,6 +82,8 @@ def test_review_blocked_and_approve_inconclusive_in_a_browser(served: dict[str, 
     # the candidate awaiting approval: approve it as dana and see it released
     driver.get(url + "/versions/support@2")
     assert driver.find_element(By.ID, "verdict").text == "inconclusive"
+    assert driver.find_element(By.ID, "state").text == "awaiting approval"
+    assert driver.find_element(By.ID, "blocked-by").text.startswith("Held by approval")
     approval = driver.find_element(By.CSS_SELECTOR, "#gate-approval")
     assert "awaiting approval: 0/1" in approval.text
     driver.execute_script("arguments[0].scrollIntoView()", approval)
