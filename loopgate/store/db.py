@@ -154,4 +154,4 @@ for _cls in (VersionRow, VersionFileRow, LedgerRow):
 
 # Tables of later concerns live in their own modules (each imports Base from store/base.py); importing them
 # here puts every table in Base.metadata, which the migrations are checked against.
-from loopgate.store import tables_control, tables_gateway, tables_team  # noqa: E402, F401
+from loopgate.store import tables_control, tables_gateway, tables_pins, tables_team  # noqa: E402, F401

@@ -918,7 +918,7 @@ class Store:
         return report
 
     def verify_state(self) -> list[str]:
-        """Every channel, move, decision, approval and token row that disagrees with the ledger's replay
+        """Every channel, move, decision, approval, token and line pin row that disagrees with the ledger's replay
         (:mod:`loopgate.store.replay`), read on one snapshot."""
         from loopgate.store.replay import state_problems
 

@@ -1,5 +1,5 @@
-"""The state replayed from the ledger: every channel, channel move, decision, approval and token row must be
-what the ledger says it is.
+"""The state replayed from the ledger: every channel, channel move, decision, approval, token and line pin row
+must be what the ledger says it is.
 
 The hash chain proves the ledger was not edited; this proves the tables were not edited beside it. A forged
 "pass" decision, a channel pointer moved by hand, an approval slipped in, a token's hash swapped: each is a
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from loopgate.store.db import ApprovalRow, ChannelMoveRow, ChannelRow, DecisionRow, LedgerRow
 from loopgate.store.tables_control import TokenRow
+from loopgate.store.tables_pins import LinePinRow
 
 MAX_PROBLEMS = 50  # a registry edited wholesale is named by its first rows, not by thousands
 
@@ -34,7 +35,8 @@ def state_problems(s: Session) -> list[str]:
             payload = {}
         entries[family].append((row, payload if isinstance(payload, dict) else {}))
     problems = (_decisions(s, entries["decision"]) + _approvals(s, entries["approval"])
-                + _moves(s, entries["channel"]) + _tokens(s, entries["token.create"], entries["token.revoke"]))
+                + _moves(s, entries["channel"]) + _tokens(s, entries["token.create"], entries["token.revoke"])
+                + _pins(s, entries["line.pin"] + entries["line.unpin"]))
     return problems[:MAX_PROBLEMS]
 
 
@@ -138,4 +140,30 @@ def _tokens(s: Session, created: list[tuple[LedgerRow, dict[str, Any]]],
     for subject in made:
         if subject not in rows:
             out.append(f"{subject} (ledger) is missing from the tokens table")
+    return out
+
+
+def _pins(s: Session, entries: list[tuple[LedgerRow, dict[str, Any]]]) -> list[str]:
+    """Replay ``line.pin``/``line.unpin`` in ledger order: the pinned lines must be the table's rows."""
+    out: list[str] = []
+    pinned: dict[str, tuple[LedgerRow, dict[str, Any]]] = {}
+    for e, p in sorted(entries, key=lambda ep: ep[0].seq):
+        if e.kind == "line.pin":
+            pinned[e.subject] = (e, p)
+        else:
+            pinned.pop(e.subject, None)
+    rows = {r.line: r for r in s.execute(select(LinePinRow).order_by(LinePinRow.line)).scalars()}
+    for line, r in rows.items():
+        if line not in pinned:
+            out.append(f"line {line} is pinned (by {r.actor}) but the ledger has it unpinned: it was pinned outside "
+                       "Loopgate")
+            continue
+        e, p = pinned[line]
+        if r.actor != e.actor or r.reason != p.get("reason") or r.production != p.get("production"):
+            out.append(f"the pin of {line} (by {r.actor}) disagrees with ledger entry {e.seq} (by {e.actor}): the "
+                       "row was edited")
+    for line, (e, _) in pinned.items():
+        if line not in rows:
+            out.append(f"line {line} was pinned by {e.actor} (ledger entry {e.seq}) but is not in the pins table: "
+                       "it was unpinned outside Loopgate")
     return out
