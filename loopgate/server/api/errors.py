@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from loopgate.errors import printable
 
@@ -67,7 +68,8 @@ def message_of(request: Request, status: int, detail: Any) -> str:
     if status == 404 and detail == "Not Found":
         return f"no route {request.method} {request.url.path}; the routes are listed at /docs (and /openapi.json)"
     if status == 405 and detail == "Method Not Allowed":
-        return f"{request.method} is not allowed on {request.url.path}; /docs lists the methods each path takes"
+        takes = ", ".join(allowed_methods(request)) or "no method"
+        return f"{request.method} is not allowed on {request.url.path}: it takes {takes} (see /docs)"
     return printable(str(detail))
 
 
@@ -88,9 +90,19 @@ def validation_body(e: RequestValidationError) -> dict[str, Any]:
             "detail": detail}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on the request's path. Starlette's 405 names only the first route whose path
+    matched (``GET /tokens`` hides ``POST /tokens``), so each method is tried against every route."""
+    routes = request.app.router.routes
+    return [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**request.scope, "method": m})[0] is Match.FULL for route in routes)]
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405 and "Allow" in headers:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers["Allow"]
     if is_rest(request):
         return JSONResponse(http_error_body(request, exc.status_code, exc.detail), status_code=exc.status_code,
                             headers=headers)

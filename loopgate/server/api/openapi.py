@@ -18,7 +18,7 @@ from loopgate.server.api.errors import GATEWAY_ROOT
 GATEWAY_SCHEME = "gatewayKey"
 DESCRIPTION = ("Loopgate's control plane: the REST API under `/api/v1` (a Loopgate API token, `Authorization: "
                "Bearer lg_…`) and the OpenAI-compatible gateway under `/v1` (a gateway API key). Every REST error "
-               "answers `{\"error\", \"message\"}`; the gateway's answer OpenAI's `{\"error\": {…}}`.")
+               "answers `{\"error\", \"message\"}`; the gateway's errors are OpenAI's `{\"error\": {…}}`.")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
