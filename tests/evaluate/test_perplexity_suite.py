@@ -21,7 +21,7 @@ from loopgate.evaluate.suites import Suite, load_suite
 from loopgate.gates import regression
 from loopgate.gates.context import GateContext
 from loopgate.models import LoadedModel, load_model
-from loopgate.records import Evaluation, Verdict
+from loopgate.records import Evaluation, ExampleResult, Verdict
 from loopgate.spec import RegressionPolicy, SuiteSpec
 
 NOUNS = ["cat", "dog", "bird", "fish", "horse", "goat"]
@@ -162,3 +162,16 @@ def test_forgetting_shows_in_perplexity_before_exact_match(versions: dict[str, P
                   baselines={"production": "support@1", "previous": None, "parent": None},
                   baseline_evals={"production": {"keep": keep_after}})
     assert regression(ctx, RegressionPolicy()).verdict is Verdict.passed
+
+
+def test_lower_bits_per_byte_is_better_in_the_paired_comparison() -> None:
+    def bpb(values: list[float]) -> Evaluation:
+        examples = [ExampleResult(id=f"d{i}", correct=True, score=v) for i, v in enumerate(values)]
+        return Evaluation(version="v", suite="keep", suite_sha256="x", kind="perplexity", n=len(values),
+                          score=sum(values) / len(values), examples=examples)
+
+    good, worse = bpb([1.0] * 25), bpb([1.2] * 20 + [1.0] * 5)
+    forgot = paired_comparison(good, worse)
+    assert forgot.delta == pytest.approx(-0.16) and forgot.ci_high < 0 and forgot.test == "sign"
+    assert forgot.before_score == pytest.approx(1.0) and forgot.after_score == pytest.approx(1.16)
+    assert paired_comparison(worse, good).delta == pytest.approx(0.16)

@@ -19,7 +19,7 @@ from loopgate.evaluate.suites import Suite, load_suite
 from loopgate.gates import regression
 from loopgate.gates.context import GateContext
 from loopgate.models import LoadedModel, load_model
-from loopgate.records import Evaluation, Verdict
+from loopgate.records import Evaluation, ExampleResult, Verdict
 from loopgate.spec import RegressionPolicy, SuiteSpec
 
 SCORERS = Path(__file__).resolve().parents[1] / "data" / "scorers"
@@ -137,3 +137,20 @@ def test_the_function_source_is_part_of_the_suite_and_cache_identity(tmp_path: P
     edited = load_suite("s", spec, tmp_path)
     assert edited.sha256 != first.sha256
     assert cache_key("model", edited, engine="e") != cache_key("model", first, engine="e")
+
+
+def _scored(scores: list[float], graded: bool) -> Evaluation:
+    examples = [ExampleResult(id=f"q{i}", correct=s >= 0.5, score=s) for i, s in enumerate(scores)]
+    return Evaluation(version="v", suite="s", suite_sha256="x", kind="generation", n=len(scores),
+                      score=sum(scores) / len(scores), examples=examples, metrics={"graded": 1.0} if graded else {})
+
+
+def test_graded_scores_compare_means_with_the_sign_test_booleans_keep_mcnemar() -> None:
+    before = _scored([1.0] * 30, graded=False)
+    after = _scored([0.5] * 10 + [1.0] * 20, graded=True)  # ten answers lose half their credit, none flips
+    cmp = paired_comparison(before, after)
+    assert cmp.test == "sign" and cmp.delta == pytest.approx(-10 * 0.5 / 30)
+    assert cmp.mcnemar_p == pytest.approx(2 / 2**10) and cmp.negative_flips == 0  # 10 worse, 0 better
+    flipped = _scored([0.0] * 10 + [1.0] * 20, graded=False)
+    plain = paired_comparison(before, flipped)
+    assert plain.test == "mcnemar" and plain.delta == pytest.approx(-1 / 3) and plain.negative_flips == 10
