@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi import Path as FastPath
-from pydantic import BaseModel, Field
 
 from loopgate import loop
 from loopgate.errors import LoopgateError, NotFoundError
@@ -40,10 +39,19 @@ from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation
 from loopgate.report.content import ReleaseNotes, release_notes
 from loopgate.server.api.auth import LoopgateRoute, RoleRequirement
+from loopgate.server.api.bodies import (
+    ApproveBody,
+    GcBody,
+    LineSummaryPage,
+    PromoteBody,
+    RollbackBody,
+    TokenBody,
+    UpdateBody,
+    VersionDetail,
+)
 from loopgate.server.api.errors import ErrorBody
 from loopgate.server.api.jobs import Job, JobRunner
-from loopgate.store import Approval
-from loopgate.store.pages import LedgerPage, LineSummary, Page, ledger_page, line_summaries
+from loopgate.store.pages import LedgerPage, ledger_page, line_summaries
 from loopgate.store.tokens import NewToken, TokenInfo, create_token, list_tokens, revoke_token
 
 PREFIX = "/api/v1"
@@ -51,48 +59,6 @@ PREFIX = "/api/v1"
 ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "a refused request: "
                                                    "400 invalid, 401 no or a bad token, 403 not allowed, 404 not "
                                                    "found, 409 a conflict with recorded state"}}
-
-
-class ApproveBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-    overrides: list[str] = []
-
-
-class PromoteBody(BaseModel):
-    channel: str = "production"
-
-
-class RollbackBody(BaseModel):
-    to: str | None = None
-    reason: str = Field("", max_length=2000)
-    # past the release rule (a version production never held): an admin token only, with a reason
-    force: bool = False
-
-
-class TokenBody(BaseModel):
-    role: str
-    name: str = Field(min_length=1, max_length=200)
-
-
-class UpdateBody(BaseModel):
-    data: list[str] = Field(min_length=1, max_length=50)  # JSONL files, named relative to the workspace folder
-    recipe: str | None = None
-    seed: int | None = Field(None, ge=0, lt=2**32)  # checked at the request, not inside the job
-
-
-class GcBody(BaseModel):
-    keep_latest: int = Field(1, ge=0)
-    dry_run: bool = True
-
-
-class LineSummaryPage(Page):
-    lines: list[LineSummary]
-
-
-class VersionDetail(BaseModel):
-    version: VersionView
-    decisions: list[Decision]
-    approvals: list[Approval]
 
 
 def data_paths(ws: Workspace, names: list[str]) -> list[Path]:
