@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,19 @@ def test_every_command_and_option_the_docs_name_exists() -> None:
         problems += [f"{where}: 'loopgate {' '.join(path)}' has no option {o}"
                      for o in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest) if o not in options]
     assert not problems, "\n".join(problems)
+
+
+def test_every_command_of_the_cli_has_its_section_in_the_cli_reference() -> None:
+    documented = set()
+    for heading in re.findall(r"^###+ (.*)$", (DOC.parent / "cli.md").read_text(encoding="utf-8"), re.M):
+        for span in re.findall(r"`([^`]*)`", heading):  # `loopgate key create APP`, `key list [--all]`
+            words = span.removeprefix("loopgate ").split()
+            documented.add(" ".join(itertools.takewhile(lambda w: re.fullmatch(r"[a-z][a-z-]*", w), words)))
+
+    def walk(command: Any, path: list[str]) -> list[str]:
+        if hasattr(command, "commands"):
+            return [name for key, sub in command.commands.items() for name in walk(sub, [*path, key])]
+        return [" ".join(path)]
+
+    missing = [c for c in walk(_commands(), []) if c not in documented]
+    assert not missing, f"docs/cli.md has no section (a ### heading naming it) for: {', '.join(missing)}"
