@@ -51,17 +51,24 @@ def _write_like_lmeval(results: dict[str, Any], folder: Path) -> None:
 def lmeval_evaluation(model: Any, tokenizer: Any, suite: Suite, *, version: str, engine: str,
                       batch_size: int = 8) -> Evaluation:
     """The suite's lm-eval task run on the loaded model; every scored document is one example."""
+    import jinja2  # lm-eval's prompt templates: a field the documents lack is the task's error, not ours
+
+    where = f"suite '{suite.name}' ({suite.file})"
     config = task_config(suite.name, Path(suite.file))
     try:
         results = _run_harness(model, tokenizer, config, batch_size)
     except DataError:
         raise
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:  # a task the harness cannot build or run
-        raise DataError(f"suite '{suite.name}' ({suite.file}): lm-eval could not run task '{config['task']}' "
-                        f"({type(err).__name__}: {err}); check the task YAML against lm-eval's task guide") from None
+    except (ValueError, KeyError, TypeError, IndexError, FileNotFoundError, jinja2.TemplateError) as err:
+        raise DataError(f"{where}: lm-eval could not run task '{config['task']}' ({type(err).__name__}: {err}); "
+                        "check the task YAML against lm-eval's task guide") from None
     with tempfile.TemporaryDirectory(prefix="loopgate-lmeval-") as tmp:
         _write_like_lmeval(results, Path(tmp))
-        (ev,) = import_lmeval(tmp, version=version, tasks=[config["task"]], metric=suite.spec.metric)
+        try:
+            (ev,) = import_lmeval(tmp, version=version, tasks=[config["task"]], metric=suite.spec.metric)
+        except DataError as err:  # said of a temporary folder: say it of the suite
+            raise DataError(f"{where}: {str(err).replace(tmp, 'the harness output')}; set "
+                            f"'suites.{suite.name}.metric' to a per-sample metric of the task") from None
     return ev.model_copy(update={
         "suite": suite.name, "suite_sha256": suite.sha256, "kind": suite.kind, "engine_version": engine,
         "source": "loopgate", "metrics": {**ev.metrics, "lm_eval_task_score": ev.score}, **model_placement(model)})

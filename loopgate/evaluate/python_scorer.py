@@ -39,9 +39,9 @@ def function_source_sha256(dotted: str, where: str) -> str:
     """sha256 of the source file of the module that holds ``dotted`` (found without running that module)."""
     module_name, _ = _parts(dotted, where)
     try:
-        found = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError) as err:
-        found, reason = None, str(err)
+        found = importlib.util.find_spec(module_name)  # imports the parent packages, which are the team's code
+    except Exception as err:
+        found, reason = None, f"{type(err).__name__}: {err}"
     else:
         reason = "no such module"
     if found is None or found.origin is None or not Path(found.origin).is_file():

@@ -113,3 +113,11 @@ def test_bad_lmeval_settings_are_a_spec_error_exit_2(tmp_path: Path, cli: Any) -
                                             "lines:\n  base: {tier: foundation, suites: [t]}\n")
     res = cli("status", workspace=tmp_path)
     assert res.code == 2 and "suites.t.kind" in res.err and "Traceback" not in res.err
+
+
+def test_a_task_the_harness_cannot_run_is_a_clear_error(loaded: LoadedModel, tmp_path: Path) -> None:
+    task = _copy_task(tmp_path)
+    task.write_text(task.read_text().replace('doc_to_choice: "{{choices}}"', 'doc_to_choice: "{{options}}"'))
+    suite = load_suite("t", SuiteSpec(path="reversal_mc.yaml", kind="lmeval"), tmp_path)
+    with pytest.raises(DataError, match=r"suite 't' .*lm-eval could not run task 'reversal_mc' \(UndefinedError"):
+        evaluate_suite(loaded.model, loaded.tokenizer, suite, version="v")
