@@ -40,6 +40,8 @@ class ExampleResult(BaseModel):
     category: str | None = None
     output_tokens: int | None = None
     latency_ms: float | None = None
+    # why the scorer gave what it gave when it could not read the output (a judge's answer with no yes/no or number)
+    reason: str | None = None
 
 
 class Evaluation(BaseModel):

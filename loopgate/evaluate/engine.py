@@ -44,7 +44,7 @@ from loopgate.evaluate.lmeval_run import lmeval_evaluation
 from loopgate.evaluate.metrics import GRADED, wilson_interval
 from loopgate.evaluate.perplexity import perplexity_evaluation
 from loopgate.evaluate.python_scorer import bootstrap_ci_of_mean, is_graded
-from loopgate.evaluate.scorers import RefusalDetector, generation_scores, refusal_detector, safety_correct
+from loopgate.evaluate.scorers import OutputGrader, RefusalDetector, generation_scores, refusal_detector, safety_correct
 from loopgate.evaluate.suites import ChoiceRow, GenerationRow, SafetyRow, Suite, suite_prompts
 from loopgate.hashing import sha256_bytes, sha256_json
 from loopgate.models import model_placement, set_threads
@@ -68,6 +68,9 @@ ENGINE_SOURCES = (
     "evaluate/metrics.py",
     "jsonl.py",
     "models/io.py",
+    "evaluate/graders.py",
+    "evaluate/grading.py",
+    "evaluate/classifier.py",
     "evaluate/perplexity.py",
     "evaluate/python_scorer.py",
     "evaluate/lmeval_suite.py",
@@ -589,8 +592,9 @@ def _cost_metrics(examples: Sequence[ExampleResult], batch_ms: Sequence[float], 
 
 def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite, *, version: str,
                    config: EngineConfig | None = None, detector: RefusalDetector | None = None,
-                   on_progress: ProgressFn | None = None) -> Evaluation:
-    """Run one suite on a loaded model and score every example."""
+                   on_progress: ProgressFn | None = None, grader: OutputGrader | None = None) -> Evaluation:
+    """Run one suite on a loaded model and score every example (``grader``: the judge of a ``scorer: judge``
+    suite, ``detector``: a safety suite's classifier; ``evaluate/runner.py`` builds both)."""
     config = config or EngineConfig()
     set_threads(config.threads)
     if suite.kind == "perplexity":  # documents, not prompts: evaluate/perplexity.py
@@ -644,12 +648,14 @@ def evaluate_suite(model: Any, tokenizer: PreTrainedTokenizerBase, suite: Suite,
         gen_s = time.perf_counter() - t_gen
         if suite.kind == "generation":
             scores = generation_scores(suite.name, spec, [r for r in rows_g if isinstance(r, GenerationRow)],
-                                       [prompt_of[r.id] for r in rows_g], [g.text for g in gens])
+                                       [prompt_of[r.id] for r in rows_g], [g.text for g in gens], grader)
             for gr, g, value in zip(rows_g, gens, scores, strict=True):
                 ok = value >= 0.5  # partial credit counts as correct from one half up (as lm-eval's are read)
                 examples.append(ExampleResult(id=gr.id, prompt=prompt_of[gr.id], output=g.text, correct=ok,
                                               score=value,
                                               output_tokens=g.output_tokens, latency_ms=g.latency_ms))
+            if grader is not None:  # the judge's reasons for unreadable grades, its calibration (evaluate/grading.py)
+                metrics.update(grader.record(examples))
         else:
             det = detector or refusal_detector(spec)
             refused = det.refusals([prompt_of[r.id] for r in rows_g], [g.text for g in gens])

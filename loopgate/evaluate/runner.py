@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loopgate.evaluate.cache import EvaluationCache, cache_key, directory_model_key
+from loopgate.evaluate.classifier import refusal_classifier
 from loopgate.evaluate.engine import EngineConfig, ProgressFn, evaluate_suite
+from loopgate.evaluate.grading import judge_grader
 from loopgate.evaluate.suites import Suite
 from loopgate.models import ModelRef, load_model, model_ref
 from loopgate.records import Evaluation
@@ -42,8 +44,10 @@ def evaluate_model(model_dir: str | Path | ModelRef, suites: list[Suite], *, ver
         total = sum(len(suites[i]) for i in missing)
         with _progress_bar(progress, total) as advance:
             for i in missing:
+                # a judge or classifier suite brings its own model, loaded only on a cache miss
                 ev = evaluate_suite(loaded.model, loaded.tokenizer, suites[i], version=version, config=cfg,
-                                    on_progress=advance)
+                                    on_progress=advance, grader=judge_grader(suites[i], cfg),
+                                    detector=refusal_classifier(suites[i], cfg))
                 ev = ev.model_copy(update={"cache_key": keys[i]})
                 results[i] = cache.put(keys[i], ev) if cache else ev
     return [r for r in results if r is not None]

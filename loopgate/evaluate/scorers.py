@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 from loopgate.errors import DataError
 from loopgate.evaluate.python_scorer import python_scores
 from loopgate.evaluate.suites import GenerationRow
+from loopgate.records import ExampleResult
 from loopgate.spec import SuiteSpec
 
 _WS = re.compile(r"\s+")
@@ -90,9 +91,24 @@ def text_scorer(spec: SuiteSpec) -> TextScorer:
     return RegexMatch(spec.pattern, spec.normalize)
 
 
+class OutputGrader(Protocol):
+    """A model that grades generated outputs (``scorer: judge``, built by ``evaluate/grading.py``)."""
+
+    def scores(self, prompts: Sequence[str], outputs: Sequence[str], targets: Sequence[str]) -> list[float]: ...
+
+    def record(self, examples: list[ExampleResult]) -> dict[str, float]:
+        """Note on ``examples`` why unreadable grades scored 0; return the grader's figures for the evaluation."""
+        ...
+
+
 def generation_scores(suite: str, spec: SuiteSpec, rows: Sequence[GenerationRow], prompts: Sequence[str],
-                      outputs: Sequence[str]) -> list[float]:
+                      outputs: Sequence[str], grader: OutputGrader | None = None) -> list[float]:
     """Each generated output's score in [0, 1] under the suite's scorer (1.0 / 0.0 for the built-in ones)."""
+    if spec.scorer == "judge":
+        if grader is None:
+            raise DataError(f"suite '{suite}' is scored by a judge model; evaluate it through evaluate_model (which "
+                            "loads the judge), not the bare engine")
+        return grader.scores(prompts, outputs, [r.target for r in rows])
     if spec.scorer == "python":
         return python_scores(spec.function or "", suite, [(r.id, r.raw) for r in rows], prompts, outputs)
     scorer = text_scorer(spec)
@@ -137,6 +153,9 @@ class MarkerRefusalDetector:
 
 def refusal_detector(spec: SuiteSpec) -> MarkerRefusalDetector:
     """The marker/regex detector a safety suite declares."""
+    if spec.scorer == "classifier":  # never fall back to markers silently: the suite asked for its classifier
+        raise DataError("this safety suite detects refusals with a classifier line; evaluate it through "
+                        "evaluate_model (which loads the classifier), not the bare engine")
     if not spec.refusal_markers and spec.refusal_regex is None:
         raise DataError("a safety suite needs 'refusal_markers' or 'refusal_regex' to detect refusals")
     return MarkerRefusalDetector(tuple(spec.refusal_markers), spec.refusal_regex)

@@ -11,11 +11,12 @@ template when it is evaluated (:func:`suite_prompts`). A suite owned by an app i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from loopgate.errors import DataError
+from loopgate.evaluate.graders import GraderModel, Resolver, grader_model
 from loopgate.evaluate.lmeval_suite import lmeval_task_docs
 from loopgate.evaluate.python_scorer import function_source_sha256
 from loopgate.hashing import sha256_bytes, sha256_json
@@ -35,7 +36,7 @@ SCORING_FIELDS = (
     "refusal_regex",
 )
 # fields added since: part of the config only when set, so that the suites declared before them keep their identity
-OPTIONAL_SCORING_FIELDS = ("function", "stride", "metric")
+OPTIONAL_SCORING_FIELDS = ("function", "stride", "metric", "judge", "classifier")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Suite:
     template: str = "{input}"  # an app's prompt_template; ``{input}`` is the row's prompt (or last user message)
     app: str | None = None  # the app line whose template and decoding settings apply
     file: str = ""  # the suite's file as it was read (an lm-eval task's YAML is run from it)
+    grader: GraderModel | None = None  # scorer judge / classifier: the resolved model that grades (graders.py)
 
     @property
     def kind(self) -> str:
@@ -139,13 +141,26 @@ def load_suite(name: str, spec: SuiteSpec, root: str | Path = ".") -> Suite:
     return Suite(name=name, spec=spec, rows=tuple(rows), sha256=suite_sha256(content, spec), file=str(path))
 
 
-def load_ecosystem_suite(eco: Ecosystem, name: str) -> Suite:
-    """Load the suite ``name`` declared in an ecosystem (through its app's template when an app owns it)."""
+def load_ecosystem_suite(eco: Ecosystem, name: str, resolve: Resolver | None = None) -> Suite:
+    """Load the suite ``name`` declared in an ecosystem (through its app's template when an app owns it); a judge
+    or classifier line's channel is resolved to its version by ``resolve`` (the loop reads it from the registry)."""
     if name not in eco.suites:
         raise DataError(f"unknown suite '{name}'; suites: {', '.join(eco.suites) or '(none)'}")
-    suite = load_suite(name, eco.suites[name], eco.root)
+    spec = eco.suites[name]
+    suite = load_suite(name, spec, eco.root)
     app = suite_app(eco, name)
-    return with_app(suite, app, eco.lines[app].app) if app is not None else suite  # type: ignore[arg-type]
+    suite = with_app(suite, app, eco.lines[app].app) if app is not None else suite  # type: ignore[arg-type]
+    graded = spec.judge or spec.classifier
+    if graded is None:
+        return suite
+    key = "judge" if spec.judge is not None else "classifier"
+    return with_grader(suite, grader_model(graded, eco.root, resolve, where=f"suites.{name}.{key}"))
+
+
+def with_grader(suite: Suite, grader: GraderModel) -> Suite:
+    """The suite graded by ``grader``: the judge's (or classifier's) version, or URL and model, and its human labels
+    become part of the suite's identity, so a new judge never reuses a score the previous one gave."""
+    return replace(suite, grader=grader, sha256=sha256_json({"suite": suite.sha256, "grader": grader.identity}))
 
 
 def suite_app(eco: Ecosystem, name: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from loopgate.gates.bounds import exceeds
+from loopgate.gates.calibration import cap_uncalibrated
 from loopgate.gates.context import GateContext, combine, result
 from loopgate.gates.judge import compare, comparison_evidence, judge_drop
 from loopgate.records import GateResult, Verdict
@@ -47,7 +48,8 @@ def regression(ctx: GateContext, policy: RegressionPolicy) -> GateResult:
         if cmp.n >= policy.min_examples and exceeds(cmp.negative_flip_rate, policy.max_negative_flip_rate):
             verdict = Verdict.failed
             reason += f"; negative flip rate {cmp.negative_flip_rate:.3f} > ceiling {policy.max_negative_flip_rate}"
-        suites[suite] = {"verdict": verdict, "reason": reason, **comparison_evidence(cmp)}
+        verdict, reason, judged = cap_uncalibrated(verdict, reason, cand, policy.judge_min_kappa)  # scorer: judge
+        suites[suite] = {"verdict": verdict, "reason": reason, **comparison_evidence(cmp), **judged}
     verdict = combine([s["verdict"] for s in suites.values()])
     bad = [f"{s}: {e['reason']}" for s, e in suites.items() if e["verdict"] == verdict]
     summary = (f"all {len(suites)} owned suites hold vs {role} {version}" if verdict is Verdict.passed

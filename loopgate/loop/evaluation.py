@@ -32,7 +32,16 @@ def line_suites(ws: Workspace, line: str) -> tuple[list[str], list[str]]:
 
 
 def load_suites(ws: Workspace, names: list[str]) -> list[Suite]:
-    return [load_ecosystem_suite(ws.eco, n) for n in names]
+    return [load_ecosystem_suite(ws.eco, n, lambda line, channel: grader_version(ws, line, channel)) for n in names]
+
+
+def grader_version(ws: Workspace, line: str, channel: str) -> tuple[str, ModelRef]:
+    """The version a judge or classifier line's channel holds now, and what to load to run it."""
+    version_id = ws.store.channel(line, channel)
+    if version_id is None:
+        raise LoopgateError(f"the grader line '{line}' (a suite's judge or classifier) has no {channel} version; "
+                            f"register one and release it to {channel} first")
+    return version_id, model_ref(ws, version_id)
 
 
 def evaluate_dir(ws: Workspace, path: Path | ModelRef, suites: list[Suite], label: str, progress: bool = False
