@@ -15,6 +15,7 @@ from loopgate.loop.architecture import SAME_SHAPE_STRATEGIES, architecture, diff
 from loopgate.loop.outcomes import PlanStep
 from loopgate.loop.workspace import Workspace
 from loopgate.spec import Tier, plan_strategies
+from loopgate.store.pins import line_pins
 
 
 def strategies_for(ws: Workspace, line: str, *, has_adapter: bool, shapes: bool | None) -> list[str]:
@@ -27,9 +28,12 @@ def strategies_for(ws: Workspace, line: str, *, has_adapter: bool, shapes: bool 
 
 
 def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
-    """The downstream wave of a version: every descendant line in tier order and the strategies to try."""
+    """The downstream wave of a version: every descendant line in tier order and the strategies to try; a
+    pinned line, and every line below it, stays where it is."""
     v = ws.store.version(version_id)
     prods = ws.store.production_links()
+    pins = line_pins(ws.store)
+    held: set[str] = set()  # pinned lines and the lines below them: the wave does not reach them
     wave: list[dict[str, Any]] = []
     new_arch = architecture(ws, version_id)
     old_archs: dict[str, dict[str, Any] | None] = {}  # a direct child's old parent version → its architecture
@@ -41,6 +45,12 @@ def plan(ws: Workspace, version_id: str) -> list[PlanStep]:
                              action=f"follows {spec.parent}/{spec.app.channel}"))
             continue
         pv = prods.get(d)
+        if d in pins or spec.parent in held:
+            held.add(d)
+            why = pins[d].note if d in pins else f"stays: its parent line {spec.parent} is pinned"
+            wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent, current=pv.id if pv else None,
+                             built_on=pv.parent_version if pv else None, action=why))
+            continue
         if pv is None:
             wave.append(dict(line=d, tier=spec.tier.value, parent=spec.parent,
                              action="no production version: nothing to re-derive"))

@@ -5,7 +5,9 @@ cheapest first — each candidate is built by a job (:func:`loopgate.executors.j
 evaluated, and decided through the same :func:`~loopgate.loop.gating.decide_candidate` as any release, on
 the gates ``propagation.accept_gates`` names. The first accepted candidate becomes a version and goes through
 the full release decision; a released child's own children join the wave. A child whose candidates all fail
-stays on its old parent version (pinned) and its children are not touched. Apps follow their model line's
+stays on its old parent version (pinned) and its children are not touched. A line someone pinned
+(``loopgate pin``, :mod:`.pins`) is not re-derived at all: it stays on its parent version, the outcome says who
+pinned it and how to unpin it, and its children are not touched either. Apps follow their model line's
 channel and need nothing here.
 """
 
@@ -30,6 +32,7 @@ from loopgate.loop.workspace import Workspace
 from loopgate.records import Evaluation, Verdict
 from loopgate.spec import Recipe, Tier
 from loopgate.store import VersionInfo
+from loopgate.store.pins import line_pins
 from loopgate.train.transfer import TransferAttempt, TransferCandidate, shapes_match
 
 
@@ -93,6 +96,7 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
     found: dict[int, tuple[VersionInfo, list[TransferAttempt]]] = {}
     old_parents: dict[int, str] = {}
     reused: set[int] = set()
+    pins = line_pins(ws.store)  # one read for the whole tier
     for i, (child, parent_version) in enumerate(pairs):
         prod = ws.store.channel(child, "production")
         if prod is None:
@@ -105,6 +109,10 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
                                              version=prod, released=True, note="already on this parent")
             continue
         old_parent = cv.parent_version
+        if child in pins:
+            outcomes[i] = PropagationOutcome(line=child, from_parent=old_parent, to_parent=parent_version, pinned=True,
+                                             note=f"{pins[child].note}; stays on {old_parent or prod}")
+            continue
         if old_parent is None:
             outcomes[i] = PropagationOutcome(line=child, to_parent=parent_version, pinned=True,
                                              note=f"{prod} records no parent version; cannot transfer")

@@ -8,20 +8,22 @@ changes, :meth:`loopgate.store.Store.move_channels`; the rules about *people* ar
   token the requester created for the purpose;
 - an approval approves one decision — the version's latest one since it was last rolled back — once (a
   repeated approval records nothing);
-- only an admin may force a rollback past the release rule, and only with a reason.
+- only an admin may force a rollback past the release rule, and only with a reason;
+- only a releaser or an admin may pin or unpin a line, and a pin says why.
 """
 
 from __future__ import annotations
 
 from loopgate.errors import LoopgateError
 from loopgate.identity import normalise_identity, same_identity
-from loopgate.loop.gating import bound_approvals, fresh_decisions
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision
 
 # the roles that may force a rollback to a version production never held; the CLI runs with the registry's
 # own credentials and counts as admin (whoever can run it can edit the database anyway)
 FORCE_ROLES = frozenset({"admin"})
+# the roles that may pin a line (keep it off its parent's upgrades) or unpin it: the people who release
+PIN_ROLES = frozenset({"releaser", "admin"})
 CLI_ROLE = "admin"
 
 
@@ -29,9 +31,16 @@ class TwoPersonRuleError(LoopgateError):
     """An approval by the candidate's author, its requester, or through a token the requester created."""
 
 
+class RoleError(LoopgateError):
+    """Someone whose role does not allow the action (a viewer pinning a line)."""
+
+
 def check_approval(ws: Workspace, version_id: str, approver: str, reason: str, *,
                    token_created_by: str | None = None) -> Decision:
     """The decision an approval by ``approver`` would approve, or the rule it breaks."""
+    # imported here: the gating module pulls in the model libraries, which `loopgate pin` must not pay for
+    from loopgate.loop.gating import fresh_decisions
+
     if not reason.strip():
         raise LoopgateError("an approval needs a reason: say why you approve (it is kept in the ledger)")
     who = normalise_identity(approver, what="approver")
@@ -64,10 +73,22 @@ def check_force(role: str, reason: str) -> None:
         raise LoopgateError("a forced rollback needs a reason (--reason): it is kept in the ledger")
 
 
+def check_pin(role: str, reason: str, *, unpin: bool = False) -> None:
+    """Whether ``role`` may pin (or unpin) a line; a pin needs a reason, kept in the ledger."""
+    verb = "unpin" if unpin else "pin"
+    if role not in PIN_ROLES:
+        raise RoleError(f"only a releaser or an admin may {verb} a line (your role: {role})")
+    if not unpin and not reason.strip():
+        raise LoopgateError("a pin needs a reason (--reason): say why the line must stay on its parent version "
+                            "(it is kept in the ledger and shown by status and plan)")
+
+
 def record_approval(ws: Workspace, version_id: str, approver: str, reason: str,
                     overrides: list[str] | None = None, *, token_created_by: str | None = None) -> Decision:
     """Record an approval of the version's latest fresh decision (the one awaiting it) once
     :func:`check_approval` allows it; returns the decision approved."""
+    from loopgate.loop.gating import bound_approvals
+
     decision = check_approval(ws, version_id, approver, reason, token_created_by=token_created_by)
     who = normalise_identity(approver, what="approver")
     if any(same_identity(a.approver, who) and a.decision_id == decision.id for a in bound_approvals(ws, version_id)):

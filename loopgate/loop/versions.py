@@ -14,6 +14,7 @@ from loopgate.loop.outcomes import ChannelReport, Lineage, LineageLink, StatusRo
 from loopgate.loop.workspace import Workspace
 from loopgate.spec import Tier
 from loopgate.store import CHANNELS, VersionInfo
+from loopgate.store.pins import line_pins
 
 if TYPE_CHECKING:  # the model library loads only where weights are touched: status and lineage never do
     from loopgate.models.io import ModelRef
@@ -179,6 +180,7 @@ def ecosystem_status(ws: Workspace) -> list[StatusRow]:
     channels = ws.store.channel_table()
     latest = ws.store.latest_numbers()
     prods = ws.store.production_links()
+    pins = line_pins(ws.store)
     rows: list[dict[str, Any]] = []
     for name in _tier_order(ws):
         spec = ws.eco.lines[name]
@@ -193,6 +195,8 @@ def ecosystem_status(ws: Workspace) -> list[StatusRow]:
         note = ""
         if spec.parent is not None and name in prods:
             note = _pinned(prods[name].parent_version, channels.get(spec.parent, {}).get("production"))
+        if name in pins:  # a stored pin (loopgate pin) says who, since when, and how to undo it
+            note = pins[name].note + (f"; {note}" if note else "")
         number = latest.get(name)
         rows.append({"line": name, "tier": spec.tier.value, "parent": spec.parent,
                      "channels": {c: mine.get(c) for c in CHANNELS}, "latest": f"{name}@{number}" if number else None,
