@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 import torch
 from eval_helpers import reverse_prompt, word_list, write_jsonl
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers import models as tk_models
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from tuned_models import further_trained
 
 from loopgate.errors import DataError
@@ -79,6 +82,32 @@ def test_a_document_longer_than_the_context_is_read_in_windows(loaded: LoadedMod
     # with more context per token than the parts read alone, the long document is no worse per byte than they are
     pooled = sum(d.nll for d in short) / math.log(2) / sum(d.bytes for d in short)
     assert math.isfinite(long_doc.bits_per_byte) and long_doc.bits_per_byte < pooled * 1.1
+
+
+def test_a_bpe_model_without_bos_and_with_32_learned_positions(loaded: LoadedModel) -> None:
+    """Bits per byte do not care how text is cut into tokens: a byte-level BPE GPT-2 (no BOS: the text is read
+    after EOS; 32 learned positions: long documents go through windows) is measured on the same bytes."""
+    rng = random.Random(3)
+    corpus = [document(keep_sentence, rng) for _ in range(200)]
+    bpe = Tokenizer(tk_models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>", pad_token="</s>")
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                                      eos_token_id=tok.eos_token_id)).eval()
+    text = document(keep_sentence, rng, 8) + "naïve café"  # multi-byte characters count by their bytes
+    ids = tok(text)["input_ids"]
+    assert tok.bos_token_id is None and 32 < len(ids) < len(text.encode("utf-8"))  # tokens span several bytes
+    bpe_doc, = document_nlls(gpt2, tok, [text], size_for=lambda n: 4)
+    char_doc, = document_nlls(loaded.model, loaded.tokenizer, [text], size_for=lambda n: 4)
+    assert bpe_doc.tokens == len(ids) and char_doc.tokens == len(text)  # every token scored, the first one too
+    assert bpe_doc.bytes == char_doc.bytes == len(text.encode("utf-8"))
+    # an untrained model is near uniform over its vocabulary: about ln(V) nats per token, spread over the bytes
+    uniform = len(ids) * math.log(len(tok)) / math.log(2) / bpe_doc.bytes
+    assert bpe_doc.bits_per_byte == pytest.approx(uniform, rel=0.1)
 
 
 def test_rows_need_text(tmp_path: Path) -> None:
