@@ -129,6 +129,9 @@ def test_the_release_managers_view_of_the_demo(site: dict[str, Any], tmp_path: P
     assert states[candidate] == "blocked" and states[site["shipped"]] == "superseded"
     verbose_row = driver.find_element(By.CSS_SELECTOR, f"#versions tr[data-version='{site['verbose']}']")
     assert "blocked by cost" in verbose_row.text
+    line_state = driver.find_element(By.ID, "line-state").text
+    assert line_state.startswith(f"Production: {production} healthy"), line_state
+    assert f"newest candidate {candidate} blocked by cost" in line_state
     shot("4-line-marks")
 
     # 3. the ledger filtered to rollbacks, through its form

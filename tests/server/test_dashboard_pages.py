@@ -140,6 +140,9 @@ def test_a_version_page_opens_with_what_blocks_it_and_the_line_marks_each_versio
         line = client.get("/lines/support", headers=h).text
         assert re.search(r'data-version="support@2" data-state="blocked">.*?blocked by cost', line, re.S)
         assert re.search(r'data-version="support@1" data-state="production">.*?in production', line, re.S)
+        at = line.index('id="line-state"')
+        said = re.sub(r" +", " ", re.sub(r"<[^>]+>|\s+", " ", line[at:line.index("</p>", at)]))
+        assert "healthy" in said and "newest candidate support@2 blocked by cost" in said
         lineage = client.get("/", headers=h).text
         node = re.search(r'data-line="support">\s*<rect class="node (\w+)', lineage)
         assert node is not None and node.group(1) == "healthy"  # not red: production is fine

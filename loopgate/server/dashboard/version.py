@@ -11,7 +11,7 @@ from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation
 from loopgate.report.content import latest_by_suite
 from loopgate.report.evidence import GateView, Interval, gate_view, lookup_from_store
-from loopgate.report.state import VersionState, classify, pinned_note, version_state
+from loopgate.report.state import LineState, VersionState, classify, line_states, pinned_note, version_state
 from loopgate.spec import Tier
 from loopgate.store import Approval, ChannelMove, VersionInfo
 from loopgate.store.pages import children_of
@@ -87,6 +87,7 @@ class LinePage(BaseModel):
     description: str
     versions: list[str]
     states: list[VersionState]  # one per version, same order
+    state: LineState | None  # production's health and the newest candidate (None for an app)
     total_versions: int
     suites: list[str]
     matrix: list[list[float | None]]  # R[version][suite]: the forgetting matrix
@@ -129,6 +130,7 @@ def line_page(ws: Workspace, line: str) -> LinePage:
     moves = ws.store.channel_history(line)
     return LinePage(line=line, tier=spec.tier.value, parent=spec.parent, description=spec.description,
                     versions=[v.id for v in shown], states=_states(ws, line, shown, channels, moves),
+                    state=line_states(ws.store, [line]).get(line) if spec.tier is not Tier.app else None,
                     total_versions=len(all_versions), suites=suites, matrix=matrix, cost=cost, channels=channels,
                     rollback_target=ws.store.rollback_target(line), history=moves[-MAX_VERSIONS:],
                     children=ws.eco.children(line)[:50])
