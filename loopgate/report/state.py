@@ -80,9 +80,10 @@ def classify(version_id: str, channels: Mapping[str, str | None], moves: list[Ch
     if "production" in here:
         return VersionState(version=version_id, kind="production", verdict=verdict, pinned=pinned,
                             label="in production" + (f", {pinned}" if pinned else ""))
-    rollbacks = [m for m in moves if m.kind == "rollback" and m.from_version == version_id and m.channel not in here]
-    if rollbacks:
-        m = rollbacks[-1]
+    # how it last left a channel: a rollback marks it, a later release past it does not
+    exits = [m for m in moves if m.from_version == version_id and m.channel not in here]
+    if exits and exits[-1].kind == "rollback":
+        m = exits[-1]
         return VersionState(version=version_id, kind="rolled back", verdict=verdict,
                             label=f"rolled back ({m.channel} → {m.to_version} by {m.actor})")
     for channel in ("canary", "staging"):

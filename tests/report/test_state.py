@@ -99,3 +99,21 @@ def test_the_ledger_filters_by_kind_and_actor(story: Any) -> None:
     page = filtered_ledger_page(store, 1, 2, kind="decision")
     assert page.total == len(every) and [e.seq for e in page.entries] == [e.seq for e in every[::-1][1:3]]
     assert "oncall" in ledger_actors(store) and has_actor(store, "oncall") and not has_actor(store, "nobody")
+
+
+def test_how_a_version_last_left_production_decides_rolled_back_or_superseded() -> None:
+    from datetime import UTC, datetime
+
+    from loopgate.report.state import classify
+    from loopgate.store import ChannelMove
+
+    def move(i: int, frm: str | None, to: str, kind: str = "release") -> ChannelMove:
+        return ChannelMove(id=i, line="s", channel="production", from_version=frm, to_version=to, kind=kind,
+                           reason="", actor="ops", decision_id=None, created_at=datetime.now(UTC))
+
+    history = [move(1, None, "s@1"), move(2, "s@1", "s@2"), move(3, "s@2", "s@1", "rollback")]
+    assert classify("s@2", {"production": "s@1"}, history, None).kind == "rolled back"
+    history += [move(4, "s@1", "s@2"), move(5, "s@2", "s@3")]  # s@2 shipped again, then replaced by s@3
+    state = classify("s@2", {"production": "s@3"}, history, None)
+    assert (state.kind, state.label) == ("superseded", "shipped, superseded by s@3")
+    assert classify("s@1", {"production": "s@3"}, history, None).label == "shipped, superseded by s@2"
