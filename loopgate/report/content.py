@@ -6,15 +6,17 @@ trace it back; nothing is recomputed from model weights.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from loopgate.evaluate.metrics import PairedComparison, cost_summary, paired_comparison, refusal_rate, safety_flips
 from loopgate.loop.versions import pinned_note, version_lineage
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Decision, Evaluation, ExampleResult, Verdict
-from loopgate.store import Approval, VersionInfo
+from loopgate.records import Decision, Evaluation, ExampleResult, TransferAttempt, Verdict
+from loopgate.store import Approval, ChannelMove, VersionInfo
+from loopgate.store.pins import line_pin
 
 # cost figures shown in the release notes and plotted across versions, in display order
 COST_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_per_token_p95_ms", "tokens_per_s",
@@ -110,6 +112,30 @@ class CostRow(BaseModel):
         return None if self.before in (None, 0) or self.after is None else self.after / self.before  # type: ignore[operator]
 
 
+class RollbackMark(BaseModel):
+    """A rollback that moved channels of the line off this version (``rolled_back``) or back onto it
+    (``restored``): when, by whom, from and to what, and why (from the channel history)."""
+
+    direction: Literal["rolled_back", "restored"]
+    channels: list[str]
+    from_version: str | None = None
+    to_version: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+class TransferMark(BaseModel):
+    """How propagation built this version: the strategy that was accepted, what it re-derived, and every
+    strategy tried before it (from the version's provenance)."""
+
+    strategy: str
+    built_from: str | None = None  # the child's production version it re-derived
+    old_parent: str | None = None
+    new_parent: str | None = None
+    attempts: list[TransferAttempt] = []
+
+
 class ReleaseNotes(BaseModel):
     """The version against the one it replaces."""
 
@@ -127,6 +153,8 @@ class ReleaseNotes(BaseModel):
     version_changes: list[Change] = []
     cost: list[CostRow] = []
     price_per_hour: float | None = None
+    rollbacks: list[RollbackMark] = []
+    transfer: TransferMark | None = None
 
 
 class ModelCard(BaseModel):
@@ -143,6 +171,8 @@ class ModelCard(BaseModel):
     evaluations: list[SuiteRow] = []
     not_evaluated: list[str] = []
     limitations: list[str] = []
+    rollbacks: list[RollbackMark] = []
+    transfer: TransferMark | None = None
 
 
 # --------------------------------------------------------------------------- baselines and evaluations
@@ -311,6 +341,50 @@ def version_cost(ws: Workspace, version_id: str, price_per_hour: float | None) -
     return cost_summary(ws.store.evaluations(version_id), price_per_hour=price_per_hour)
 
 
+# --------------------------------------------------------------------------- marks: rollbacks, transfer
+
+
+def rollback_marks(history: list[ChannelMove], version_id: str) -> list[RollbackMark]:
+    """The rollbacks that moved a channel off ``version_id`` or onto it, oldest first; the channels one
+    rollback moved together (production and the canary that held the same version) make one mark."""
+    marks: list[RollbackMark] = []
+    last_id = -2
+    for m in history:
+        if m.kind != "rollback" or version_id not in (m.from_version, m.to_version) or m.from_version == m.to_version:
+            continue
+        direction: Literal["rolled_back", "restored"] = "rolled_back" if m.from_version == version_id else "restored"
+        prev = marks[-1] if marks else None
+        if (prev is not None and m.id == last_id + 1 and (prev.direction, prev.from_version, prev.to_version,
+                                                          prev.actor, prev.reason)
+                == (direction, m.from_version, m.to_version, m.actor, m.reason)):
+            prev.channels.append(m.channel)  # moved in the same transaction as the mark before
+        else:
+            marks.append(RollbackMark(direction=direction, channels=[m.channel], from_version=m.from_version,
+                                      to_version=m.to_version, actor=m.actor, reason=m.reason, at=m.created_at))
+        last_id = m.id
+    return marks
+
+
+def transfer_mark(version: VersionInfo) -> TransferMark | None:
+    """The transfer strategy that built ``version``, when propagation built it (None otherwise)."""
+    prov = version.provenance
+    strategy = prov.get("strategy")
+    if version.source != "transfer" or not isinstance(strategy, str):
+        return None
+    found = prov.get("transferred_from")
+    moved: dict[str, Any] = found if isinstance(found, dict) else {}
+    attempts = []
+    for a in prov.get("attempts") or []:
+        try:
+            attempts.append(TransferAttempt.model_validate(a))
+        except ValidationError:  # a provenance written by an older Loopgate: the strategy is still known
+            continue
+    built_from = prov.get("built_from") or moved.get("old_child")
+    return TransferMark(strategy=strategy, built_from=built_from if isinstance(built_from, str) else None,
+                        old_parent=moved.get("old_parent") if isinstance(moved.get("old_parent"), str) else None,
+                        new_parent=version.parent_version, attempts=attempts)
+
+
 # --------------------------------------------------------------------------- assembly
 
 
@@ -328,6 +402,7 @@ def release_notes(ws: Workspace, version_id: str) -> ReleaseNotes:
         version=version, tier=spec.tier.value, baseline=baseline, baseline_reason=reason, confidence=confidence,
         suites=rows, flips=flip_groups(pairs, rows), decision=decisions[-1] if decisions else None,
         approvals=ws.store.approvals(version_id), price_per_hour=price,
+        rollbacks=rollback_marks(ws.store.channel_history(version.line), version_id), transfer=transfer_mark(version),
     )
     after_cost = version_cost(ws, version_id, price)
     if baseline is not None:
@@ -356,6 +431,7 @@ def model_card(ws: Workspace, notes: ReleaseNotes) -> ModelCard:
         channels=channels, ancestors=[a.model_dump(exclude_none=True) for a in lineage.ancestors],
         descendants=[d.model_dump(exclude_none=True) for d in lineage.descendants],
         evaluations=notes.suites, not_evaluated=[s for s in declared if s not in evaluated],
+        rollbacks=notes.rollbacks, transfer=notes.transfer,
     )
     card.limitations = limitations(ws, notes, card)
     return card
@@ -397,6 +473,9 @@ def _pinned(ws: Workspace, version: VersionInfo) -> str:
     if spec.parent is None:
         return ""
     if ws.store.channel(version.line, "production") == version.id:
+        pin = line_pin(ws.store, version.line)
+        if pin is not None:
+            return f"The line is {pin.note}: propagation leaves it on {version.parent_version or 'its parent'}."
         note = pinned_note(ws, version.line)
         return f"The line is {note}: it did not move with its parent's last release." if note else ""
     parent_prod = ws.store.channel(spec.parent, "production")
