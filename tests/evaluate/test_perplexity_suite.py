@@ -142,8 +142,8 @@ def versions(model_dir: Path) -> dict[str, Path]:
     rng = random.Random(1)
     prose = [("", document(keep_sentence, rng)) for _ in range(400)]
     other = [("", document(other_sentence, rng)) for _ in range(400)]
-    v1 = further_trained(model_dir, "ppl-v1", reversal + prose, steps=150, lr=1e-3)
-    return {"v1": v1, "v2": further_trained(v1, "ppl-v2", reversal + other, steps=60, lr=1e-3)}
+    v1 = further_trained(model_dir, "ppl-v1", reversal + prose, steps=80, lr=1e-3)
+    return {"v1": v1, "v2": further_trained(v1, "ppl-v2", reversal + other, steps=40, lr=1e-3)}
 
 
 @pytest.fixture(scope="module")
