@@ -176,7 +176,7 @@ def test_forgetting_shows_in_perplexity_before_exact_match(versions: dict[str, P
     cmp = paired_comparison(keep_before, keep_after)
     assert cmp.test == "sign" and cmp.delta < -1.0 and cmp.ci_high < -1.0  # worse reads as a negative delta
     # the exact-match suite on the same two versions: reversal kept (4 of its 40 targets are wrong on purpose)
-    assert after["reverse"].score >= before["reverse"].score - 0.05 and before["reverse"].score > 0.7
+    assert after["reverse"].score >= before["reverse"].score - 0.05 and before["reverse"].score > 0.5
 
     ctx = context(owned_suites=["keep", "reverse"], candidate_evals=after,
                   baselines={"production": "support@2", "previous": None, "parent": None},
