@@ -30,6 +30,10 @@ def serve(workspace: WorkspaceOpt = None,
                                                      "a batch waits for company.")] = 5.0,
           max_loaded: Annotated[int, typer.Option("--max-loaded", min=1, help="Versions kept loaded at once; the "
                                                   "least recently used idle one is unloaded for another.")] = 4,
+          max_n: Annotated[int, typer.Option("--max-n", min=1, help="Most choices (n) one request may ask for.")
+                           ] = 8,
+          max_logprobs: Annotated[int, typer.Option("--max-logprobs", min=0, help="Most alternatives per token a "
+                                                    "request may ask for (logprobs, top_logprobs).")] = 20,
           ) -> None:
     """Serve the workspace over HTTP: the OpenAI-compatible gateway (/v1), the REST API (/api/v1) and the
     dashboard (/)."""
@@ -42,7 +46,8 @@ def serve(workspace: WorkspaceOpt = None,
     ws = open_workspace(workspace)
     settings = GatewaySettings(require_keys=api_keys, rate_per_s=rate, burst=burst,
                                max_request_bytes=max_request_bytes, max_tokens=max_tokens, timeout_s=timeout,
-                               max_batch=max_batch, max_wait_ms=max_wait_ms, max_loaded=max_loaded)
+                               max_batch=max_batch, max_wait_ms=max_wait_ms, max_loaded=max_loaded, max_n=max_n,
+                               max_logprobs=max_logprobs)
     application = create_app(ws.root, gateway=False)
     application.include_router(gateway_router(ws, settings))
     err.print(f"serving {ws.root.resolve()} on http://{host}:{port}"  # one line, never wrapped: a URL to copy
