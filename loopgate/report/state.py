@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from loopgate.records import Decision, Verdict
 from loopgate.store import ChannelMove, Store
 from loopgate.store.pages import LineSummary, line_summaries
+from loopgate.store.pins import line_pin, line_pins
 from loopgate.store.release_reads import last_moves, latest_decisions
 
 StateKind = Literal["production", "canary", "staging", "rolled back", "blocked", "held", "superseded", "passed",
@@ -117,6 +118,8 @@ def version_state(store: Store, version_id: str) -> VersionState:
     pinned = ""
     if channels.get("production") == version_id and v.parent_version:
         pinned = pinned_note(v.parent_version, store.channel(v.parent_version.rpartition("@")[0]))
+    stored = line_pin(store, v.line) if channels.get("production") == version_id else None
+    pinned = stored.note if stored is not None else pinned  # a pin someone made (loopgate pin) says who and why
     return classify(version_id, channels, store.channel_history(v.line), decisions[-1] if decisions else None,
                     pinned)
 
@@ -130,6 +133,7 @@ def line_states(store: Store, lines: Iterable[str],
     parent_prod = {n: s.channels.get("production") for n, s in line_summaries(store, parents).items()}
     parent_prod.update({n: s.channels.get("production") for n, s in summaries.items()})
     moves = last_moves(store, summaries)
+    pins = line_pins(store)
     latest = [s.latest for s in summaries.values() if s.latest and s.latest != s.channels.get("production")]
     decisions = latest_decisions(store, latest)
     out: dict[str, LineState] = {}
@@ -139,7 +143,8 @@ def line_states(store: Store, lines: Iterable[str],
         rolled = last is not None and last.kind == "rollback" and prod is not None
         state = LineState(line=name, production=prod, health="none" if prod is None else
                           "rolled back" if rolled else "healthy",
-                          pinned=pinned_note(s.built_on, parent_prod.get(s.parent or "")) if s.parent else "")
+                          pinned=pins[name].note if name in pins else
+                          pinned_note(s.built_on, parent_prod.get(s.parent or "")) if s.parent else "")
         if rolled and last is not None:
             state.note = f"rolled back from {last.from_version} by {last.actor}" + (
                 f": {last.reason}" if last.reason else "")

@@ -16,6 +16,7 @@ from loopgate.loop.pins import pin, unpin
 from loopgate.loop.workspace import Workspace
 from loopgate.report.build import build_report
 from loopgate.report.content import model_card, release_notes, rollback_marks
+from loopgate.report.state import line_states, version_state
 from loopgate.store import ChannelMove
 
 REASON = "latency regression in support@2"
@@ -68,11 +69,15 @@ def test_the_cascade_and_the_restored_version_are_marked_and_others_are_not(roll
     assert base.rollbacks == [] and base.transfer is None
 
 
-def test_a_pinned_lines_model_card_says_who_pinned_it(rolled: Workspace) -> None:
+def test_a_pinned_lines_model_card_and_state_say_who_pinned_it(rolled: Workspace) -> None:
     pin(rolled, "support", reason="keep support@1 until the latency fix", actor="alice")
     try:
         limits = " ".join(model_card(rolled, release_notes(rolled, "support@1")).limitations)
         assert "pinned since" in limits and "by alice" in limits and "loopgate unpin support" in limits
+        # the dashboard's state (report/state.py) reads the stored pin too
+        assert "by alice" in version_state(rolled.store, "support@1").pinned
+        states = line_states(rolled.store, ["support", "billing"])
+        assert "by alice" in states["support"].pinned and "by alice" not in states["billing"].pinned
     finally:
         unpin(rolled, "support", actor="alice")  # the module's world is shared
 
