@@ -17,11 +17,13 @@ from loopgate.server.gateway.service import Gateway, GatewayError
 
 
 def error(e: GatewayError) -> JSONResponse:
+    """``e`` as OpenAI's error body with its status and headers."""
     return JSONResponse(error_body(e.message, e.type, param=e.param, code=e.code), status_code=e.status,
                         headers=e.headers)
 
 
 async def read_body(request: Request, gateway: Gateway, model: type[BaseModel]) -> Any:
+    """The request's JSON body validated as ``model``; a 400 or 413 for anything else."""
     limit = gateway.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
