@@ -13,7 +13,7 @@ from tuned_models import further_trained
 
 from loopgate.errors import DataError
 from loopgate.evaluate.cache import cache_key
-from loopgate.evaluate.engine import choice_loglikelihoods, evaluate_suite
+from loopgate.evaluate.engine import choice_loglikelihoods, evaluate_suite, generate
 from loopgate.evaluate.suites import Suite, load_suite
 from loopgate.gates import regression
 from loopgate.gates.context import GateContext
@@ -121,3 +121,14 @@ def test_a_task_the_harness_cannot_run_is_a_clear_error(loaded: LoadedModel, tmp
     suite = load_suite("t", SuiteSpec(path="reversal_mc.yaml", kind="lmeval"), tmp_path)
     with pytest.raises(DataError, match=r"suite 't' .*lm-eval could not run task 'reversal_mc' \(UndefinedError"):
         evaluate_suite(loaded.model, loaded.tokenizer, suite, version="v")
+
+
+def test_a_generate_until_task_answers_as_loopgate_generates(loaded: LoadedModel) -> None:
+    suite = load_suite("harness-gen", SuiteSpec(path="reversal_gen.yaml", kind="lmeval"), TASKS)
+    ev = evaluate_suite(loaded.model, loaded.tokenizer, suite, version="support@2")
+    docs = [row for _, row in read_jsonl(TASKS / "reversal_gen.jsonl", "task data")]
+    ours = generate(loaded.model, loaded.tokenizer, [reverse_prompt(d["word"]) for d in docs], max_new_tokens=12,
+                    stop=["\n"])
+    assert [e.output for e in ev.examples] == [g.text for g in ours]
+    assert [e.correct for e in ev.examples] == [g.text == d["reversed"] for g, d in zip(ours, docs, strict=True)]
+    assert ev.n == 24 and ev.score > 0.7
