@@ -54,7 +54,8 @@ def register(line: Annotated[str, typer.Argument(help="Line to add a version to.
 
 @app.command()
 def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Every line: tier, parent, channels, latest version, and whether it is pinned to an old parent."""
+    """Every line: tier, parent, channels, latest version, and whether it is pinned (`loopgate pin`, or left on an
+    old parent version by a wave)."""
     ws = open_workspace(workspace)
     rows = loop.ecosystem_status(ws)
     if json_out:
