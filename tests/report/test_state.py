@@ -117,3 +117,13 @@ def test_how_a_version_last_left_production_decides_rolled_back_or_superseded() 
     state = classify("s@2", {"production": "s@3"}, history, None)
     assert (state.kind, state.label) == ("superseded", "shipped, superseded by s@3")
     assert classify("s@1", {"production": "s@3"}, history, None).label == "shipped, superseded by s@2"
+
+
+@both_databases
+def test_a_pin_someone_made_says_who_and_why_on_the_line_and_its_production(story: Any) -> None:
+    from loopgate.store.pins import pin_line
+
+    pin_line(story.store, "billing", actor="eve", reason="waiting for QA")
+    said = line_states(story.store, ["billing"])["billing"].pinned
+    assert "by eve" in said and "waiting for QA" in said and "loopgate unpin billing" in said
+    assert version_state(story.store, "billing@1").pinned == said

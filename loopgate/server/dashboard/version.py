@@ -15,6 +15,7 @@ from loopgate.report.state import LineState, VersionState, classify, line_states
 from loopgate.spec import Tier
 from loopgate.store import Approval, ChannelMove, VersionInfo
 from loopgate.store.pages import children_of
+from loopgate.store.pins import line_pin
 from loopgate.store.release_reads import latest_decisions
 
 MAX_VERSIONS = 40
@@ -102,11 +103,14 @@ def _states(ws: Workspace, line: str, shown: list[VersionInfo], channels: dict[s
             moves: list[ChannelMove]) -> list[VersionState]:
     """Each shown version's state: one read of the newest decisions, the line's moves read once."""
     decisions = latest_decisions(ws.store, [v.id for v in shown])
+    stored = line_pin(ws.store, line)
     out = []
     for v in shown:
         pinned = ""
         if channels.get("production") == v.id and v.parent_version:
             pinned = pinned_note(v.parent_version, ws.store.channel(v.parent_version.rpartition("@")[0]))
+        if channels.get("production") == v.id and stored is not None:
+            pinned = stored.note  # as version_state says it: the pin someone made, who and why
         out.append(classify(v.id, channels, moves, decisions.get(v.id), pinned))
     return out
 
