@@ -19,7 +19,7 @@ from grading_world import DATA, JUDGE_RUBRIC, THINGS, ask, model
 
 from loopgate.errors import DataError, SpecError
 from loopgate.evaluate.graders import grader_model
-from loopgate.evaluate.grading import cohen_kappa, parse_grade
+from loopgate.evaluate.grading import cohen_kappa, judge_grader, parse_grade
 from loopgate.evaluate.runner import evaluate_model
 from loopgate.evaluate.suites import Suite, load_suite, with_grader
 from loopgate.gates.context import GateContext
@@ -210,3 +210,42 @@ def test_a_bad_calibration_file_is_a_clear_error(answers_dir: Path, tmp_path: Pa
         grader_model(spec, tmp_path, lambda line, channel: ("grader@1", ModelRef(model("judge"))), where="x")
     with pytest.raises(DataError, match="resolved through a workspace"):
         grader_model(JudgeSpec(line="grader"), tmp_path, None, where="suites.answers.judge")
+
+
+def test_a_judge_behind_an_openai_compatible_url_grades_like_the_same_judge_in_process(
+        answers_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge line served by a real ``loopgate serve`` gateway (uvicorn, the openai SDK) grades as it does
+    in-process: the same pass/fail on every answer and the same κ against the labels."""
+    from decided import release
+    from server.gateway_world import Server
+
+    from loopgate.loop.versions import register_model
+    from loopgate.loop.workspace import Workspace
+    from loopgate.store import gateway as gw
+
+    ws, _ = Workspace.init(tmp_path / "ws", spec_text="lines:\n  grader: {tier: foundation}\n")
+    judge = register_model(ws, "grader", model("judge")).id
+    release(ws.store, [("grader", "production", judge)])
+    monkeypatch.setenv("JUDGE_KEY", gw.create_key(ws.store, "grader", actor="alice")[0])
+    ws.store.close()
+    server = Server(ws.root)
+    try:
+        spec = JudgeSpec(base_url=server.url, model="grader", api_key_env="JUDGE_KEY", rubric=JUDGE_RUBRIC,
+                         max_new_tokens=4,
+                         calibration=str(DATA / "judge_labels.jsonl"))
+        suite = load_suite("answers", SuiteSpec(path="answers.jsonl", scorer="judge", judge=spec, max_new_tokens=40),
+                           answers_dir)
+        url_judged = with_grader(suite, grader_model(spec, answers_dir, None, where="suites.answers.judge"))
+        by_url = {name: evaluate_model(model(name), [url_judged], version=name)[0] for name in ("helpful", "curt")}
+    finally:
+        server.stop()
+    in_process = {name: evaluate_model(model(name), [judged(answers_dir, "judge_labels.jsonl")], version=name)[0]
+                  for name in ("helpful", "curt")}
+    for name in ("helpful", "curt"):
+        assert [e.correct for e in by_url[name].examples] == [e.correct for e in in_process[name].examples]
+        assert by_url[name].metrics["judge_kappa"] == in_process[name].metrics["judge_kappa"] >= 0.9
+    assert by_url["helpful"].score >= 0.9 and by_url["curt"].score <= 0.1
+    assert url_judged.sha256 != judged(answers_dir, "judge_labels.jsonl").sha256  # URL + model, not a version id
+    monkeypatch.delenv("JUDGE_KEY")
+    with pytest.raises(DataError, match=r"\$JUDGE_KEY, which is not set"):
+        judge_grader(url_judged)
