@@ -33,8 +33,8 @@ class LinePin(BaseModel):
     @property
     def note(self) -> str:
         """One line for status, plan, reports and propagation outcomes: since when, by whom, how to undo it."""
-        return (f"pinned since {self.since:%Y-%m-%d %H:%M} UTC by {self.actor} ({self.reason}); "
-                f"unpin with `loopgate unpin {self.line}`")
+        return (f"pinned since {self.since:%Y-%m-%d %H:%M} UTC by {self.actor}: {self.reason!r} "
+                f"(unpin with `loopgate unpin {self.line}`)")
 
 
 def _pin(row: LinePinRow) -> LinePin:
