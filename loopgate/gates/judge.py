@@ -29,12 +29,13 @@ def judge_drop(cmp: PairedComparison, tolerance: float, confidence: float, min_e
     if cmp.n < min_examples:
         return Verdict.inconclusive, f"{cmp.n} paired examples < min_examples {min_examples}: too small to tell"
     alpha = 1.0 - confidence
-    drop = f"Δ {cmp.delta:+.3f} (CI {cmp.ci_low:+.3f}..{cmp.ci_high:+.3f}, McNemar p={cmp.mcnemar_p:.3g})"
+    test = _test_name(cmp)
+    drop = f"Δ {cmp.delta:+.3f} (CI {cmp.ci_low:+.3f}..{cmp.ci_high:+.3f}, {test} p={cmp.mcnemar_p:.3g})"
     interval = below(cmp.ci_high, -tolerance)  # the whole interval lies beyond the tolerance
     significant = cmp.mcnemar_p < alpha
     if interval and significant:
         return Verdict.failed, (f"{drop}: dropped beyond tolerance {tolerance} with confidence (interval upper end "
-                                f"{cmp.ci_high:+.3f} < −{tolerance} and McNemar p={cmp.mcnemar_p:.3g} < α {alpha:.3g})")
+                                f"{cmp.ci_high:+.3f} < −{tolerance} and {test} p={cmp.mcnemar_p:.3g} < α {alpha:.3g})")
     if below(cmp.delta, -tolerance):
         return Verdict.inconclusive, f"{drop}: beyond tolerance {tolerance} but {_undecided(cmp, tolerance, alpha)}"
     return Verdict.passed, f"{drop}: within tolerance {tolerance}"
@@ -42,13 +43,19 @@ def judge_drop(cmp: PairedComparison, tolerance: float, confidence: float, min_e
 
 def _undecided(cmp: PairedComparison, tolerance: float, alpha: float) -> str:
     """Which test kept a drop beyond the tolerance from being confident, with its figure."""
+    test = _test_name(cmp)
     reaches = f"the interval's upper end {cmp.ci_high:+.3f} reaches −{tolerance}"
-    mcnemar = f"McNemar not significant (p={cmp.mcnemar_p:.3g} ≥ α {alpha:.3g})"
+    mcnemar = f"{test} not significant (p={cmp.mcnemar_p:.3g} ≥ α {alpha:.3g})"
     if not below(cmp.ci_high, -tolerance) and cmp.mcnemar_p < alpha:
-        return f"the interval decided: {reaches} (McNemar p={cmp.mcnemar_p:.3g} < α {alpha:.3g} is significant)"
+        return f"the interval decided: {reaches} ({test} p={cmp.mcnemar_p:.3g} < α {alpha:.3g} is significant)"
     if below(cmp.ci_high, -tolerance):
-        return f"McNemar decided: {mcnemar} (the interval's upper end {cmp.ci_high:+.3f} < −{tolerance})"
+        return f"{test} decided: {mcnemar} (the interval's upper end {cmp.ci_high:+.3f} < −{tolerance})"
     return f"neither test is confident: {reaches} and {mcnemar}"
+
+
+def _test_name(cmp: PairedComparison) -> str:
+    """The paired test behind ``cmp.mcnemar_p``: McNemar on right/wrong outcomes, the sign test on graded scores."""
+    return "sign test" if cmp.test == "sign" else "McNemar"
 
 
 def comparison_evidence(cmp: PairedComparison) -> dict[str, Any]:
