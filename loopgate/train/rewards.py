@@ -26,10 +26,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from loopgate.errors import SpecError
-from loopgate.spec import GRPOSettings, RewardSpec
+from loopgate.spec import FUNCTION_NAME, GRPOSettings, RewardSpec
 
 Score = Callable[[str, str, str], float]  # (answer, target, prompt) → reward
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -49,7 +48,7 @@ def _number(text: str) -> float | None:
 
 def load_custom(dotted: str) -> Callable[..., float]:
     """Import ``package.module:function`` (checked: a dotted name, an importable module, a callable)."""
-    if not _DOTTED.match(dotted):
+    if not FUNCTION_NAME.match(dotted):
         raise SpecError(f"reward function '{dotted}' is not of the form 'package.module:function' (identifiers only); "
                         "name a function in code your team owns")
     module_name, attr = dotted.split(":")
