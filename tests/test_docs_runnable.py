@@ -141,7 +141,8 @@ def test_exit_codes_are_checked_as_documented(tmp_path: Path, monkeypatch: pytes
 def test_the_readme_tour_is_runnable() -> None:
     blocks = runnable_blocks(ROOT / "README.md")
     commands = "\n".join(line for b in blocks for line in b.lines)
-    for verb in ("init", "register", "release", "approve", "update", "status", "rollback", "audit verify", "report"):
+    for verb in ("init", "register", "release", "approve", "update", "status", "plan", "pin", "unpin", "rollback",
+                 "audit verify", "report"):
         assert re.search(rf"^loopgate {verb}\b", commands, re.M), f"the README tour does not run 'loopgate {verb}'"
 
 
