@@ -61,6 +61,7 @@ class RequestRecord(BaseModel):
     output_tokens: int
     prompt: str | None = None
     output: str | None = None
+    seed: int | None = None  # the sampling seed of a sampled answer (None: greedy), as returned to the client
     created_at: datetime
 
 
@@ -214,7 +215,7 @@ def _request(row: GatewayRequestRow) -> RequestRecord:
                          shadow=row.shadow, user_hash=row.user_hash, key_id=row.key_id, ok=row.ok, error=row.error,
                          latency_ms=row.latency_ms, prompt_tokens=row.prompt_tokens,
                          output_tokens=row.output_tokens, prompt=row.prompt, output=row.output,
-                         created_at=row.created_at)
+                         seed=row.seed, created_at=row.created_at)
 
 
 def request(store: Store, request_id: str) -> RequestRecord | None:

@@ -1,6 +1,6 @@
 """Registry tables for the production end: API keys per app, the request log, feedback, canary state (#13).
 
-Created by migration 0003 (``key_id`` and ``counted`` by 0006); imported by ``store/db.py`` so they are part of
+Created by migration 0003 (``key_id`` and ``counted`` by 0006, ``seed`` by 0008); imported by ``store/db.py`` so they are part of
 ``Base.metadata``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, true
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loopgate.store.base import Base
@@ -47,6 +47,8 @@ class GatewayRequestRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)  # per policy canary.log_text
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the sampling seed the answer used (returned to the client as ``seed``), to reproduce it; None: greedy
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -68,7 +68,7 @@ async def _answer(s: _Served, srv: VersionServer, p: Plan) -> list[Answered]:
     for i, (text, job, c) in enumerate(flat):
         cid = s.rid if len(flat) == 1 else f"{s.rid}-{i}"
         s.gateway.log(cid, s.target, s.version, s.channel, s.t0, len(job.prompt_ids), len(c.token_ids), text,
-                      c.text, user_hash=s.user_hash, key_id=s.key_id)
+                      c.text, user_hash=s.user_hash, key_id=s.key_id, seed=p.seed)
         out.append(Answered(cid, text, c))
     return out
 

@@ -301,7 +301,8 @@ class Gateway:
 
     def log(self, request_id: str, target: Target, version: str, channel: str, t0: float, prompt_tokens: int,
             output_tokens: int, prompt: str | None, output: str | None, *, user_hash: str | None,
-            key_id: int | None = None, shadow: bool = False, error: str | None = None) -> None:
+            key_id: int | None = None, shadow: bool = False, error: str | None = None,
+            seed: int | None = None) -> None:
         keep = self._log_text.get(target.line)
         if keep is None:  # the spec is read once per process: merging the policy per request costs real time
             keep = self._log_text[target.line] = self.ws.eco.policy_for(target.line).canary.log_text
@@ -315,7 +316,7 @@ class Gateway:
                             shadow=shadow, user_hash=user_hash, key_id=key_id, ok=error is None, error=error,
                             latency_ms=(time.perf_counter() - t0) * 1000, prompt_tokens=prompt_tokens,
                             output_tokens=output_tokens, prompt=kept(prompt), output=kept(output),
-                            created_at=utcnow())
+                            seed=seed, created_at=utcnow())
         with self._lock:
             self._pending.append(rec)
 
