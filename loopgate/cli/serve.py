@@ -34,6 +34,11 @@ def serve(workspace: WorkspaceOpt = None,
                            ] = 8,
           max_logprobs: Annotated[int, typer.Option("--max-logprobs", min=0, help="Most alternatives per token a "
                                                     "request may ask for (logprobs, top_logprobs).")] = 20,
+          adapter_memory: Annotated[float, typer.Option("--adapter-memory", min=0.0, help="MiB of LoRA adapters "
+                                                        "kept loaded on shared bases (every adapter version on one "
+                                                        "base shares it; least recently used out beyond this); 0 "
+                                                        "merges each adapter version into its own copy instead.")
+                                    ] = 1024.0,
           ) -> None:
     """Serve the workspace over HTTP: the OpenAI-compatible gateway (/v1), the REST API (/api/v1) and the
     dashboard (/)."""
@@ -47,7 +52,7 @@ def serve(workspace: WorkspaceOpt = None,
     settings = GatewaySettings(require_keys=api_keys, rate_per_s=rate, burst=burst,
                                max_request_bytes=max_request_bytes, max_tokens=max_tokens, timeout_s=timeout,
                                max_batch=max_batch, max_wait_ms=max_wait_ms, max_loaded=max_loaded, max_n=max_n,
-                               max_logprobs=max_logprobs)
+                               max_logprobs=max_logprobs, adapter_memory_mb=adapter_memory)
     application = create_app(ws.root, gateway=False)
     application.include_router(gateway_router(ws, settings))
     err.print(f"serving {ws.root.resolve()} on http://{host}:{port}"  # one line, never wrapped: a URL to copy

@@ -43,6 +43,8 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
         yield
         for srv in list(gateway.servers.values()):
             await srv.close()
+        await gateway.bases.close()
+        await gateway.upstreams.close()
         gateway.close()
 
     r = APIRouter(prefix="/v1", lifespan=lifespan)

@@ -3,8 +3,9 @@
 The worker takes the first waiting request and whatever else is queued (up to ``max_batch``). When the
 previous batch held more than one request — clients are arriving together — it waits up to ``max_wait_ms``
 for as many as that batch held; a lone client (the previous batch was one request) never waits, so batching
-costs nothing at concurrency 1. Requests in a batch that differ in ``max_new_tokens``, stop strings, log-probs
-or echo are split into groups (:meth:`~loopgate.server.gateway.decoding.Job.group`), each one
+costs nothing at concurrency 1. On a shared base (:mod:`loopgate.server.gateway.adapters`) each request names
+its adapter and one batch mixes adapters row by row. Requests in a batch that differ in ``max_new_tokens``,
+stop strings, log-probs or echo are split into groups (:meth:`~loopgate.server.gateway.decoding.Job.group`), each one
 :func:`~loopgate.server.gateway.decoding.answer` call; a sampled request is a group of its own. The model
 runs in one worker thread per version, so the event loop keeps accepting requests while a batch generates.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopgate.evaluate.engine import Generation
+from loopgate.models.adapters import AdapterSlot
 from loopgate.server.gateway.decoding import Choice, Job, answer
 
 
@@ -26,6 +28,7 @@ from loopgate.server.gateway.decoding import Choice, Job, answer
 class _Item:
     job: Job
     future: asyncio.Future[list[Choice]]
+    adapter: AdapterSlot | None = None  # the row's adapter on a shared base; None: the loaded model itself
 
 
 @dataclass
@@ -54,6 +57,7 @@ class VersionServer:
         self.inflight = 0  # requests being answered (counted by the gateway): a version with any stays loaded
         self.last_used = time.monotonic()
         self.closed = False
+        self.shares_base = False  # a handle on a shared base (adapters.py): light, not counted by max_loaded
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -62,12 +66,12 @@ class VersionServer:
         """The token ids the model reads for ``text`` (special tokens added as the evaluation engine adds them)."""
         return list(self.tokenizer(text)["input_ids"])
 
-    async def submit(self, job: Job) -> list[Choice]:
-        """``job``'s choices, answered in a batch with whatever else is waiting."""
+    async def submit(self, job: Job, adapter: AdapterSlot | None = None) -> list[Choice]:
+        """``job``'s choices, answered in a batch with whatever else is waiting (on ``adapter``, for a shared base)."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._worker())
         fut: asyncio.Future[list[Choice]] = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Item(job, fut))
+        await self.queue.put(_Item(job, fut, adapter))
         return await fut
 
     async def generate(self, prompt: str, *, max_new_tokens: int, stop: tuple[str, ...]) -> Generation:
@@ -110,7 +114,8 @@ class VersionServer:
                 groups.setdefault(item.job.group(), []).append(item)
             for items in groups.values():
                 try:
-                    gens = await loop.run_in_executor(self._pool, self._run, [i.job for i in items])
+                    gens = await loop.run_in_executor(self._pool, self._run, [i.job for i in items],
+                                                      [i.adapter for i in items])
                 except Exception as e:  # the model failed: every request of the group gets the error
                     for i in items:
                         if not i.future.done():
@@ -120,7 +125,7 @@ class VersionServer:
                     if not i.future.done():
                         i.future.set_result(g)
 
-    def _run(self, jobs: list[Job]) -> list[list[Choice]]:
+    def _run(self, jobs: list[Job], adapters: list[AdapterSlot | None]) -> list[list[Choice]]:
         return answer(self.model, self.tokenizer, jobs)
 
     async def close(self) -> None:

@@ -113,7 +113,8 @@ def _top(lp: torch.Tensor, k: int) -> TopK:
     return list(zip(idx.tolist(), vals.tolist(), strict=True))
 
 
-def _generate(model: Any, tokenizer: Any, jobs: Sequence[Job]) -> list[list[Choice]]:
+def _generate(model: Any, tokenizer: Any, jobs: Sequence[Job], adapter_names: Sequence[str] | None = None
+              ) -> list[list[Choice]]:
     """Greedy (a batch, left-padded as the engine does) or sampled (one job, ``n`` sequences) continuations."""
     job0 = jobs[0]
     pad, eos = _pad_id(tokenizer), _eos_ids(model, tokenizer)
@@ -129,6 +130,8 @@ def _generate(model: Any, tokenizer: Any, jobs: Sequence[Job]) -> list[list[Choi
     if job0.sampling is not None:
         kw = {"do_sample": True, "temperature": job0.sampling.temperature, "top_p": job0.sampling.top_p,
               "top_k": None, "num_return_sequences": job0.n}
+    if adapter_names is not None:  # one name per row generate runs: a sampled job's n sequences are n rows
+        kw["adapter_names"] = [a for a in adapter_names for _ in range(kw.get("num_return_sequences", 1))]
     want = job0.top_logprobs is not None
     with torch.inference_mode():
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=1,
@@ -163,21 +166,24 @@ def _from_scores(tokenizer: Any, model: Any, job: Job, scored: Scored) -> Choice
     return choice
 
 
-def answer(model: Any, tokenizer: Any, jobs: Sequence[Job]) -> list[list[Choice]]:
-    """Every job's ``n`` choices (jobs of one group, see :meth:`Job.group`), in order."""
+def answer(model: Any, tokenizer: Any, jobs: Sequence[Job], adapter_names: Sequence[str] | None = None
+           ) -> list[list[Choice]]:
+    """Every job's ``n`` choices (jobs of one group, see :meth:`Job.group`), in order; ``adapter_names`` names each
+    job's adapter when ``model`` is a shared base with several (:mod:`loopgate.models.adapters`)."""
     t0 = time.perf_counter()
     job0 = jobs[0]
     scored: list[Scored] | None = None
     if job0.echo:
-        scored = score_prompts(model, [j.prompt_ids for j in jobs], max(j.top_logprobs or 0 for j in jobs))
+        scored = score_prompts(model, [j.prompt_ids for j in jobs], max(j.top_logprobs or 0 for j in jobs),
+                               adapter_names)
     if scored is not None and (job0.max_new_tokens == 0 or (job0.max_new_tokens == 1 and job0.sampling is None)):
         result = [[_from_scores(tokenizer, model, j, s)] * j.n for j, s in zip(jobs, scored, strict=True)]
     elif job0.sampling is not None:
         with _SAMPLING:
             torch.manual_seed(job0.sampling.seed)
-            result = _generate(model, tokenizer, jobs)
+            result = _generate(model, tokenizer, jobs, adapter_names)
     else:
-        result = _generate(model, tokenizer, jobs)
+        result = _generate(model, tokenizer, jobs, adapter_names)
     ms = (time.perf_counter() - t0) * 1000 / len(jobs)
     for r, choices in enumerate(result):
         for c in choices:

@@ -36,9 +36,11 @@ def _pad(model: Any) -> int:
 
 
 @torch.inference_mode()
-def score_prompts(model: Any, prompts: Sequence[Sequence[int]], k: int) -> list[Scored]:
+def score_prompts(model: Any, prompts: Sequence[Sequence[int]], k: int,
+                  adapter_names: Sequence[str] | None = None) -> list[Scored]:
     """Score every prompt's tokens (right-padded into one batch: positions start at 0 in every row) and keep the
-    ``k`` most likely tokens at each position (at least 1, for the next token)."""
+    ``k`` most likely tokens at each position (at least 1, for the next token). ``adapter_names`` names each row's
+    adapter on a shared base (:mod:`loopgate.models.adapters`)."""
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), _pad(model), dtype=torch.long)
@@ -46,7 +48,8 @@ def score_prompts(model: Any, prompts: Sequence[Sequence[int]], k: int) -> list[
     for r, p in enumerate(prompts):
         ids[r, : len(p)] = torch.tensor(list(p))
         mask[r, : len(p)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    per_row = {"adapter_names": list(adapter_names)} if adapter_names is not None else {}
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **per_row).logits
     out = []
     for r, p in enumerate(prompts):
         lp = logits[r, : len(p)].float().log_softmax(-1)  # row t predicts token t + 1

@@ -22,10 +22,9 @@ from loopgate.errors import LoopgateError
 from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.canary import LineState
-from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace
-from loopgate.models.io import load_model
 from loopgate.records import utcnow
+from loopgate.server.gateway.adapters import Bases, load_server
 from loopgate.server.gateway.batching import VersionServer
 from loopgate.server.gateway.decoding import Choice, Job
 from loopgate.spec import AppSpec, Tier
@@ -52,6 +51,8 @@ class GatewaySettings:
     state_ttl_s: float = 0.5  # how long a line's channels are cached between reads
     key_recheck_s: float = 5.0  # how long a key is trusted before the registry is asked again (revocation)
     max_loaded: int = 4  # versions kept loaded; the least recently used idle one is unloaded to load another
+    # MiB of LoRA adapters loaded on shared bases (adapters.py); least recently used ones out beyond it (None: no cap)
+    adapter_memory_mb: float | None = 1024.0
     # feedback abuse guards (#26 item 6), per API key: a token bucket for POST /v1/feedback (on top of the
     # request bucket) …
     feedback_rate_per_s: float = 2.0
@@ -120,7 +121,11 @@ class Gateway:
     def __init__(self, ws: Workspace, settings: GatewaySettings) -> None:
         self.ws, self.settings = ws, settings
         self.servers: dict[str, VersionServer] = {}
+        from loopgate.server.gateway.upstream import Upstreams  # here: upstream.py builds on this module
+
+        self.upstreams = Upstreams(ws, settings)  # lines with ``serving:`` are answered by their upstream server
         self._loading: dict[str, asyncio.Task[VersionServer]] = {}
+        self.bases = Bases(settings.adapter_memory_mb, settings.max_batch, settings.max_wait_ms)  # shared bases
         self._states: dict[str, tuple[float, LineState]] = {}
         self._keys: dict[str, tuple[Caller, float]] = {}  # sha256 of a key → (its caller, when last checked)
         self._buckets: dict[str, TokenBucket] = {}
@@ -235,13 +240,12 @@ class Gateway:
 
     async def _load(self, version: str) -> VersionServer:
         try:
-            loaded = await asyncio.to_thread(lambda: load_model(model_ref(self.ws, version)))
+            srv = await load_server(self.ws, self.bases, version, max_batch=self.settings.max_batch,
+                                    max_wait_ms=self.settings.max_wait_ms)
         except Exception as e:  # a missing or corrupted artifact: answer 503 and try again on the next request
             self._loading.pop(version, None)
             raise GatewayError(503, f"{version} cannot be loaded: {e}", "server_error", code="model_unavailable"
                                ) from None
-        srv = VersionServer(version, loaded.model, loaded.tokenizer, max_batch=self.settings.max_batch,
-                            max_wait_ms=self.settings.max_wait_ms)
         self.servers[version] = srv
         self._loading.pop(version, None)
         await self._unload_beyond(self.settings.max_loaded, keep=version)
@@ -251,8 +255,9 @@ class Gateway:
         """Unload the least recently used versions with no request in flight until at most ``limit`` stay loaded:
         a gateway that lives through many releases would otherwise hold every version it ever served."""
         unloaded = 0
-        while len(self.servers) > limit:
-            idle = [v for v, s in self.servers.items() if v != keep and s.inflight == 0]
+        # a version on a shared base holds no weights of its own: its adapter's memory is the bases' budget
+        while sum(not s.shares_base for s in self.servers.values()) > limit:
+            idle = [v for v, s in self.servers.items() if v != keep and s.inflight == 0 and not s.shares_base]
             if not idle:
                 break  # all busy: over the limit until one is idle (the next load tries again)
             await self.servers.pop(min(idle, key=lambda v: self.servers[v].last_used)).close()
