@@ -457,6 +457,35 @@ class AppSpec(_Strict):
     stop: list[str] = Field(default_factory=lambda: ["\n"])  # a factory: no deep copy per app line
 
 
+class ServingSpec(_Strict):
+    """Where a line's versions are served when not by the gateway's own engine: an OpenAI-compatible server
+    (vLLM, another ``loopgate serve``, …). The gateway still does keys, the canary split, shadow, logging,
+    feedback and canary analysis; it forwards generation there, asking for the version's upstream model name:
+    ``models[VERSION]`` when listed, else ``model`` with ``{version}`` and ``{line}`` filled in. With
+    ``lora: vllm`` an adapter version is registered in the server under a name carrying its content hash
+    (``{adapter}`` in ``model``; the default then) before it serves, and unregistered when no channel holds it."""
+
+    backend: Literal["openai"] = "openai"
+    base_url: str
+    model: str | None = None
+    models: dict[str, str] = Field(default_factory=dict)  # version id → the upstream's model name
+    api_key_env: str | None = None  # the environment variable that holds the server's key (never the key itself)
+    lora: Literal["vllm"] | None = None
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServingSpec:
+        if not re.match(r"^https?://[^\s]+$", self.base_url):
+            raise ValueError(f"serving base_url {self.base_url!r} must be an http(s) URL, e.g. http://vllm:8000/v1")
+        if self.model is None and not self.models and self.lora is None:
+            raise ValueError("serving needs 'model:' (the upstream's model name; {version} and {line} are filled "
+                             "in) or 'models:' (version → upstream model name), or 'lora: vllm'")
+        if self.api_key_env is not None and not _ENV_NAME.match(self.api_key_env):
+            raise ValueError(f"api_key_env {self.api_key_env!r} must name an environment variable "
+                             "(letters, digits, underscores)")
+        return self
+
+
 class LineSpec(_Strict):
     tier: Tier
     parent: str | None = None
@@ -469,6 +498,8 @@ class LineSpec(_Strict):
     # capability-transfer strategies to try when the parent gets a new version, cheapest first
     # (default: every one that applies: reattach, diff_vector, diff_vector_finetune, rerun, distill)
     transfer: list[Literal["reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill"]] | None = None
+    # an upstream OpenAI-compatible server that serves this line's versions (unset: the gateway's own engine)
+    serving: ServingSpec | None = None
 
 
 JobKind = Literal["train", "evaluate", "profile", "serving", "load_check", "transfer_candidate"]
@@ -710,6 +741,9 @@ def _check_structure(eco: Ecosystem, source: str) -> None:
             problems.append(f"{where}.app: an app line needs an 'app:' section (prompt_template, channel)")
         if line.tier is not Tier.app and line.app is not None:
             problems.append(f"{where}.app: only lines of tier 'app' take an 'app:' section")
+        if line.tier is Tier.app and line.serving is not None:
+            problems.append(f"{where}.serving: an app is served by its model line; put 'serving:' on "
+                            f"'{line.parent}'")
         for i, s in enumerate(line.suites):
             if s not in eco.suites:
                 problems.append(f"{where}.suites[{i}]: unknown suite '{s}'{_did_you_mean(s, eco.suites)}")

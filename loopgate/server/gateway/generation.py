@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from loopgate.server.gateway import render
+from loopgate.server.gateway import render, upstream
 from loopgate.server.gateway.batching import VersionServer
 from loopgate.server.gateway.plan import Plan, check_body, plan
 from loopgate.server.gateway.render import Answered
@@ -113,6 +113,8 @@ async def handle(gateway: Gateway, request: Request, chat: bool) -> Response:
     split_key, user_hash = user_key(body.user, rid)
     version, channel, shadow = gateway.route(target, split_key, caller.key_id)
     s = _Served(gateway, rid, target, version, channel, t0, user_hash, caller.key_id)
+    if gateway.upstreams.spec(target.line) is not None:  # ``serving:`` in loopgate.yaml: forwarded
+        return await upstream.answer(s, body, shadow)
     try:
         srv = await gateway.server(version)
     except GatewayError as e:  # the version cannot serve: an error of that version, for the canary analysis
