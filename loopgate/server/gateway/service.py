@@ -124,9 +124,6 @@ class Gateway:
         from loopgate.server.gateway.upstream import Upstreams  # here: upstream.py builds on this module
 
         self.upstreams = Upstreams(ws, settings)  # lines with ``serving:`` are answered by their upstream server
-        from loopgate.server.gateway.upstream import Upstreams  # here: upstream.py builds on this module
-
-        self.upstreams = Upstreams(ws, settings)  # lines with ``serving:`` are answered by their upstream server
         self._loading: dict[str, asyncio.Task[VersionServer]] = {}
         self.bases = Bases(settings.adapter_memory_mb, settings.max_batch, settings.max_wait_ms)  # shared bases
         self._states: dict[str, tuple[float, LineState]] = {}
