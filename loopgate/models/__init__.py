@@ -14,6 +14,7 @@ from loopgate.models.io import (
     resolve_dtype,
     safetensors_shapes,
     save_model,
+    save_tokenizer,
     set_threads,
 )
 from loopgate.models.tiny import TinyConfig, build_tiny_model, char_tokenizer
@@ -35,5 +36,6 @@ __all__ = [
     "resolve_dtype",
     "safetensors_shapes",
     "save_model",
+    "save_tokenizer",
     "set_threads",
 ]

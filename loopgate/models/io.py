@@ -678,12 +678,18 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(tokenizer, out)
+    return out
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
+    """Save the tokenizer as it was loaded: a pad token :func:`load_tokenizer` borrowed from eos is not written
+    (an adapter version's folder keeps a tokenizer too, so every derived version goes through here)."""
     if getattr(tokenizer, BORROWED_PAD, False):  # the parent had no pad token: neither does the derived version
         tokenizer.pad_token = None
         try:
-            tokenizer.save_pretrained(str(out))
+            tokenizer.save_pretrained(str(path))
         finally:
             tokenizer.pad_token = tokenizer.eos_token
     else:
-        tokenizer.save_pretrained(str(out))
-    return out
+        tokenizer.save_pretrained(str(path))

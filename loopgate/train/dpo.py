@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import PrinterCallback
 
-from loopgate.models import load_model, save_model
+from loopgate.models import load_model, save_model, save_tokenizer
 from loopgate.spec import DPOSettings, Recipe
 from loopgate.train.data import rendered_prompt
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
@@ -79,7 +79,7 @@ def dpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_di
             return Trained("full", stats, n_params, precision.record())
         out_dir.mkdir(parents=True, exist_ok=True)
         trained.save_pretrained(str(out_dir), safe_serialization=True)
-        tokenizer.save_pretrained(str(out_dir))
+        save_tokenizer(tokenizer, out_dir)
         return Trained("adapter", stats, n_params, precision.record())
     save_model(trained.to(precision.compute_dtype), tokenizer, out_dir)
     return Trained("full", stats, n_params, precision.record())

@@ -13,7 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.pytorch_utils import Conv1D
 
 from loopgate.errors import SpecError
-from loopgate.models import load_model, save_model
+from loopgate.models import load_model, save_model, save_tokenizer
 from loopgate.spec import LoraSettings, Recipe
 from loopgate.train.loop import fit
 from loopgate.train.methods import Trained
@@ -153,5 +153,5 @@ def lora(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
         return Trained("full", stats, n_params, precision.record())
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(out_dir))
+    save_tokenizer(tokenizer, out_dir)
     return Trained("adapter", stats, n_params, precision.record())
