@@ -23,6 +23,7 @@ import random
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PrinterCallback
@@ -32,7 +33,7 @@ from loopgate.models import load_model, save_model
 from loopgate.spec import GRPOSettings, Recipe
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
 from loopgate.train.methods import Trained
-from loopgate.train.precision import training_precision
+from loopgate.train.precision import Precision, training_precision
 from loopgate.train.progress import TrainProgress
 from loopgate.train.rewards import Reward
 from loopgate.train.trainer_progress import ProgressCallback, trainer_args
@@ -45,10 +46,30 @@ def check_recipe(recipe: Recipe) -> GRPOSettings:
         raise SpecError(f"a 'grpo' recipe's batch_size ({recipe.batch_size}) must be a multiple of "
                         f"grpo.num_generations ({settings.num_generations}): each prompt's answers are compared "
                         "within one batch")
+    if recipe.batch_size % recipe.grad_accum:
+        raise SpecError(f"a 'grpo' recipe's batch_size ({recipe.batch_size}) must be a multiple of grad_accum "
+                        f"({recipe.grad_accum}): the step's answers are split into equal micro-batches")
     if recipe.lora or recipe.kl or recipe.ewc:
         raise SpecError("a 'grpo' recipe trains full weights with its own KL anchor (grpo.beta); remove its "
                         "lora, kl and ewc sections")
     return settings
+
+
+def grpo_config(recipe: Recipe, settings: GRPOSettings, precision: Precision, scratch: str) -> Any:
+    """trl's config from the recipe: ``batch_size`` answers per step in ``grad_accum`` micro-batches (trl's
+    generation batch is their product), gradient checkpointing only when the recipe asks (trl 1.x turns it on)."""
+    from trl import GRPOConfig  # trl is imported where it trains, not when the CLI starts
+
+    return GRPOConfig(
+        **trainer_args(recipe, precision, scratch),
+        per_device_train_batch_size=recipe.batch_size // recipe.grad_accum,
+        gradient_accumulation_steps=recipe.grad_accum,
+        num_generations=settings.num_generations,
+        max_completion_length=settings.max_new_tokens,
+        temperature=settings.temperature,
+        beta=settings.beta,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+    )
 
 
 def dataset_rows(rows: Sequence[dict[str, str]], replay_rows: Sequence[dict[str, str]], share: float,
@@ -66,7 +87,7 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
     """GRPO on the full weights of ``parent_dir``, KL-anchored to ``reference_dir`` (default: the parent)."""
     # trl (and through it datasets and pyarrow) load only for a GRPO update: sft and lora never need them
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     settings = check_recipe(recipe)
     reward = Reward(settings)
@@ -80,15 +101,7 @@ def grpo(parent_dir: Path, recipe: Recipe, rows: Sequence[dict[str, str]], out_d
     data = Dataset.from_list(dataset_rows(rows, replay_rows, share, recipe.seed))
     torch.manual_seed(recipe.seed)
     with tempfile.TemporaryDirectory(prefix="loopgate-grpo-") as scratch:
-        args = GRPOConfig(
-            **trainer_args(recipe, precision, scratch),
-            per_device_train_batch_size=recipe.batch_size,
-            num_generations=settings.num_generations,
-            max_completion_length=settings.max_new_tokens,
-            temperature=settings.temperature,
-            beta=settings.beta,
-            gradient_checkpointing=False,  # on by default in trl 1.x; only costs time at this size
-        )
+        args = grpo_config(recipe, settings, precision, scratch)
         with TrainProgress(recipe.steps, "grpo", progress) as bar:
             callback = ProgressCallback(bar)
             trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data,

@@ -59,3 +59,22 @@ def test_recipe_checks() -> None:
     mixed = dataset_rows(rows, replay, 0.3, seed=0)
     assert len(mixed) == 100 and sum(r["prompt"].startswith("r") for r in mixed) == 30
     assert set(mixed[0]) == {"prompt", "target"}
+
+
+def test_grad_accum_and_gradient_checkpointing_reach_trl(tmp_path: object) -> None:
+    """A grpo recipe's grad_accum and gradient_checkpointing were accepted and then ignored (trl got the whole
+    batch per device and checkpointing off); trl's config now carries both, and the batch splits evenly."""
+    from loopgate.train.grpo import grpo_config
+    from loopgate.train.precision import training_precision
+
+    recipe = Recipe(method="grpo", batch_size=8, grad_accum=2, gradient_checkpointing=True,
+                    grpo=GRPOSettings(num_generations=4))
+    args = grpo_config(recipe, check_recipe(recipe), training_precision(frozen_base=False), str(tmp_path))
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 2)
+    assert args.gradient_checkpointing is True
+    plain = Recipe(method="grpo", batch_size=8, grpo=GRPOSettings(num_generations=4))
+    args = grpo_config(plain, check_recipe(plain), training_precision(frozen_base=False), str(tmp_path))
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 1)
+    assert args.gradient_checkpointing is False
+    with pytest.raises(SpecError, match="multiple of grad_accum"):
+        check_recipe(Recipe(method="grpo", batch_size=8, grad_accum=3, grpo=GRPOSettings(num_generations=4)))
