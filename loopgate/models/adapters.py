@@ -79,6 +79,13 @@ class SharedBase:
         self._evict(keep=set(wanted))  # also after a batch that went over the budget: the next one brings it back
         return [BASE_ROW if s is None else s.name for s in slots]
 
+    def activate(self, slot: AdapterSlot) -> None:
+        """Load ``slot`` if needed and make it the adapter every row uses (for code that passes no per-row names,
+        such as the evaluation engine)."""
+        self.ensure([slot])
+        self.model.set_adapter(slot.name)
+        self.model.requires_grad_(False)
+
     def _load(self, slot: AdapterSlot, keep: set[str]) -> None:
         self.check(slot)
         from peft import PeftModel
