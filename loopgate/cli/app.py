@@ -9,6 +9,7 @@ Commands parse their arguments, call the service layer (:mod:`loopgate.loop`) an
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,11 +41,24 @@ def _machine(device: Annotated[str | None, typer.Option(
                  "--dtype", help="Weights' dtype: auto (bf16 on a GPU that supports it, else float32), float32, "
                                  "bfloat16 or float16 (default: $LOOPGATE_DTYPE or auto).")] = None) -> None:
     """Options every command takes before its name (``loopgate --device cuda update ...``)."""
-    # handed to every job through the environment (jobs may run in other processes); checked where a model loads
+    # handed to every job through the environment (jobs may run in other processes). The form is checked here,
+    # without torch (read-only commands never import it); whether this machine has the device is checked where
+    # a model loads (models.io.resolve_device)
     if device is not None:
+        if not _DEVICE.fullmatch(device.strip().lower()):
+            raise typer.BadParameter(f"{device!r} is not a device; use auto, cpu, cuda, cuda:N or mps",
+                                     param_hint="--device")
         os.environ["LOOPGATE_DEVICE"] = device
     if dtype is not None:
+        if dtype.strip().lower() not in _DTYPES:
+            raise typer.BadParameter(f"{dtype!r} is not a dtype; use auto, float32, bfloat16 or float16",
+                                     param_hint="--dtype")
         os.environ["LOOPGATE_DTYPE"] = dtype
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+# the names models.io.resolve_dtype accepts
+_DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
 
 WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace folder (default: "
                                                    "$LOOPGATE_WORKSPACE or the current folder).")]

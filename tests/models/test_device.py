@@ -196,3 +196,13 @@ def test_grpo_trains_on_the_chosen_device_and_precision(tmp_path: Path, tiny_mod
     assert prov["precision"].startswith("float32 master weights") and prov["tokens_seen"] > 0
     with safe_open(str(out.out_dir / "model.safetensors"), framework="pt") as f:  # saved as computed, as SFT
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("option", "value"), [("--device", "gpu0"), ("--device", "cuda:x"), ("--dtype", "int8"),
+                                               ("--dtype", "float64")])
+def test_a_misspelt_device_or_dtype_is_refused_before_the_command_runs(workspace: Any, cli: Any, option: str,
+                                                                        value: str) -> None:
+    """Checked by form in the CLI (no torch import), so a command that loads no model, or hits the evaluation
+    cache, cannot exit 0 with a device name torch would refuse."""
+    res = cli(option, value, "status", workspace=workspace.root)
+    assert res.code == 2 and value in res.err and "Traceback" not in res.err
