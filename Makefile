@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q --disable-pip-version-check $(TORCH) -e '.[dev,lmeval,postgres,server,ray,tune]'
+	$(BIN)/pip install -q --disable-pip-version-check $(TORCH) -e '.[dev,lmeval,postgres,server,ray,tune,judge]'
 	touch $@
 
 setup: $(VENV)/.installed

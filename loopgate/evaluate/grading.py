@@ -89,7 +89,8 @@ class _UrlJudge:
         try:
             from openai import OpenAI
         except ImportError:
-            raise DataError("a judge given by base_url is called with the openai SDK: pip install openai") from None
+            raise DataError("a judge given by base_url is called with the openai SDK: pip install "
+                            "'loopgate[judge]' (or openai)") from None
         key = os.environ.get(grader.api_key_env or "", "") if grader.api_key_env else "none"
         if grader.api_key_env and not key:
             raise DataError(f"the judge at {grader.base_url} takes its key from ${grader.api_key_env}, which is not "
