@@ -66,6 +66,9 @@ class Evaluation(BaseModel):
     # recorded by another tool or before Loopgate recorded them
     device: str = ""
     dtype: str = ""
+    # "MODEL at BASE_URL" when scored through the line's upstream server (``evaluate --through-upstream``), not
+    # by the engine on the weights; empty otherwise
+    upstream: str = ""
 
 
 class ServingCost(BaseModel):

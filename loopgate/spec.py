@@ -485,6 +485,14 @@ class ServingSpec(_Strict):
                              "(letters, digits, underscores)")
         return self
 
+    def model_for(self, line: str, version: str, adapter: str | None = None) -> str | None:
+        """The upstream's name for ``version`` (``adapter``: its vLLM adapter name); None when none is given."""
+        if version in self.models:
+            return self.models[version]
+        if self.model is None:
+            return adapter
+        return self.model.replace("{version}", version).replace("{line}", line).replace("{adapter}", adapter or "")
+
 
 class LineSpec(_Strict):
     tier: Tier

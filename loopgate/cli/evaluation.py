@@ -31,13 +31,20 @@ def _summary(e: Evaluation) -> dict[str, object]:
 @app.command()
 def evaluate(version: str, suite: Annotated[list[str] | None, typer.Option("--suite", help="Only this suite "
                                                                              "(repeatable).")] = None,
+             through_upstream: Annotated[bool, typer.Option("--through-upstream", help="Score what the line's "
+                                                            "serving: server answers (recorded apart from the "
+                                                            "in-process evaluation).")] = False,
              workspace: WorkspaceOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Evaluate VERSION on its line's suites (owned + inherited), cached by content."""
-    evs = loop.evaluate_line_suites(open_workspace(workspace), version, suite, progress=progress_enabled(quiet))
+    """Evaluate VERSION on its line's suites (owned + inherited), cached by content; with --through-upstream,
+    through the server that serves the line (generation and safety suites)."""
+    evs = loop.evaluate_line_suites(open_workspace(workspace), version, suite, progress=progress_enabled(quiet),
+                                    through_upstream=through_upstream)
     if json_out:
         emit([_summary(e) for e in evs.values()])
         return
-    t = table(f"evaluation of {version}", ("suite", "kind", "n", "score", "95% CI", "p95 latency ms"))
+    title = f"evaluation of {version}" + (f" through {next(iter(evs.values())).upstream}"
+                                          if through_upstream and evs else "")
+    t = table(title, ("suite", "kind", "n", "score", "95% CI", "p95 latency ms"))
     for name, e in evs.items():
         ci = f"[{e.ci_low:.2f}, {e.ci_high:.2f}]" if e.ci_low is not None and e.ci_high is not None else ""
         lat = e.metrics.get("latency_p95_ms")

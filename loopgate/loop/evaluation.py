@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from loopgate.errors import LoopgateError
 from loopgate.evaluate.metrics import PairedComparison, paired_comparison
 from loopgate.evaluate.suites import Suite, load_ecosystem_suite
+from loopgate.evaluate.upstream import UpstreamModel
 from loopgate.executors import JobHandle, jobs
 from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace
@@ -91,14 +92,62 @@ def evaluate_version(ws: Workspace, version_id: str, suite_names: list[str], *, 
 
 
 def evaluate_line_suites(ws: Workspace, version_id: str, names: list[str] | None = None, *,
-                         progress: bool = False) -> dict[str, Evaluation]:
-    """A version on its line's suites (owned + inherited), or only the named ones (each must be one of them)."""
+                         progress: bool = False, through_upstream: bool = False) -> dict[str, Evaluation]:
+    """A version on its line's suites (owned + inherited), or only the named ones (each must be one of them);
+    ``through_upstream``: scored on what the line's ``serving`` server answers (:func:`evaluate_upstream`)."""
     v = ws.store.version(version_id)
     owned, inherited = line_suites(ws, v.line)
     for n in names or []:
         if n not in ws.eco.suites:
             raise LoopgateError(f"unknown suite '{n}'; suites of {v.line}: {', '.join(owned + inherited)}")
+    if through_upstream:
+        return evaluate_upstream(ws, version_id, names or owned + inherited)
     return evaluate_version(ws, version_id, names or owned + inherited, progress=progress)
+
+
+def upstream_of(ws: Workspace, version_id: str) -> UpstreamModel:
+    """The server and model name the version's line is served by (``serving:``), with its key from the env."""
+    v = ws.store.version(version_id)
+    spec = ws.eco.line(v.line).serving
+    if spec is None:
+        raise LoopgateError(f"line '{v.line}' has no 'serving:' section in loopgate.yaml, so no upstream serves "
+                            f"{version_id}; evaluate it without --through-upstream")
+    if spec.lora is not None and v.kind == "adapter":
+        raise LoopgateError(f"{version_id} is served as a vLLM adapter registered by `loopgate serve`; evaluating "
+                            "it through the upstream is not supported yet: evaluate it without --through-upstream")
+    name = spec.model_for(v.line, version_id)
+    if not name:
+        raise LoopgateError(f"lines.{v.line}.serving names no upstream model for {version_id}; list it under "
+                            "serving.models or set serving.model")
+    key = None
+    if spec.api_key_env is not None:
+        key = os.environ.get(spec.api_key_env) or None
+        if key is None:
+            raise LoopgateError(f"lines.{v.line}.serving takes the upstream's key from ${spec.api_key_env}, which "
+                                "is not set; export it first")
+    return UpstreamModel(spec.base_url, name, key, spec.timeout_s)
+
+
+def evaluate_upstream(ws: Workspace, version_id: str, suite_names: list[str], *, actor: str = "loopgate"
+                      ) -> dict[str, Evaluation]:
+    """Evaluations of a version as its upstream serves it: from the registry, else asked now and recorded.
+
+    Not through the content cache: an upstream's model name does not pin its weights, so only what this
+    registry recorded (with ``upstream`` naming the server) is reused."""
+    from transformers import AutoTokenizer
+
+    from loopgate.evaluate.upstream import evaluate_upstream as score
+    from loopgate.evaluate.upstream import through_upstream
+
+    up = upstream_of(ws, version_id)
+    suites = [through_upstream(s, up) for s in load_suites(ws, suite_names)]
+    missing = [s for s in suites if ws.store.evaluation(version_id, s.sha256) is None]
+    if missing:  # the version's own tokenizer renders chat rows, exactly as the in-process engine does
+        tokenizer = AutoTokenizer.from_pretrained(str(model_ref(ws, version_id).base))
+        for s in missing:
+            ws.store.add_evaluation(score(s, tokenizer, up, version=version_id), actor=actor)
+    found = {s.name: ws.store.evaluation(version_id, s.sha256) for s in suites}
+    return {n: e for n, e in found.items() if e is not None}
 
 
 def evaluate_versions(ws: Workspace, requests: list[tuple[str, list[str]]], *, progress: bool = False,

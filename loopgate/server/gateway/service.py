@@ -27,6 +27,7 @@ from loopgate.records import utcnow
 from loopgate.server.gateway.adapters import Bases, load_server
 from loopgate.server.gateway.batching import VersionServer
 from loopgate.server.gateway.decoding import Choice, Job
+from loopgate.server.gateway.upstream_client import Upstreams
 from loopgate.spec import AppSpec, Tier
 from loopgate.store.gateway import RequestRecord, key_sha256
 
@@ -121,9 +122,7 @@ class Gateway:
     def __init__(self, ws: Workspace, settings: GatewaySettings) -> None:
         self.ws, self.settings = ws, settings
         self.servers: dict[str, VersionServer] = {}
-        from loopgate.server.gateway.upstream import Upstreams  # here: upstream.py builds on this module
-
-        self.upstreams = Upstreams(ws, settings)  # lines with ``serving:`` are answered by their upstream server
+        self.upstreams = Upstreams(ws)  # lines with ``serving:`` are answered by their upstream server
         self._loading: dict[str, asyncio.Task[VersionServer]] = {}
         self.bases = Bases(settings.adapter_memory_mb, settings.max_batch, settings.max_wait_ms)  # shared bases
         self._states: dict[str, tuple[float, LineState]] = {}

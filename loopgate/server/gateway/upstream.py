@@ -20,171 +20,39 @@ sent as server-sent events once complete. Fields the gateway does not read (``pr
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import secrets
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from loopgate.errors import LoopgateError
-from loopgate.loop.workspace import Workspace
 from loopgate.server.gateway import render
 from loopgate.server.gateway.schemas import ChatRequest, CompletionRequest
-from loopgate.server.gateway.service import GatewayError, GatewaySettings, Target, render_template
-from loopgate.server.gateway.upstream_lora import LoraRegistry
+from loopgate.server.gateway.service import Gateway, GatewayError, GatewaySettings, Target, render_template
+from loopgate.server.gateway.upstream_client import UpstreamError, Upstreams
 from loopgate.server.gateway.wire import sse
-from loopgate.spec import ServingSpec
-
-if TYPE_CHECKING:
-    from loopgate.server.gateway.generation import _Served
 
 
-def upstream_key(spec: ServingSpec, where: str) -> str | None:
-    """The upstream's API key from ``serving.api_key_env`` (None: the server takes none); a ``LoopgateError``
-    naming the variable when it is not set."""
-    if spec.api_key_env is None:
-        return None
-    key = os.environ.get(spec.api_key_env, "")
-    if not key:
-        raise LoopgateError(f"{where}.serving takes the upstream's key from ${spec.api_key_env}, which is not set; "
-                            "export it before serving or evaluating")
-    return key
+class Served(Protocol):
+    """Who answers one request and what its log rows need (``generation.Served``)."""
 
-
-def upstream_model(spec: ServingSpec, line: str, version: str, adapter: str | None) -> str | None:
-    """The name the upstream serves ``version`` under, or None when the spec gives none for it."""
-    if version in spec.models:
-        return spec.models[version]
-    if spec.model is None:
-        return adapter
-    return spec.model.replace("{version}", version).replace("{line}", line).replace("{adapter}", adapter or "")
-
-
-class Upstreams:
-    """The upstream servers of a workspace's lines: one pooled ``httpx`` client and one LoRA registry per line."""
-
-    def __init__(self, ws: Workspace, settings: GatewaySettings) -> None:
-        self.ws, self.settings = ws, settings
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._lora: dict[str, LoraRegistry] = {}
-        self._held: dict[str, tuple[str | None, str | None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spec(self, line: str) -> ServingSpec | None:
-        """The line's ``serving`` section (None: its versions are served here)."""
-        return self.ws.eco.lines[line].serving
-
-    def _client(self, line: str) -> httpx.AsyncClient:
-        client = self._clients.get(line)
-        if client is None:
-            spec = self.spec(line)
-            assert spec is not None
-            key = upstream_key(spec, f"lines.{line}")
-            client = httpx.AsyncClient(base_url=spec.base_url.rstrip("/") + "/", timeout=spec.timeout_s,
-                                       headers={"Authorization": f"Bearer {key}"} if key else {})
-            self._clients[line] = client
-        return client
-
-    async def _post(self, line: str, path: str, body: dict[str, Any]) -> tuple[int, str]:
-        """(status, body text) of a POST to the line's upstream; 503 (unreachable) or 504 (timeout) otherwise."""
-        try:
-            client = self._client(line)
-            r = await client.post(path, json=body)
-        except LoopgateError as e:  # the key variable is not set: the upstream cannot be asked
-            raise GatewayError(503, str(e), "server_error", code="upstream_unavailable") from None
-        except httpx.TimeoutException:
-            raise GatewayError(504, f"the upstream server of line '{line}' did not answer within "
-                               f"{self._timeout(line):g} s; retry later", "timeout", code="timeout") from None
-        except httpx.HTTPError as e:
-            raise GatewayError(503, f"the upstream server of line '{line}' is unavailable "
-                               f"({type(e).__name__}); retry later", "server_error",
-                               code="upstream_unavailable") from None
-        return r.status_code, r.text
-
-    def _timeout(self, line: str) -> float:
-        spec = self.spec(line)
-        return spec.timeout_s if spec is not None else 0.0
-
-    async def model(self, line: str, version: str) -> str:
-        """The upstream's name for ``version`` (its adapter registered in vLLM first with ``lora: vllm``)."""
-        spec = self.spec(line)
-        assert spec is not None
-        adapter = None
-        if spec.lora == "vllm":
-            registry = self._lora.get(line)
-            if registry is None:
-                registry = self._lora[line] = LoraRegistry(self.ws, line, self._lora_post(line))
-            try:
-                adapter = await registry.ensure(version)
-            except (RuntimeError, GatewayError) as e:
-                raise GatewayError(503, f"{version} cannot be served upstream: {getattr(e, 'message', e)}",
-                                   "server_error", code="model_unavailable") from None
-        name = upstream_model(spec, line, version, adapter)
-        if not name:
-            raise GatewayError(503, f"lines.{line}.serving names no upstream model for {version}; list it under "
-                               "serving.models or set serving.model", "server_error", code="model_unavailable")
-        return name
-
-    def _lora_post(self, line: str) -> Any:
-        async def post(path: str, body: dict[str, str]) -> tuple[int, str]:
-            return await self._post(line, path, body)
-        return post
-
-    async def complete(self, line: str, version: str, payload: dict[str, Any], chat: bool) -> dict[str, Any]:
-        """The upstream's answer (a completion or chat completion body) for ``version``; a ``GatewayError``
-        (OpenAI's body) for every way it can fail."""
-        name = await self.model(line, version)
-        status, text = await self._post(line, "chat/completions" if chat else "completions",
-                                        {**payload, "model": name})
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if status >= 500 or (status == 200 and not _well_formed(data)):
-            raise GatewayError(503 if status >= 500 else 502, f"the upstream server of line '{line}' failed "
-                               f"({status}): {_message(data, text)}", "server_error", code="upstream_error")
-        if status != 200:
-            err = data.get("error") if isinstance(data, dict) else None
-            raise GatewayError(status, f"the upstream server of line '{line}' refused the request: "
-                               f"{_message(data, text)}", str((err or {}).get("type") or "invalid_request_error"),
-                               code=str((err or {}).get("code") or "upstream_error"))
-        assert isinstance(data, dict)
-        return data
-
-    async def sync_adapters(self, line: str, production: str | None, canary: str | None) -> None:
-        """With ``lora: vllm``, after a channel move: unload the adapters no channel of the line holds now."""
-        if line not in self._lora or self._held.get(line) == (production, canary):
-            return
-        self._held[line] = (production, canary)
-        channels = await asyncio.to_thread(self.ws.store.channels, line)
-        await self._lora[line].release_unheld({v for v in channels.values() if v is not None})
-
-    def background(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)  # a reference, so the task is not collected before it ends
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
-
-
-def _well_formed(data: Any) -> bool:
-    return isinstance(data, dict) and isinstance(data.get("choices"), list) and all(
-        isinstance(c, dict) for c in data["choices"])
-
-
-def _message(data: Any, text: str) -> str:
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and err.get("message"):
-        return str(err["message"])[:500]
-    return text[:200] or "(empty body)"
+    @property
+    def gateway(self) -> Gateway: ...
+    @property
+    def rid(self) -> str: ...
+    @property
+    def target(self) -> Target: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def t0(self) -> float: ...
+    @property
+    def user_hash(self) -> str | None: ...
+    @property
+    def key_id(self) -> int | None: ...
 
 
 # ---------------------------------------------------------------------------------------------- one request
@@ -259,17 +127,17 @@ def _choice_text(choice: dict[str, Any], chat: bool) -> str:
     return str(choice.get("text") or "")
 
 
-async def answer(s: _Served, body: CompletionRequest | ChatRequest, shadow: str | None) -> Response:
+async def answer(s: Served, body: CompletionRequest | ChatRequest, shadow: str | None) -> Response:
     """Answer one routed request through the line's upstream: forward, log each choice, render."""
     gw, chat = s.gateway, isinstance(body, ChatRequest)
     data, texts, seed = payload(body, s.target, gw.settings)
     upstreams: Upstreams = gw.upstreams
     try:
         got = await upstreams.complete(s.target.line, s.version, data, chat)
-    except GatewayError as e:  # an error of the version routed here, for the canary analysis
+    except UpstreamError as e:  # an error of the version routed here, for the canary analysis
         gw.log(s.rid, s.target, s.version, s.channel, s.t0, 0, 0, texts[0], None, user_hash=s.user_hash,
                key_id=s.key_id, error=e.message, seed=seed)
-        raise
+        raise GatewayError(e.status, e.message, e.type, code=e.code) from None
     choices = sorted(got["choices"], key=lambda c: int(c.get("index", 0)))
     usage: dict[str, Any] = got["usage"] if isinstance(got.get("usage"), dict) else {}
     prompt_tokens, done = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -286,7 +154,7 @@ async def answer(s: _Served, body: CompletionRequest | ChatRequest, shadow: str 
     return _respond(s, body, got, choices, ids, seed)
 
 
-async def _shadow(s: _Served, version: str, data: dict[str, Any], text: str | None, chat: bool) -> None:
+async def _shadow(s: Served, version: str, data: dict[str, Any], text: str | None, chat: bool) -> None:
     """``version`` answers the same request upstream; logged as a shadow answer (or error), never returned."""
     t0, rid = time.perf_counter(), "shadow-" + uuid.uuid4().hex
     try:
@@ -299,7 +167,7 @@ async def _shadow(s: _Served, version: str, data: dict[str, Any], text: str | No
                       error=getattr(e, "message", None) or str(e) or type(e).__name__)
 
 
-def _respond(s: _Served, body: CompletionRequest | ChatRequest, got: dict[str, Any],
+def _respond(s: Served, body: CompletionRequest | ChatRequest, got: dict[str, Any],
              choices: list[dict[str, Any]], ids: list[str], seed: int | None) -> Response:
     chat = isinstance(body, ChatRequest)
     head: dict[str, Any] = {"id": s.rid, "created": int(got.get("created") or time.time()), "model": body.model,
