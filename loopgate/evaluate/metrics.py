@@ -62,6 +62,13 @@ def compares_scores(evaluation: Evaluation) -> bool:
     return evaluation.kind in LOWER_IS_BETTER or evaluation.metrics.get(GRADED, 0.0) == 1.0
 
 
+def goodness(evaluation: Evaluation) -> float:
+    """The evaluation's score on a higher-is-better 0–1 scale, for figures that mix suites (the forgetting matrix,
+    a tuning objective): the score itself, or for bits per byte 2^(−bpb), the model's geometric-mean probability
+    of each byte (1 for a perfect model, falling as it forgets)."""
+    return 2.0 ** -evaluation.score if evaluation.kind in LOWER_IS_BETTER else evaluation.score
+
+
 def _joined(before: Evaluation, after: Evaluation) -> list[tuple[ExampleResult, ExampleResult]]:
     """Example pairs present in both evaluations, in the order of ``after`` (ids are the join key)."""
     by_id = {e.id: e for e in before.examples}
@@ -218,7 +225,8 @@ def safety_flip_rate(before: Evaluation, after: Evaluation) -> float:
 
 
 def accuracy_matrix(evaluations: Iterable[Evaluation], versions: Sequence[str], suites: Sequence[str]) -> np.ndarray:
-    """R[i][j] = score of ``versions[i]`` (oldest first) on ``suites[j]``; NaN where not evaluated.
+    """R[i][j] = score of ``versions[i]`` (oldest first) on ``suites[j]`` (as :func:`goodness`, so a perplexity
+    suite reads higher-is-better like the rest); NaN where not evaluated.
 
     When a (version, suite) pair has several evaluations (e.g. suite versions), the latest one wins.
     """
@@ -227,7 +235,7 @@ def accuracy_matrix(evaluations: Iterable[Evaluation], versions: Sequence[str], 
     r = np.full((len(versions), len(suites)), np.nan)
     for ev in sorted(evaluations, key=lambda e: e.created_at):
         if ev.version in vi and ev.suite in sj:
-            r[vi[ev.version], sj[ev.suite]] = ev.score
+            r[vi[ev.version], sj[ev.suite]] = goodness(ev)
     return r
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from loopgate.errors import LoopgateError, SpecError
+from loopgate.evaluate.metrics import goodness
 from loopgate.executors import jobs
 from loopgate.hashing import sha256_file
 from loopgate.loop.data import check_data, replay_files
@@ -169,7 +170,9 @@ def _margins(decision: Decision) -> dict[str, float]:
 
 
 def _own_score(evals: dict[str, Any], owned: list[str]) -> float:
-    scores = [evals[s].score for s in owned if s in evals]
+    """The study's objective: the mean over the line's own suites, each higher-is-better (bits per byte as
+    2^(−bpb), metrics.goodness)."""
+    scores = [goodness(evals[s]) for s in owned if s in evals]
     return sum(scores) / len(scores) if scores else 0.0
 
 

@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from loopgate.evaluate.metrics import PairedComparison, cost_summary, paired_comparison, refusal_rate, safety_flips
+from loopgate.evaluate.metrics import (
+    LOWER_IS_BETTER,
+    PairedComparison,
+    cost_summary,
+    paired_comparison,
+    refusal_rate,
+    safety_flips,
+)
 from loopgate.loop.versions import pinned_note, version_lineage
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision, Evaluation, ExampleResult, TransferAttempt, Verdict
@@ -441,7 +448,7 @@ def limitations(ws: Workspace, notes: ReleaseNotes, card: ModelCard) -> list[str
     """Plain-language limits derived from the records: low scores, gates that did not pass, pinning, gaps."""
     out: list[str] = []
     for row in notes.suites:
-        if row.score < LOW_SCORE:
+        if row.kind not in LOWER_IS_BETTER and row.score < LOW_SCORE:  # bits per byte has no absolute "low"
             out.append(f"Low score on {row.role} suite '{row.suite}': {row.score:.3f} on {row.n} examples "
                        f"(below {LOW_SCORE:.2f}).")
         if row.comparison is not None and row.comparison.negative_flips:

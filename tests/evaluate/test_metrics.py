@@ -176,3 +176,17 @@ def test_wilson_interval_always_contains_the_observed_rate() -> None:
         for k in (0, n // 3, n):
             low, high = wilson_interval(k, n)
             assert low <= k / n <= high
+
+
+def test_a_perplexity_suite_reads_higher_is_better_in_the_forgetting_matrix() -> None:
+    """Bits per byte falls as a version gets better; the matrix (and a tuning objective) reads it as 2^(−bpb), so
+    a rise in bits per byte is forgetting, not progress."""
+    from loopgate.evaluate.metrics import accuracy_matrix, forgetting, goodness
+
+    evs = [Evaluation(version=v, suite="prose", suite_sha256="x", kind="perplexity", n=4, score=bpb)
+           for v, bpb in (("v1", 1.0), ("v2", 3.0))]
+    assert goodness(evs[0]) == pytest.approx(0.5) and goodness(evs[1]) == pytest.approx(0.125)
+    r = accuracy_matrix(evs, ["v1", "v2"], ["prose"])
+    assert forgetting(r)[0] == pytest.approx(0.375)  # positive: v2 lost what v1 held
+    gen = _ev([1, 0])
+    assert goodness(gen) == gen.score
