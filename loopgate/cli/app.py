@@ -8,6 +8,7 @@ Commands parse their arguments, call the service layer (:mod:`loopgate.loop`) an
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -120,50 +121,32 @@ def emit(data: Any) -> None:
     sys.stdout.write(to_json(data, indent=2, fallback=str).decode("utf-8") + "\n")
 
 
-def _command_sources() -> dict[str, set[str]]:
-    """Which command modules (``loopgate/cli/*.py``) define each top-level command or command group, found by
-    reading their source — importing them all would import what every command needs (torch for training)."""
-    import ast
-
-    defined: dict[str, set[str]] = {}
-    groups: dict[str, str] = {}  # a sub-app's variable → its command name (``audit_app`` → ``audit``)
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        module = path.stem
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_typer":
-                name = next((k.value.value for k in node.keywords if k.arg == "name"
-                             and isinstance(k.value, ast.Constant)), None)
-                if node.args and isinstance(node.args[0], ast.Name) and isinstance(name, str):
-                    groups[node.args[0].id] = name
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            for dec in node.decorator_list:
-                if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
-                        and dec.func.attr == "command" and isinstance(dec.func.value, ast.Name)):
-                    continue
-                named = [a.value for a in dec.args[:1] if isinstance(a, ast.Constant)] + [
-                    k.value.value for k in dec.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)]
-                command = str(named[0]) if named else node.name.replace("_", "-")
-                defined.setdefault(f"{dec.func.value.id}:{command}", set()).add(module)
-    out: dict[str, set[str]] = {}
-    for key, modules in defined.items():
-        owner, command = key.split(":", 1)
-        out.setdefault(command if owner == "app" else groups.get(owner, "?"), set()).update(modules)
-    return out
+# Which module (``loopgate/cli/<module>.py``) defines each top-level command or command group. Importing every
+# module would import what every command needs (torch for training), so the CLI imports only the one a command
+# line names; a new command adds its line here (tests/test_cli_table.py checks the table against the app).
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(("channels", "gc", "init", "lineage", "register", "status", "versions"), "core"),
+    **dict.fromkeys(("approve", "plan", "promote", "release", "resume", "rollback", "update"), "release"),
+    **dict.fromkeys(("compare", "evaluate", "import-lmeval"), "evaluation"),
+    **dict.fromkeys(("canary", "feedback", "key"), "gateway"),
+    **dict.fromkeys(("demo", "report"), "report"),
+    **dict.fromkeys(("pin", "unpin"), "pins"),
+    "audit": "audit",
+    "runs": "runs",
+    "serve": "serve",
+    "token": "tokens",
+    "tune": "tune",
+}
 
 
 def load_commands(argv: list[str]) -> None:
     """Import the command modules a command line needs: the one that defines its command, or every one (help,
     an unknown command). ``loopgate status`` thus never imports the model libraries that ``update`` needs."""
-    import importlib
-
-    command = next((a for a in argv if not a.startswith("-")), None)
-    # an option before the command may take a value (``-w DIR status``): then the first bare word is that value
-    sources = _command_sources()
-    if command not in sources:
-        command = next((a for a in argv if a in sources), None)
-    every = {p.stem for p in Path(__file__).parent.glob("*.py") if p.stem not in ("__init__", "__main__", "app")}
-    for module in sorted(sources.get(command, every) if command else every):
+    # an option before the command may take a value (``-w DIR status``): then the first bare word is that value,
+    # and the command is the first word the table knows
+    command = next((a for a in argv if a in COMMANDS), None)
+    modules = {COMMANDS[command]} if command else set(COMMANDS.values())
+    for module in sorted(modules):
         importlib.import_module(f"loopgate.cli.{module}")
 
 
