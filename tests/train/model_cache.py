@@ -3,7 +3,7 @@
 A folder ``tests/.cache/<name>-<sha>`` is reused only while its key is unchanged: the fixture's config, the test
 seed (``LOOPGATE_TEST_SEED``), the installed versions of the libraries that train, and the source of
 ``train_tasks.py`` and of every Loopgate module ``loopgate/train`` imports, transitively (computed from the import
-statements, so a change to ``loopgate/models``, ``loopgate/spec.py`` or ``loopgate/jsonl.py`` retrains).
+statements, so a change to ``loopgate/models``, ``loopgate/spec/`` or ``loopgate/jsonl.py`` retrains).
 """
 
 from __future__ import annotations

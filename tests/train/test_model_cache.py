@@ -11,7 +11,7 @@ def test_cache_key_covers_every_module_training_runs() -> None:
     files = {p.relative_to(ROOT).as_posix() for p in training_sources()}
     # the modules a trained fixture's weights depend on beyond loopgate/train (a stale key once reused models
     # trained by old loopgate/models code)
-    assert {"loopgate/models/tiny.py", "loopgate/models/io.py", "loopgate/spec.py", "loopgate/jsonl.py",
+    assert {"loopgate/models/tiny.py", "loopgate/models/io.py", "loopgate/spec/__init__.py", "loopgate/jsonl.py",
             "loopgate/train/loop.py", "loopgate/train/regularizers.py"} <= files
     assert not any(f.startswith(("loopgate/loop/", "loopgate/gates/", "loopgate/cli")) for f in files), \
         "higher layers do not decide the weights; changing them must not retrain"
