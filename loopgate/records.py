@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def utcnow() -> datetime:
@@ -91,8 +93,105 @@ class GateResult(BaseModel):
     verdict: Verdict
     blocking: bool = True
     summary: str = ""
+    # Stored as the dict the gate's evidence model dumps to (gates/evidence.py), not as a typed union: decisions
+    # written before the models existed, and evidence of a gate with no model yet, must load and verify unchanged,
+    # and a union with no stored discriminator could read one gate's evidence as another's. Readers ask for the
+    # typed record with :meth:`evidence_as`.
     evidence: dict[str, Any] = {}
     overridden_by: list[str] = []
+
+    def evidence_as(self, model: type[M]) -> M:
+        """This gate's evidence as its typed record, e.g. ``result.evidence_as(RegressionEvidence)``."""
+        return model.model_validate(self.evidence)
+
+
+class Baselines(BaseModel):
+    """The versions a candidate is judged against, by role; ``None`` where the line has none.
+
+    A decision stores them as the plain ``{role: version}`` dict :meth:`as_dict` gives (that is what its ledger
+    entry hashes), so a decision written before this record existed reads back the same."""
+
+    model_config = ConfigDict(extra="allow")
+
+    production: str | None = None  # the line's production version: what the release would replace
+    previous: str | None = None  # the line's version the candidate was built from
+    parent: str | None = None  # the parent line's production version: what the candidate must keep up with
+
+    @classmethod
+    def of(cls, roles: dict[str, str | None]) -> Baselines:
+        return cls.model_validate(roles)
+
+    def replaced(self) -> tuple[str, str] | None:
+        """(role, version) a same-line comparison is made against: production, else previous, else None."""
+        if self.production:
+            return "production", self.production
+        if self.previous:
+            return "previous", self.previous
+        return None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return self.model_dump(exclude_unset=True)
+
+
+class TransferredFrom(BaseModel):
+    """Where a re-derived child came from: the child version it re-derived and its old and new parent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    old_child: str | None = None
+    old_parent: str | None = None
+    new_parent: str | None = None
+
+
+class Provenance(BaseModel):
+    """What a version records about how it was built, read as fields (``Provenance.of(version.provenance)``).
+
+    Versions keep it as a JSON dict in the registry, written by the update run, propagation or ``register`` and
+    never rewritten (versions are immutable), so this is a reading of it: every field is optional and any other
+    key — from an older Loopgate, a foreign tool or a newer run — is kept as an extra."""
+
+    model_config = ConfigDict(extra="allow")
+
+    # how it was trained (train/update.py)
+    method: str | None = None
+    built_from: str | None = None  # the version the update started from (the ``previous`` baseline)
+    run_key: str | None = None  # what makes a resumed run find the version it already made
+    recipe: dict[str, Any] | None = None
+    data_sha256: list[str] = []
+    replay_sha256: list[str] = []
+    retention_sha256: list[str] = []
+    parent_weights_sha256: str | None = None
+    metrics: dict[str, float] = {}
+    final_loss: float | None = None
+    tokens_seen: int | None = None
+    tokens_per_s: float | None = None
+    train_flops: float | None = None
+    params: int | None = None
+    seed: int | None = None
+    # where it trained (train/precision.py's placement)
+    device: str | None = None
+    dtype: str | None = None
+    # capability transfer (loop/propagation.py)
+    strategy: str | None = None
+    transferred_from: TransferredFrom | None = None
+    attempts: list[dict[str, Any]] = []
+    note: str | None = None
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> Provenance:
+        """The typed reading of a stored provenance. A key whose value does not have the type this record expects
+        (written by a foreign tool or an older Loopgate) is read as absent rather than failing a report or a
+        baseline lookup — the stored provenance itself is never changed."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            bad = {err["loc"][0] for err in e.errors() if err["loc"]}
+            return cls.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+    @property
+    def old_child(self) -> str | None:
+        """The version a propagated child was re-derived from: ``built_from``, else the transfer's old child."""
+        return self.built_from or (self.transferred_from.old_child if self.transferred_from else None)
 
 
 class Decision(BaseModel):

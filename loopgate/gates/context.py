@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from loopgate.gates.evidence import Evidence
 from loopgate.records import Evaluation, GateResult, ServingCost, Verdict
 
 # baseline roles
@@ -106,6 +107,9 @@ def combine(verdicts: list[Verdict]) -> Verdict:
     return Verdict.passed
 
 
-def result(name: str, verdict: Verdict, blocking: bool, summary: str, **evidence: Any) -> GateResult:
-    """A GateResult whose evidence is the keyword arguments."""
-    return GateResult(name=name, verdict=verdict, blocking=blocking, summary=summary, evidence=evidence)
+def result(name: str, verdict: Verdict, blocking: bool, summary: str, evidence: Evidence | None = None,
+           **extra: Any) -> GateResult:
+    """A GateResult whose evidence is the gate's evidence record as stored (:meth:`Evidence.dump`), plus any keyword
+    arguments (a gate with no record of its own, e.g. one a test adds)."""
+    stored = {**(evidence.dump() if evidence is not None else {}), **extra}
+    return GateResult(name=name, verdict=verdict, blocking=blocking, summary=summary, evidence=stored)

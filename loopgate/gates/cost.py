@@ -22,12 +22,11 @@ them could be checked.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from loopgate.gates.bounds import below, exceeds
 from loopgate.gates.context import COST_KINDS, GateContext, combine, result
+from loopgate.gates.evidence import CostCheck, CostEvidence, CostSuite
 from loopgate.records import Evaluation, GateResult, ServingCost, Verdict
 from loopgate.spec import CostPolicy
 
@@ -84,20 +83,18 @@ def cost(ctx: GateContext, policy: CostPolicy, price_per_hour: float | None = No
     limits = policy.model_dump(exclude={"blocking"})
     base_role = ctx.replaced_baseline()
     role = base_role[0] if base_role else None
-    checks: list[dict[str, Any]] = []
-    suites: dict[str, dict[str, Any]] = {}
+    checks: list[CostCheck] = []
+    suites: dict[str, CostSuite] = {}
 
     def check(figure: str, kind: str, limit: float, value: float | None, *, minimum: bool = False,
               suite: str | None = None, baseline: float | None = None, note: str = "not measured") -> None:
-        row: dict[str, Any] = {"figure": figure, "kind": kind, "limit": limit, "value": value}
-        if suite is not None:
-            row["suite"] = suite
-        if baseline is not None:
-            row["baseline"] = baseline
+        # optional keys only when known: the stored check has no "suite"/"baseline"/"note" key otherwise
+        optional = {"suite": suite, "baseline": baseline}
+        row = CostCheck(figure=figure, kind=kind, limit=limit, value=value,
+                        **{k: v for k, v in optional.items() if v is not None},
+                        verdict="skipped" if value is None else _verdict(value, limit, minimum))
         if value is None:
-            row["verdict"], row["note"] = "skipped", note
-        else:
-            row["verdict"] = _verdict(value, limit, minimum)
+            row.note = note
         checks.append(row)
 
     for name in ctx.traffic_suites():
@@ -106,7 +103,7 @@ def cost(ctx: GateContext, policy: CostPolicy, price_per_hour: float | None = No
         base_ev = ctx.baseline_eval(role, name) if role else None
         base = (_suite_figures(base_ev, serving.baseline if serving else None, price)
                 if role and (base_ev is not None or (serving and serving.baseline)) else None)
-        suites[name] = {"candidate": cand, "baseline": base, "measured_back_to_back": serving is not None}
+        suites[name] = CostSuite(candidate=cand, baseline=base, measured_back_to_back=serving is not None)
         for figure, abs_field, minimum, ratio_field in _SUITE_BUDGETS:
             value = cand.get(figure)
             missing = "not measured" if figure == "mean_output_tokens" else "not measured back to back"
@@ -133,25 +130,26 @@ def cost(ctx: GateContext, policy: CostPolicy, price_per_hour: float | None = No
         p = ctx.candidate_profile.get("params")
         ref = ctx.baseline_profiles.get(role, {}).get("params") if role else None
         if p is None or not ref:
-            checks.append({"figure": "params", "kind": "growth", "limit": policy.max_param_growth, "value": None,
-                           "baseline": ref, "verdict": "skipped", "note": "no baseline" if p else "not measured"})
+            checks.append(CostCheck(figure="params", kind="growth", limit=policy.max_param_growth, value=None,
+                                    baseline=ref, verdict="skipped", note="no baseline" if p else "not measured"))
         else:
             check("params", "growth", policy.max_param_growth, (p - ref) / ref, baseline=ref)
 
-    judged = [c for c in checks if c["verdict"] != "skipped"]
+    judged = [c for c in checks if not c.skipped]
     if not checks:
         verdict, summary = Verdict.passed, "no cost budgets configured"
-    elif not judged and all(c.get("note") == "no baseline" for c in checks):
+    elif not judged and all(c.note == "no baseline" for c in checks):
         # a first release has nothing to be relative to; with no absolute budget there is nothing to hold
         verdict, summary = Verdict.passed, "first release: no baseline for the relative budgets"
     elif not judged:
         verdict, summary = Verdict.inconclusive, "cost budgets are set but no figure was measured"
     else:
-        verdict = combine([c["verdict"] for c in judged])
-        failed = [c for c in judged if c["verdict"] is Verdict.failed]
+        verdict = combine([Verdict(c.verdict) for c in judged])
+        failed = [c for c in judged if c.verdict is Verdict.failed]
         summary = (f"{len(judged)} budgets hold ({len(checks) - len(judged)} skipped)" if not failed else
                    "over budget: " + "; ".join(
-                       f"{c['figure']} {c['kind']} {c['value']:.4g} vs limit {c['limit']}"
-                       + (f" on {c['suite']}" if "suite" in c else "") for c in failed))
-    return result(NAME, verdict, policy.blocking, summary, suites=suites, traffic_suites=list(suites),
-                  baseline_version=base_role[1] if base_role else None, checks=checks, thresholds=limits)
+                       f"{c.figure} {c.kind} {c.value:.4g} vs limit {c.limit}"
+                       + (f" on {c.suite}" if c.suite is not None else "") for c in failed))
+    return result(NAME, verdict, policy.blocking, summary, CostEvidence(
+        suites=suites, traffic_suites=list(suites), baseline_version=base_role[1] if base_role else None,
+        checks=checks, thresholds=limits))

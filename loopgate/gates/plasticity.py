@@ -13,11 +13,11 @@ gentler updates.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from loopgate.evaluate.metrics import plasticity_headroom
 from loopgate.gates.bounds import below
 from loopgate.gates.context import FOUNDATION, GateContext, result
+from loopgate.gates.evidence import PlasticityEvidence
 from loopgate.records import GateResult, Verdict
 from loopgate.spec import PlasticityPolicy
 
@@ -51,18 +51,18 @@ def plasticity(ctx: GateContext, policy: PlasticityPolicy) -> GateResult:
     headroom = prof.get("plasticity_headroom")
     if headroom is None and ref and "probe_improvement" in prof and "probe_improvement" in ref:
         headroom = plasticity_headroom(prof, ref)
-    evidence: dict[str, Any] = {"headroom": headroom, "min_headroom": policy.min_headroom, "candidate": figures,
-                "reference": reference}
+    evidence = PlasticityEvidence(headroom=headroom, min_headroom=policy.min_headroom, candidate=figures,
+                                  reference=reference)
     if headroom is None or math.isnan(headroom):
         why = "no plasticity figures" if headroom is None else "the reference did not improve on the probe"
-        evidence["headroom"] = None
-        return result(NAME, Verdict.inconclusive, policy.blocking, f"headroom unknown: {why}", **evidence)
+        evidence.headroom = None
+        return result(NAME, Verdict.inconclusive, policy.blocking, f"headroom unknown: {why}", evidence)
     ok = not below(headroom, policy.min_headroom)
     summary = f"headroom {headroom:.2f} {'≥' if ok else '<'} floor {policy.min_headroom}"
     if not ok:
         fix = remedy(figures, reference)
-        evidence["remedy"] = fix
+        evidence.remedy = fix
         summary += f"; try {fix}"
     if not ok and not policy.blocking:
         summary += " (warning only)"
-    return result(NAME, Verdict.passed if ok else Verdict.failed, policy.blocking, summary, **evidence)
+    return result(NAME, Verdict.passed if ok else Verdict.failed, policy.blocking, summary, evidence)

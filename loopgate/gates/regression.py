@@ -9,11 +9,10 @@ still breaks users' items).
 
 from __future__ import annotations
 
-from typing import Any
-
 from loopgate.gates.bounds import exceeds
 from loopgate.gates.calibration import cap_uncalibrated
 from loopgate.gates.context import GateContext, combine, result
+from loopgate.gates.evidence import Comparison, RegressionEvidence, Role
 from loopgate.gates.judge import compare, comparison_evidence, judge_drop
 from loopgate.records import GateResult, Verdict
 from loopgate.spec import RegressionPolicy
@@ -26,21 +25,22 @@ def regression(ctx: GateContext, policy: RegressionPolicy) -> GateResult:
     thresholds = policy.model_dump(exclude={"blocking"})
     base = ctx.replaced_baseline()
     if not ctx.owned_suites:
-        return result(NAME, Verdict.passed, policy.blocking, "the line owns no suites", thresholds=thresholds)
+        return result(NAME, Verdict.passed, policy.blocking, "the line owns no suites",
+                      RegressionEvidence(thresholds=thresholds))
     if base is None:
         return result(NAME, Verdict.passed, policy.blocking, "no baseline: first release of the line",
-                      baseline=None, thresholds=thresholds)
+                      RegressionEvidence(baseline=None, thresholds=thresholds))
     role, version = base
-    suites: dict[str, dict[str, Any]] = {}
+    suites: dict[str, Comparison] = {}
     for suite in ctx.owned_suites:
         cand = ctx.candidate_evals.get(suite)
         ref = ctx.baseline_eval(role, suite)
         if cand is None:
-            suites[suite] = {"verdict": Verdict.inconclusive, "reason": "candidate not evaluated on this suite"}
+            suites[suite] = Comparison(verdict=Verdict.inconclusive, reason="candidate not evaluated on this suite")
             continue
         if ref is None:
-            suites[suite] = {"verdict": Verdict.passed, "reason": f"no {role} evaluation: a new suite",
-                             "after_score": cand.score}
+            suites[suite] = Comparison(verdict=Verdict.passed, reason=f"no {role} evaluation: a new suite",
+                                       after_score=cand.score)
             continue
         cmp = compare(ref, cand, policy.confidence)
         verdict, reason = judge_drop(cmp, policy.tolerance, policy.confidence, policy.min_examples)
@@ -49,10 +49,10 @@ def regression(ctx: GateContext, policy: RegressionPolicy) -> GateResult:
             verdict = Verdict.failed
             reason += f"; negative flip rate {cmp.negative_flip_rate:.3f} > ceiling {policy.max_negative_flip_rate}"
         verdict, reason, judged = cap_uncalibrated(verdict, reason, cand, policy.judge_min_kappa)  # scorer: judge
-        suites[suite] = {"verdict": verdict, "reason": reason, **comparison_evidence(cmp), **judged}
-    verdict = combine([s["verdict"] for s in suites.values()])
-    bad = [f"{s}: {e['reason']}" for s, e in suites.items() if e["verdict"] == verdict]
+        suites[suite] = Comparison(verdict=verdict, reason=reason, **comparison_evidence(cmp), **judged)
+    verdict = combine([s.verdict for s in suites.values()])
+    bad = [f"{s}: {e.reason}" for s, e in suites.items() if e.verdict == verdict]
     summary = (f"all {len(suites)} owned suites hold vs {role} {version}" if verdict is Verdict.passed
                else f"{verdict.value} vs {role} {version} — " + "; ".join(bad))
-    return result(NAME, verdict, policy.blocking, summary, baseline={"role": role, "version": version},
-                  thresholds=thresholds, suites=suites)
+    return result(NAME, verdict, policy.blocking, summary,
+                  RegressionEvidence(baseline=Role(role=role, version=version), thresholds=thresholds, suites=suites))

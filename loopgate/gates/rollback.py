@@ -12,6 +12,7 @@ the facts, the gate is inconclusive.
 from __future__ import annotations
 
 from loopgate.gates.context import GateContext, result
+from loopgate.gates.evidence import RollbackEvidence
 from loopgate.records import GateResult, Verdict
 from loopgate.spec import RollbackPolicy
 
@@ -25,13 +26,13 @@ def rollback(ctx: GateContext, policy: RollbackPolicy) -> GateResult:
     if rb is None:
         if not ctx.baselines.get("production"):
             return result(NAME, Verdict.passed, policy.blocking, "first release: nothing to roll back to",
-                          target=None, thresholds=thresholds)
+                          RollbackEvidence(target=None, thresholds=thresholds))
         return result(NAME, Verdict.inconclusive, policy.blocking, "rollback readiness was not checked",
-                      target=ctx.baselines.get("production"), thresholds=thresholds)
+                      RollbackEvidence(target=ctx.baselines.get("production"), thresholds=thresholds))
     facts = rb.model_dump()
     if rb.target is None:
         return result(NAME, Verdict.passed, policy.blocking, "first release: nothing to roll back to",
-                      thresholds=thresholds, **facts)
+                      RollbackEvidence(thresholds=thresholds, **facts))
     problems = []
     drift: float | None = None
     if not rb.exists:
@@ -55,13 +56,13 @@ def rollback(ctx: GateContext, policy: RollbackPolicy) -> GateResult:
     if problems:
         detail = f" ({rb.error})" if rb.error else ""
         return result(NAME, Verdict.failed, policy.blocking,
-                      f"cannot roll back to {rb.target}: {'; '.join(problems)}{detail}", thresholds=thresholds,
-                      smoke_drift=drift, **facts)
+                      f"cannot roll back to {rb.target}: {'; '.join(problems)}{detail}",
+                      RollbackEvidence(thresholds=thresholds, smoke_drift=drift, **facts))
     smoke = ""
     if rb.smoke_score is not None:
         smoke = f", re-scored {rb.smoke_score:.3f} on {rb.smoke_suite}"
         if rb.recorded_smoke_score is not None:
             smoke += f" (shipped at {rb.recorded_smoke_score:.3f})"
     return result(NAME, Verdict.passed, policy.blocking,
-                  f"{rb.target} is ready to roll back to (verified, loads{smoke})", thresholds=thresholds,
-                  smoke_drift=drift, **facts)
+                  f"{rb.target} is ready to roll back to (verified, loads{smoke})",
+                  RollbackEvidence(thresholds=thresholds, smoke_drift=drift, **facts))
