@@ -12,8 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from loopgate.gates.evidence import (
+    EVIDENCE,
+    ApprovalEvidence,
+    Comparison,
+    CostEvidence,
+    InheritanceEvidence,
+    PlasticityEvidence,
+    RegressionEvidence,
+    RollbackEvidence,
+    SafetyEvidence,
+    SafetySuite,
+    UnsafeFlip,
+)
 from loopgate.records import Evaluation, GateResult
 
 # the evidence keys each gate's view draws; any other key is listed as a fact
@@ -172,135 +185,157 @@ def _flips(suite: str, ids: list[str], count: int, direction: Literal["negative"
                    after_version=after_version, flips=flips)
 
 
-def _comparison(view: GateView, suite: str, label: str, c: dict[str, Any], tolerance: float | None,
+def _comparison(view: GateView, suite: str, label: str, c: Comparison, tolerance: float | None,
                 lookup: ExampleLookup | None, before_version: str | None, after_version: str | None) -> None:
     """A paired comparison (score delta with its interval, flips) from regression or inheritance evidence."""
-    if "delta" not in c or c.get("ci_low") is None:
-        if c.get("reason"):
-            view.facts.append((f"{suite} ({label})", str(c["reason"])))
+    if c.delta is None or c.ci_low is None or c.ci_high is None:
+        if c.reason:
+            view.facts.append((f"{suite} ({label})", str(c.reason)))
         return
     view.intervals.append(Interval(
-        label=f"{suite}: score change vs {label}", estimate=float(c["delta"]), low=float(c["ci_low"]),
-        high=float(c["ci_high"]), floor=-tolerance if tolerance is not None else None,
-        verdict=str(c.get("verdict", "")),
-        note=f"{fmt(c.get('before_score'))} → {fmt(c.get('after_score'))} on {c.get('n')} paired examples"
-             + (f", McNemar p={c['mcnemar_p']:.3g}" if c.get("mcnemar_p") is not None else "")))
-    if c.get("negative_flips"):
-        view.flips.append(_flips(suite, list(c.get("negative_flip_ids", [])), int(c["negative_flips"]), "negative",
-                                 lookup, c.get("version") or before_version, after_version))
+        label=f"{suite}: score change vs {label}", estimate=float(c.delta), low=float(c.ci_low),
+        high=float(c.ci_high), floor=-tolerance if tolerance is not None else None, verdict=str(c.verdict),
+        note=f"{fmt(c.before_score)} → {fmt(c.after_score)} on {c.n} paired examples"
+             + (f", McNemar p={c.mcnemar_p:.3g}" if c.mcnemar_p is not None else "")))
+    if c.negative_flips:
+        view.flips.append(_flips(suite, list(c.negative_flip_ids), int(c.negative_flips), "negative",
+                                 lookup, c.version or before_version, after_version))
+
+
+# what each gate's view draws from its typed evidence: (view, evidence, lookup, candidate) → None
+Drawer = Callable[[GateView, Any, ExampleLookup | None, str | None], None]
+
+
+def _regression(view: GateView, ev: RegressionEvidence, lookup: ExampleLookup | None, candidate: str | None) -> None:
+    th = ev.thresholds
+    role = ev.baseline.role if ev.baseline else "baseline"
+    version = ev.baseline.version if ev.baseline else None
+    for suite, s in ev.suites.items():
+        _comparison(view, suite, f"{role} {version or ''}".strip(), s, th.get("tolerance"), lookup, version,
+                    candidate)
+        if s.negative_flip_rate is not None:
+            view.figures.append(Figure(label=f"{suite}: negative flip rate", value=s.negative_flip_rate,
+                                       threshold=th.get("max_negative_flip_rate"), op="≤",
+                                       ok=s.negative_flip_rate <= th.get("max_negative_flip_rate", 1.0)))
+    if version:
+        view.facts.append(("compared with", f"{role} {version}"))
+
+
+def _inheritance(view: GateView, ev: InheritanceEvidence, lookup: ExampleLookup | None,
+                 candidate: str | None) -> None:
+    for suite, s in ev.suites.items():
+        for role, c in s.checks.items():
+            _comparison(view, suite, f"{role} {c.version or ''}".strip(), c, ev.thresholds.get("tolerance"), lookup,
+                        c.version, candidate)
+
+
+def _safety_suite(view: GateView, suite: str, s: SafetySuite, th: dict[str, Any]) -> None:
+    floor, rate, ci = th.get("min_refusal_rate"), s.refusal_rate, s.refusal_rate_ci
+    if rate is not None and ci:
+        view.intervals.append(Interval(label=f"{suite}: refusal rate", estimate=rate, low=ci[0], high=ci[1],
+                                       floor=floor, lo_scale=0.0, hi_scale=1.0, verdict=str(s.verdict),
+                                       note=f"{s.n_expected_refusals} prompts that must be refused"))
+    if rate is not None:
+        view.figures.append(Figure(label=f"{suite}: refusal rate", value=rate, threshold=floor, op="≥",
+                                   ok=floor is None or rate >= floor))
+    if s.unsafe_flips is not None:
+        view.figures.append(_unsafe_flips(suite, s, th))
+    if s.categories:
+        view.categories.append(CategoryTable(suite=suite, floor=floor, rows=[
+            CategoryRow(category=c, n=r.n, refused=r.refused, refusal_rate=r.refusal_rate,
+                        unsafe_flips=r.unsafe_flips) for c, r in sorted(s.categories.items())]))
+
+
+def _safety(view: GateView, ev: SafetyEvidence, lookup: ExampleLookup | None, candidate: str | None) -> None:
+    for suite, s in ev.suites.items():
+        _safety_suite(view, suite, s, ev.thresholds)
+    by_suite: dict[str, list[UnsafeFlip]] = {}
+    for f in ev.flipped:
+        by_suite.setdefault(f.suite, []).append(f)
+    for suite, fs in by_suite.items():
+        shown = [Flip(suite=suite, id=f.id, prompt=_clip(f.prompt), before=_clip(f.before_output),
+                      after=_clip(f.after_output), category=f.category, unsafe=True) for f in fs[:MAX_FLIPS]]
+        view.flips.append(FlipSet(suite=suite, direction="unsafe", count=len(fs),
+                                  before_version=ev.baseline.version if ev.baseline else None,
+                                  after_version=candidate, flips=shown))
+
+
+def _cost(view: GateView, ev: CostEvidence, lookup: ExampleLookup | None, candidate: str | None) -> None:
+    for c in ev.checks:
+        view.figures.append(Figure(
+            label=f"{c.figure} ({c.kind}" + (f", {c.suite}" if c.suite else "") + ")",
+            value=c.value, threshold=c.limit, op="≤", ok=None if c.skipped else c.verdict == "pass", note=c.note))
+    if ev.baseline_version:
+        view.facts.append(("measured against", ev.baseline_version))
+
+
+def _rollback(view: GateView, ev: RollbackEvidence, lookup: ExampleLookup | None, candidate: str | None) -> None:
+    if ev.target:
+        view.facts.append(("rollback target", ev.target))
+        view.figures += [Figure(label="stored files verify", value=ev.hashes_ok, threshold=True, op="=",
+                                ok=bool(ev.hashes_ok)),
+                         Figure(label="weights load", value=ev.loads, threshold=True, op="=", ok=bool(ev.loads))]
+        if ev.smoke_score is not None:
+            drift, tol = ev.smoke_drift, ev.thresholds.get("smoke_tolerance")
+            view.figures.append(Figure(
+                label=f"re-scored on {ev.smoke_suite} (shipped at {fmt(ev.recorded_smoke_score)})",
+                value=ev.smoke_score, note=f"drift {fmt(drift)} (tolerance {fmt(tol)})",
+                ok=None if drift is None or tol is None else abs(drift) <= tol))
+    if ev.error:
+        view.facts.append(("error", ev.error))
+
+
+def _plasticity(view: GateView, ev: PlasticityEvidence, lookup: ExampleLookup | None,
+                candidate: str | None) -> None:
+    if ev.headroom is not None:
+        view.figures.append(Figure(label="plasticity headroom (probe improvement vs the foundation's)",
+                                   value=ev.headroom, threshold=ev.min_headroom, op="≥",
+                                   ok=ev.min_headroom is None or ev.headroom >= ev.min_headroom))
+
+
+def _approval(view: GateView, ev: ApprovalEvidence, lookup: ExampleLookup | None, candidate: str | None) -> None:
+    view.figures.append(Figure(label="approvers (never the requester)", value=len(ev.approvers),
+                               threshold=ev.required, op="≥", ok=len(ev.approvers) >= ev.required))
+    view.facts.append(("requested by", ev.requester))
+    view.facts += [(f"approved by {who}", why) for who, why in ev.reasons.items()]
+    view.facts += [("refused self-approval", who) for who in ev.refused_self_approvals]
+    view.facts += [(f"refused override of {r.gate} by {r.approver}", r.why) for r in ev.refused_overrides]
+
+
+DRAWERS: dict[str, Drawer] = {"regression": _regression, "inheritance": _inheritance, "safety": _safety,
+                              "cost": _cost, "rollback": _rollback, "plasticity": _plasticity,
+                              "approval": _approval}
 
 
 def gate_view(gate: GateResult, lookup: ExampleLookup | None = None, candidate: str | None = None) -> GateView:
     """One gate's evidence in the pieces a reviewer reads (see the module docstring)."""
-    ev = dict(gate.evidence)
     view = GateView(name=gate.name, verdict=gate.verdict.value, blocking=gate.blocking, summary=gate.summary,
                     overridden_by=list(gate.overridden_by))
-    th = ev.get("thresholds") or {}
-    if gate.name == "regression":
-        base = ev.get("baseline") or {}
-        for suite, s in (ev.get("suites") or {}).items():
-            _comparison(view, suite, f"{base.get('role', 'baseline')} {base.get('version', '')}".strip(), s,
-                        th.get("tolerance"), lookup, base.get("version"), candidate)
-            if s.get("negative_flip_rate") is not None:
-                view.figures.append(Figure(label=f"{suite}: negative flip rate", value=s["negative_flip_rate"],
-                                           threshold=th.get("max_negative_flip_rate"), op="≤",
-                                           ok=s["negative_flip_rate"] <= th.get("max_negative_flip_rate", 1.0)))
-        if base.get("version"):
-            view.facts.append(("compared with", f"{base.get('role')} {base.get('version')}"))
-    elif gate.name == "inheritance":
-        for suite, s in (ev.get("suites") or {}).items():
-            for role, c in (s.get("checks") or {}).items():
-                _comparison(view, suite, f"{role} {c.get('version', '')}".strip(), c, th.get("tolerance"), lookup,
-                            c.get("version"), candidate)
-    elif gate.name == "safety":
-        floor = th.get("min_refusal_rate")
-        for suite, s in (ev.get("suites") or {}).items():
-            rate = s.get("refusal_rate")
-            ci = s.get("refusal_rate_ci")
-            if rate is not None and ci:
-                view.intervals.append(Interval(label=f"{suite}: refusal rate", estimate=rate, low=ci[0], high=ci[1],
-                                               floor=floor, lo_scale=0.0, hi_scale=1.0,
-                                               verdict=str(s.get("verdict", "")),
-                                               note=f"{s.get('n_expected_refusals')} prompts that must be refused"))
-            if rate is not None:
-                view.figures.append(Figure(label=f"{suite}: refusal rate", value=rate, threshold=floor, op="≥",
-                                           ok=floor is None or rate >= floor))
-            if s.get("unsafe_flips") is not None:
-                view.figures.append(_unsafe_flips(suite, s, th))
-            cats = s.get("categories") or {}
-            if cats:
-                view.categories.append(CategoryTable(suite=suite, floor=floor, rows=[
-                    CategoryRow(category=c, n=r.get("n", 0), refused=r.get("refused", 0),
-                                refusal_rate=r.get("refusal_rate", 0.0), unsafe_flips=r.get("unsafe_flips", 0))
-                    for c, r in sorted(cats.items())]))
-        flipped = ev.get("flipped") or []
-        by_suite: dict[str, list[dict[str, Any]]] = {}
-        for f in flipped:
-            by_suite.setdefault(str(f.get("suite", "")), []).append(f)
-        base = ev.get("baseline") or {}
-        for suite, fs in by_suite.items():
-            shown = [Flip(suite=suite, id=str(f.get("id")), prompt=_clip(f.get("prompt")),
-                          before=_clip(f.get("before_output")), after=_clip(f.get("after_output")),
-                          category=f.get("category"), unsafe=True) for f in fs[:MAX_FLIPS]]
-            view.flips.append(FlipSet(suite=suite, direction="unsafe", count=len(fs),
-                                      before_version=base.get("version"), after_version=candidate, flips=shown))
-    elif gate.name == "cost":
-        for c in ev.get("checks") or []:
-            verdict = c.get("verdict")
-            view.figures.append(Figure(
-                label=f"{c.get('figure')} ({c.get('kind')}" + (f", {c['suite']}" if c.get("suite") else "") + ")",
-                value=c.get("value"), threshold=c.get("limit"), op="≤",
-                ok=None if verdict == "skipped" else verdict == "pass", note=str(c.get("note", ""))))
-        if ev.get("baseline_version"):
-            view.facts.append(("measured against", str(ev["baseline_version"])))
-    elif gate.name == "rollback":
-        if ev.get("target"):
-            view.facts.append(("rollback target", str(ev["target"])))
-            view.figures += [Figure(label="stored files verify", value=ev.get("hashes_ok"), threshold=True, op="=",
-                                    ok=bool(ev.get("hashes_ok"))),
-                             Figure(label="weights load", value=ev.get("loads"), threshold=True, op="=",
-                                    ok=bool(ev.get("loads")))]
-            if ev.get("smoke_score") is not None:
-                drift = ev.get("smoke_drift")
-                tol = th.get("smoke_tolerance")
-                view.figures.append(Figure(
-                    label=f"re-scored on {ev.get('smoke_suite')} (shipped at {fmt(ev.get('recorded_smoke_score'))})",
-                    value=ev.get("smoke_score"), note=f"drift {fmt(drift)} (tolerance {fmt(tol)})",
-                    ok=None if drift is None or tol is None else abs(drift) <= tol))
-        if ev.get("error"):
-            view.facts.append(("error", str(ev["error"])))
-    elif gate.name == "plasticity":
-        if ev.get("headroom") is not None:
-            view.figures.append(Figure(label="plasticity headroom (probe improvement vs the foundation's)",
-                                       value=ev["headroom"], threshold=ev.get("min_headroom"), op="≥",
-                                       ok=ev.get("min_headroom") is None or ev["headroom"] >= ev["min_headroom"]))
-    elif gate.name == "approval":
-        view.figures.append(Figure(label="approvers (never the requester)", value=len(ev.get("approvers") or []),
-                                   threshold=ev.get("required"), op="≥",
-                                   ok=len(ev.get("approvers") or []) >= (ev.get("required") or 0)))
-        view.facts.append(("requested by", str(ev.get("requester"))))
-        for who, why in (ev.get("reasons") or {}).items():
-            view.facts.append((f"approved by {who}", str(why)))
-        for who in ev.get("refused_self_approvals") or []:
-            view.facts.append(("refused self-approval", str(who)))
-        for r in ev.get("refused_overrides") or []:
-            view.facts.append((f"refused override of {r.get('gate')} by {r.get('approver')}", str(r.get("why"))))
+    drawn = DRAWN.get(gate.name, {"thresholds"})
+    draw = DRAWERS.get(gate.name)
+    if draw is not None:
+        try:
+            typed = gate.evidence_as(EVIDENCE[gate.name])
+        except ValidationError:  # evidence no Loopgate wrote in this shape: every key on its own line instead
+            drawn = set()
+        else:
+            draw(view, typed, lookup, candidate)
     # evidence this module does not draw (a new gate, a new key): each piece on its own labelled line
-    view.facts += [(k, _short_text(v)) for k, v in ev.items() if k not in DRAWN.get(gate.name, {"thresholds"})]
+    view.facts += [(k, _short_text(v)) for k, v in gate.evidence.items() if k not in drawn]
     return view
 
 
-def _unsafe_flips(suite: str, s: dict[str, Any], th: dict[str, Any]) -> Figure:
+def _unsafe_flips(suite: str, s: SafetySuite, th: dict[str, Any]) -> Figure:
     """The unsafe-flip count against its ceiling, judged by the safety gate's own rule: over the ceiling fails
     only when McNemar is significant at ``alpha`` or the refusal rate is under the floor (gates/safety.py), so
     the row never contradicts the suite's verdict."""
-    unsafe, ceiling, p = s["unsafe_flips"], th.get("max_safety_flips"), s.get("mcnemar_p")
-    alpha, floor, rate = th.get("alpha"), th.get("min_refusal_rate"), s.get("refusal_rate")
+    unsafe, ceiling, p = s.unsafe_flips or 0, th.get("max_safety_flips"), s.mcnemar_p
+    alpha, floor, rate = th.get("alpha"), th.get("min_refusal_rate"), s.refusal_rate
     over = ceiling is not None and unsafe > ceiling
     significant = p is not None and alpha is not None and p < alpha
     below = floor is not None and rate is not None and rate < floor
     if alpha is None:  # recorded before alpha was kept: the gate's reason says whether the flips failed it
-        failed = over and "unsafe flips >" in str(s.get("reason", ""))
+        failed = over and "unsafe flips >" in s.reason
     else:
         failed = over and (significant or below)
     test = f"McNemar p={p:.3g}" + (f", α {alpha}" if alpha is not None else "") if p is not None else ""
