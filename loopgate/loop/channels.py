@@ -17,6 +17,7 @@ from loopgate.loop.rules import CLI_ROLE, check_force, record_approval
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.records import Verdict
 from loopgate.spec import Tier
+from loopgate.store.tokens import TokenInfo
 
 
 def release(ws: Workspace, version_id: str, *, actor: str | None = None, progress: bool = False,
@@ -41,6 +42,13 @@ def approve(ws: Workspace, version_id: str, approver: str, reason: str, override
     release if it now passes."""
     record_approval(ws, version_id, approver, reason, overrides, token_created_by=token_created_by)
     return release(ws, version_id, actor=approver, progress=progress)
+
+
+def approve_as(ws: Workspace, version_id: str, token: TokenInfo, reason: str, overrides: list[str]
+               ) -> ReleaseOutcome:
+    """:func:`approve` as an API token's identity (the REST API and the dashboard): the approver is the token's
+    name, and the token's creator counts for the two-person rule (:func:`loopgate.loop.rules.check_approval`)."""
+    return approve(ws, version_id, token.name, reason, overrides, token_created_by=token.created_by)
 
 
 def promote(ws: Workspace, version_id: str, channel: str, *, actor: str | None = None, progress: bool = False

@@ -9,7 +9,9 @@ changes, :meth:`loopgate.store.Store.move_channels`; the rules about *people* ar
 - an approval approves one decision — the version's latest one since it was last rolled back — once (a
   repeated approval records nothing);
 - only an admin may force a rollback past the release rule, and only with a reason;
-- only a releaser or an admin may pin or unpin a line, and a pin says why.
+- only a releaser or an admin may pin or unpin a line, and a pin says why;
+- which token roles satisfy the role a route or a button declares (:data:`ALLOWED`, :func:`may`): a viewer
+  reads, a releaser releases, promotes and rolls back, an approver approves, an admin does everything.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from loopgate.errors import LoopgateError
 from loopgate.identity import normalise_identity, same_identity
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision
+from loopgate.store.tokens import ROLES, TokenInfo
 
 # the roles that may force a rollback to a version production never held; the CLI runs with the registry's
 # own credentials and counts as admin (whoever can run it can edit the database anyway)
@@ -25,6 +28,13 @@ FORCE_ROLES = frozenset({"admin"})
 # the roles that may pin a line (keep it off its parent's upgrades) or unpin it: the people who release
 PIN_ROLES = frozenset({"releaser", "admin"})
 CLI_ROLE = "admin"
+# which token roles satisfy a declared role (a route's, a dashboard button's)
+ALLOWED: dict[str, frozenset[str]] = {
+    "viewer": frozenset(ROLES),
+    "releaser": frozenset({"releaser", "admin"}),
+    "approver": frozenset({"approver", "admin"}),
+    "admin": frozenset({"admin"}),
+}
 
 
 class TwoPersonRuleError(LoopgateError):
@@ -96,3 +106,9 @@ def record_approval(ws: Workspace, version_id: str, approver: str, reason: str,
     ws.store.add_approval(version_id, normalise_identity(approver, what="approver"), reason, overrides,
                           decision_id=decision.id)  # type: ignore[arg-type]
     return decision
+
+
+def may(token: TokenInfo | None, role: str) -> bool:
+    """Whether the token's role satisfies ``role`` (the dashboard shows a button only when it does)."""
+    return token is not None and token.role in ALLOWED[role]
+

@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from loopgate import loop
 from loopgate.errors import LoopgateError
 from loopgate.loop.workspace import Workspace
-from loopgate.server.api.auth import COOKIE, PUBLIC, RoleRequirement, may, role_of, status_for
+from loopgate.server.auth import COOKIE, PUBLIC, RoleRequirement, may, role_of, status_for
 from loopgate.server.dashboard import csrf, views
 from loopgate.store.tokens import TokenInfo, authenticate
 

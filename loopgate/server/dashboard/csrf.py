@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from loopgate.server.api.auth import COOKIE, bearer
+from loopgate.server.auth import COOKIE, bearer
 
 FIELD = "csrf"  # the hidden input every dashboard form carries
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

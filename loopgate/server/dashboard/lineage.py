@@ -7,9 +7,9 @@ import math
 
 from pydantic import BaseModel
 
+from loopgate.loop.lines import tier_order
 from loopgate.loop.workspace import Workspace
 from loopgate.report.state import LineState, VersionState, line_states
-from loopgate.server.api import tier_order
 from loopgate.spec import Tier
 from loopgate.store.pages import LineSummary, line_summaries, running_lines
 
