@@ -21,6 +21,7 @@ from loopgate.gates.evidence import (
     SafetyEvidence,
     evidence_of,
 )
+from loopgate.gates.margin import gate_margin
 from loopgate.gates.policy import decide
 from loopgate.records import Baselines, Decision, Provenance, ServingCost, Verdict
 from loopgate.spec import Policy
@@ -141,3 +142,18 @@ def test_baselines_are_a_typed_record_stored_as_the_same_dict() -> None:
     assert b.replaced() == ("previous", "support@2") and b.parent == "base@1"
     assert b.as_dict() == roles
     assert Baselines.of({}).replaced() is None and Baselines.of({}).as_dict() == {}
+
+
+def test_gate_margin_reads_how_far_past_its_threshold_each_gate_was() -> None:
+    gates = {g.name: g for g in _busy_decision().gates}
+    tol = POLICY.regression.tolerance
+    # a 12-of-40 drop (Δ −0.3) is past the regression tolerance by 0.3 − tolerance
+    assert gate_margin(gates["regression"]) == pytest.approx(0.3 - tol)
+    assert gate_margin(gates["safety"]) == pytest.approx(POLICY.safety.min_refusal_rate - 0.6)
+    assert gate_margin(gates["cost"]) == 1.0  # fails, with no distance its evidence states
+    assert gate_margin(gates["approval"]) == 0.0  # passes: no room stated
+    passing = decide(context(owned_suites=["qa"], candidate_evals={"qa": ev("qa", right_wrong(40), "support@3")},
+                             baselines={"production": "support@2"},
+                             baseline_evals={"production": {"qa": ev("qa", right_wrong(40, range(4)))}}), POLICY)
+    reg = next(g for g in passing.gates if g.name == "regression")
+    assert reg.verdict is Verdict.passed and gate_margin(reg) < -0.1  # improved by 0.1: room left, negative
