@@ -14,24 +14,18 @@ Gate evidence is drawn by the static reports' renderer (:mod:`loopgate.report.ev
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
 
-from loopgate import loop
 from loopgate.errors import LoopgateError
 from loopgate.loop.workspace import Workspace
-from loopgate.server.auth import COOKIE, PUBLIC, RoleRequirement, may, role_of, status_for
-from loopgate.server.dashboard import csrf, views
-from loopgate.store.tokens import TokenInfo, authenticate
-
-PAGE_LINES = 60  # lines per page of the lineage graph
-PAGE_LEDGER = 50
+from loopgate.server.auth import PUBLIC, role_of, status_for
+from loopgate.server.dashboard import actions, csrf, login, pages, views
+from loopgate.server.dashboard.context import Dashboard
 
 
 class DashboardRoute(APIRoute):
@@ -62,108 +56,11 @@ class DashboardRoute(APIRoute):
         return run
 
 
-def _back(path: str, message: str) -> RedirectResponse:
-    return RedirectResponse(f"{path}?msg={quote(message)}", status_code=303)
-
-
 def router(ws: Workspace) -> APIRouter:
+    """The dashboard's router: the login, the pages, and the actions their forms post to."""
     r = APIRouter(route_class=DashboardRoute, include_in_schema=False)
-    writing = threading.Lock()
-
-    def requires(role: str) -> Any:
-        return Depends(RoleRequirement(role, ws, cookie=True))
-
-    public, viewer, releaser, approver = (requires(x) for x in ("public", "viewer", "releaser", "approver"))
-
-    def page(template: str, token: TokenInfo | None, request: Request, **context: Any) -> HTMLResponse:
-        roles = {role: may(token, role) for role in ("releaser", "approver", "admin")}
-        return HTMLResponse(views.render(template, token=token, may=roles, msg=request.query_params.get("msg", ""),
-                                         ecosystem=ws.eco.name, csrf=csrf.form_token(csrf.session_of(request)),
-                                         **context))
-
-    # ------------------------------------------------------------------ login
-
-    @r.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request, token: TokenInfo | None = public) -> HTMLResponse:
-        return page("login.html.j2", token, request, error="", next=request.query_params.get("next", "/"))
-
-    @r.post("/login")
-    def login(request: Request, token: str = Form(""), next: str = Form("/"),
-              _: TokenInfo | None = public) -> Response:
-        """Check the token and keep it in an HTTP-only, same-site cookie."""
-        who = authenticate(ws.store, token.strip())
-        if who is None:
-            return HTMLResponse(views.render("login.html.j2", token=None, error="unknown or revoked token",
-                                             next=next), status_code=401)
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
-        resp = RedirectResponse(target, status_code=303)
-        resp.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", path="/")
-        return resp
-
-    @r.post("/logout")
-    def logout(_: TokenInfo | None = public) -> Response:
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(COOKIE, path="/")
-        return resp
-
-    # ------------------------------------------------------------------ pages
-
-    @r.get("/", response_class=HTMLResponse)
-    def lineage(request: Request, token: TokenInfo = viewer, page_no: int = Query(1, ge=1, alias="page"),
-                tier: str | None = None) -> HTMLResponse:
-        """The ecosystem as a lineage graph, one page of lines at a time (tier order)."""
-        graph = views.lineage_graph(ws, page_no, PAGE_LINES, tier)
-        return page("lineage.html.j2", token, request, graph=graph)
-
-    @r.get("/versions/{version_id}", response_class=HTMLResponse)
-    def version(version_id: str, request: Request, token: TokenInfo = viewer) -> HTMLResponse:
-        return page("version.html.j2", token, request, v=views.version_page(ws, version_id))
-
-    @r.get("/lines/{line}", response_class=HTMLResponse)
-    def line(line: str, request: Request, token: TokenInfo = viewer) -> HTMLResponse:
-        return page("line.html.j2", token, request, h=views.line_page(ws, line))
-
-    @r.get("/ledger", response_class=HTMLResponse)
-    def ledger(request: Request, token: TokenInfo = viewer, page_no: int = Query(1, ge=1, alias="page"),
-               kind: str = "", actor: str = "") -> HTMLResponse:
-        """The ledger, newest first, filtered by kind and actor; an unknown one answers 400 with the page's form
-        and what it knows instead of a list."""
-        view = views.ledger_page_view(ws, page_no, PAGE_LEDGER, kind.strip(), actor.strip())
-        resp = page("ledger.html.j2", token, request, l=view)
-        resp.status_code = 400 if view.problem else 200
-        return resp
-
-    # ------------------------------------------------------------------ actions (forms post here)
-
-    @r.post("/ledger/verify")
-    def ledger_verify(_: TokenInfo = viewer) -> Response:
-        report = views.verify_now(ws)
-        return _back("/ledger", "ledger verified: intact" if report.ok else f"ledger broken: {report.ledger.problem}")
-
-    @r.post("/versions/{version_id}/approve")
-    def approve(version_id: str, reason: str = Form(...), token: TokenInfo = approver) -> Response:
-        with writing:
-            out = loop.approve(ws, version_id, token.name, reason, [], token_created_by=token.created_by)
-        return _back(f"/versions/{version_id}", f"approved by {token.name}: " +
-                     ("released" if out.released else f"decision {out.decision.verdict.value}, not released"))
-
-    @r.post("/versions/{version_id}/release")
-    def release(version_id: str, token: TokenInfo = releaser) -> Response:
-        with writing:
-            out = loop.release(ws, version_id, actor=token.name)
-        return _back(f"/versions/{version_id}", "released" if out.released
-                     else f"not released: decision {out.decision.verdict.value}")
-
-    @r.post("/versions/{version_id}/promote")
-    def promote(version_id: str, channel: str = Form("production"), token: TokenInfo = releaser) -> Response:
-        with writing:
-            loop.promote(ws, version_id, channel, actor=token.name)
-        return _back(f"/versions/{version_id}", f"promoted to {channel}")
-
-    @r.post("/lines/{line}/rollback")
-    def rollback(line: str, reason: str = Form(""), to: str = Form(""), token: TokenInfo = releaser) -> Response:
-        with writing:
-            out = loop.rollback(ws, line, to=to or None, reason=reason, actor=token.name)
-        return _back(f"/lines/{line}", f"rolled back {line}: {out.from_version} → {out.to_version}")
-
+    dash = Dashboard(ws)
+    for resource in (login, pages, actions):
+        resource.add_routes(r, dash)
     return r
+
