@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from loopgate.loop.versions import ecosystem_status
 from loopgate.loop.workspace import Workspace
-from loopgate.report.content import model_card, release_notes
+from loopgate.report.card import model_card
+from loopgate.report.content import release_notes
 from loopgate.report.evidence import lookup_from_store
 from loopgate.report.plots import Plot, accuracy_heatmap, cost_trends, line_history, score_trends
 from loopgate.report.render import render

@@ -6,30 +6,25 @@ trace it back; nothing is recomputed from model weights.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from loopgate.evaluate.metrics import (
-    LOWER_IS_BETTER,
     PairedComparison,
     cost_summary,
     paired_comparison,
     refusal_rate,
     safety_flips,
 )
-from loopgate.loop.versions import pinned_note, version_lineage
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Decision, Evaluation, ExampleResult, TransferAttempt, Verdict
-from loopgate.store import Approval, ChannelMove, VersionInfo
-from loopgate.store.pins import line_pin
+from loopgate.records import Decision, Evaluation, ExampleResult
+from loopgate.report.marks import RollbackMark, TransferMark, rollback_marks, transfer_mark
+from loopgate.store import Approval, VersionInfo
 
 # cost figures shown in the release notes and plotted across versions, in display order
 COST_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_per_token_p95_ms", "tokens_per_s",
                 "mean_output_tokens", "peak_memory_mb", "seconds_per_request", "cost_per_1k_requests")
-# a suite scoring below this is listed among the model card's limitations
-LOW_SCORE = 0.6
 FLIP_EXAMPLES = 3
 # prompts and outputs longer than this are clipped in the flip examples
 OUTPUT_CHARS = 600
@@ -119,30 +114,6 @@ class CostRow(BaseModel):
         return None if self.before in (None, 0) or self.after is None else self.after / self.before  # type: ignore[operator]
 
 
-class RollbackMark(BaseModel):
-    """A rollback that moved channels of the line off this version (``rolled_back``) or back onto it
-    (``restored``): when, by whom, from and to what, and why (from the channel history)."""
-
-    direction: Literal["rolled_back", "restored"]
-    channels: list[str]
-    from_version: str | None = None
-    to_version: str
-    actor: str
-    reason: str
-    at: datetime
-
-
-class TransferMark(BaseModel):
-    """How propagation built this version: the strategy that was accepted, what it re-derived, and every
-    strategy tried before it (from the version's provenance)."""
-
-    strategy: str
-    built_from: str | None = None  # the child's production version it re-derived
-    old_parent: str | None = None
-    new_parent: str | None = None
-    attempts: list[TransferAttempt] = []
-
-
 class ReleaseNotes(BaseModel):
     """The version against the one it replaces."""
 
@@ -160,24 +131,6 @@ class ReleaseNotes(BaseModel):
     version_changes: list[Change] = []
     cost: list[CostRow] = []
     price_per_hour: float | None = None
-    rollbacks: list[RollbackMark] = []
-    transfer: TransferMark | None = None
-
-
-class ModelCard(BaseModel):
-    """What the version is, where it comes from, what it is for and where it falls short."""
-
-    version: VersionInfo
-    tier: str
-    parent_line: str | None = None
-    description: str = ""
-    apps: list[str] = []
-    channels: list[str] = []
-    ancestors: list[dict[str, str]] = []
-    descendants: list[dict[str, str]] = []
-    evaluations: list[SuiteRow] = []
-    not_evaluated: list[str] = []
-    limitations: list[str] = []
     rollbacks: list[RollbackMark] = []
     transfer: TransferMark | None = None
 
@@ -348,50 +301,6 @@ def version_cost(ws: Workspace, version_id: str, price_per_hour: float | None) -
     return cost_summary(ws.store.evaluations(version_id), price_per_hour=price_per_hour)
 
 
-# --------------------------------------------------------------------------- marks: rollbacks, transfer
-
-
-def rollback_marks(history: list[ChannelMove], version_id: str) -> list[RollbackMark]:
-    """The rollbacks that moved a channel off ``version_id`` or onto it, oldest first; the channels one
-    rollback moved together (production and the canary that held the same version) make one mark."""
-    marks: list[RollbackMark] = []
-    last_id = -2
-    for m in history:
-        if m.kind != "rollback" or version_id not in (m.from_version, m.to_version) or m.from_version == m.to_version:
-            continue
-        direction: Literal["rolled_back", "restored"] = "rolled_back" if m.from_version == version_id else "restored"
-        prev = marks[-1] if marks else None
-        if (prev is not None and m.id == last_id + 1 and (prev.direction, prev.from_version, prev.to_version,
-                                                          prev.actor, prev.reason)
-                == (direction, m.from_version, m.to_version, m.actor, m.reason)):
-            prev.channels.append(m.channel)  # moved in the same transaction as the mark before
-        else:
-            marks.append(RollbackMark(direction=direction, channels=[m.channel], from_version=m.from_version,
-                                      to_version=m.to_version, actor=m.actor, reason=m.reason, at=m.created_at))
-        last_id = m.id
-    return marks
-
-
-def transfer_mark(version: VersionInfo) -> TransferMark | None:
-    """The transfer strategy that built ``version``, when propagation built it (None otherwise)."""
-    prov = version.provenance
-    strategy = prov.get("strategy")
-    if version.source != "transfer" or not isinstance(strategy, str):
-        return None
-    found = prov.get("transferred_from")
-    moved: dict[str, Any] = found if isinstance(found, dict) else {}
-    attempts = []
-    for a in prov.get("attempts") or []:
-        try:
-            attempts.append(TransferAttempt.model_validate(a))
-        except ValidationError:  # a provenance written by an older Loopgate: the strategy is still known
-            continue
-    built_from = prov.get("built_from") or moved.get("old_child")
-    return TransferMark(strategy=strategy, built_from=built_from if isinstance(built_from, str) else None,
-                        old_parent=moved.get("old_parent") if isinstance(moved.get("old_parent"), str) else None,
-                        new_parent=version.parent_version, attempts=attempts)
-
-
 # --------------------------------------------------------------------------- assembly
 
 
@@ -424,68 +333,3 @@ def release_notes(ws: Workspace, version_id: str) -> ReleaseNotes:
     return notes
 
 
-def model_card(ws: Workspace, notes: ReleaseNotes) -> ModelCard:
-    """The model card of the release notes' version (reusing their evaluation rows)."""
-    version = notes.version
-    spec = ws.eco.line(version.line)
-    lineage = version_lineage(ws, version.id)
-    channels = [c for c, v in ws.store.channels(version.line).items() if v == version.id]
-    declared = ws.eco.owned_suites(version.line) + ws.eco.inherited_suites(version.line)
-    evaluated = {r.suite for r in notes.suites}
-    card = ModelCard(
-        version=version, tier=spec.tier.value, parent_line=spec.parent, description=spec.description,
-        apps=[c for c in ws.eco.children(version.line) if ws.eco.lines[c].tier.value == "app"],
-        channels=channels, ancestors=[a.model_dump(exclude_none=True) for a in lineage.ancestors],
-        descendants=[d.model_dump(exclude_none=True) for d in lineage.descendants],
-        evaluations=notes.suites, not_evaluated=[s for s in declared if s not in evaluated],
-        rollbacks=notes.rollbacks, transfer=notes.transfer,
-    )
-    card.limitations = limitations(ws, notes, card)
-    return card
-
-
-def limitations(ws: Workspace, notes: ReleaseNotes, card: ModelCard) -> list[str]:
-    """Plain-language limits derived from the records: low scores, gates that did not pass, pinning, gaps."""
-    out: list[str] = []
-    for row in notes.suites:
-        if row.kind not in LOWER_IS_BETTER and row.score < LOW_SCORE:  # bits per byte has no absolute "low"
-            out.append(f"Low score on {row.role} suite '{row.suite}': {row.score:.3f} on {row.n} examples "
-                       f"(below {LOW_SCORE:.2f}).")
-        if row.comparison is not None and row.comparison.negative_flips:
-            c = row.comparison
-            unsafe = next((g.unsafe for g in notes.flips if g.suite == row.suite and g.direction == "negative"), 0)
-            unsafe_note = f", {unsafe} of them unsafe (refused before, complies now)" if unsafe else ""
-            out.append(f"'{row.suite}': {c.negative_flips} example(s) the replaced version got right are now "
-                       f"wrong (negative flip rate {c.negative_flip_rate:.3f}){unsafe_note}.")
-    if notes.decision is None:
-        out.append("No gate decision is recorded for this version: it has not been through the release gates.")
-    else:
-        for gate in notes.decision.gates:
-            if gate.verdict is not Verdict.passed:
-                kind = "blocking" if gate.blocking else "warning only"
-                detail = f": {gate.summary}" if gate.summary else ""
-                overridden = f" (overridden by {', '.join(gate.overridden_by)})" if gate.overridden_by else ""
-                out.append(f"Gate '{gate.name}' is {gate.verdict.value} ({kind}){detail}{overridden}.")
-    if card.not_evaluated:
-        out.append(f"Not evaluated on declared suite(s): {', '.join(card.not_evaluated)}.")
-    pinned = _pinned(ws, notes.version)
-    if pinned:
-        out.append(pinned)
-    return out
-
-
-def _pinned(ws: Workspace, version: VersionInfo) -> str:
-    """Whether the version sits on an older parent version than the parent line now ships."""
-    spec = ws.eco.line(version.line)
-    if spec.parent is None:
-        return ""
-    if ws.store.channel(version.line, "production") == version.id:
-        pin = line_pin(ws.store, version.line)
-        if pin is not None:
-            return f"The line is {pin.note}: propagation leaves it on {version.parent_version or 'its parent'}."
-        note = pinned_note(ws, version.line)
-        return f"The line is {note}: it did not move with its parent's last release." if note else ""
-    parent_prod = ws.store.channel(spec.parent, "production")
-    if parent_prod and version.parent_version and version.parent_version != parent_prod:
-        return f"Built on {version.parent_version}, while the parent line now ships {parent_prod}."
-    return ""

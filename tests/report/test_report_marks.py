@@ -15,7 +15,9 @@ from loopgate import loop
 from loopgate.loop.pins import pin, unpin
 from loopgate.loop.workspace import Workspace
 from loopgate.report.build import build_report
-from loopgate.report.content import model_card, release_notes, rollback_marks
+from loopgate.report.card import model_card
+from loopgate.report.content import release_notes
+from loopgate.report.marks import rollback_marks
 from loopgate.report.state import line_states, version_state
 from loopgate.store import ChannelMove
 
