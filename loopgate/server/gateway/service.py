@@ -1,4 +1,5 @@
-"""The gateway's state in one process: loaded versions, routes, API keys, token buckets and the request log buffer.
+"""The gateway's state in one process: loaded versions, routes, API keys (:mod:`.keys`) and the request log
+(:mod:`.requestlog`); the shared types are in :mod:`.settings` (re-exported here).
 
 It parses nothing and renders nothing (the routes in ``__init__`` do); every decision about a line — which
 version answers, what the canary analysis concludes, what feedback is worth — is the service layer's
@@ -9,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
-import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,102 +21,22 @@ from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.canary import LineState
 from loopgate.loop.workspace import Workspace
-from loopgate.records import utcnow
 from loopgate.server.gateway.adapters import Bases, load_server
 from loopgate.server.gateway.batching import VersionServer
 from loopgate.server.gateway.decoding import Choice, Job
+from loopgate.server.gateway.keys import Keys, TokenBucket
+from loopgate.server.gateway.requestlog import RequestLog
+from loopgate.server.gateway.settings import Caller, GatewayError, GatewaySettings, Target, render_template
 from loopgate.server.gateway.upstream_client import Upstreams
 from loopgate.spec import AppSpec, Tier
-from loopgate.store.gateway import RequestRecord, key_sha256
+from loopgate.store.gateway import RequestRecord
 
 ANALYSE_EVERY = 10  # new requests on a line with a live canary between two analyses from the log writer
 
 
-@dataclass(frozen=True)
-class GatewaySettings:
-    """Guards and batching; ``loopgate serve`` sets them from its options."""
-
-    require_keys: bool = True
-    rate_per_s: float = 50.0  # token bucket per key: refill rate …
-    burst: int = 100  # … and capacity
-    max_request_bytes: int = 64 * 1024
-    max_tokens: int = 256  # the most new tokens one request may ask for
-    max_n: int = 8  # the most choices one request may ask for (``n`` × prompts is also capped by max_batch)
-    max_logprobs: int = 20  # the most alternatives per token (``logprobs`` / ``top_logprobs``), as OpenAI's chat
-    timeout_s: float = 30.0
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    flush_s: float = 0.2  # how often the request log is written
-    state_ttl_s: float = 0.5  # how long a line's channels are cached between reads
-    key_recheck_s: float = 5.0  # how long a key is trusted before the registry is asked again (revocation)
-    max_loaded: int = 4  # versions kept loaded; the least recently used idle one is unloaded to load another
-    # MiB of LoRA adapters loaded on shared bases (adapters.py); least recently used ones out beyond it (None: no cap)
-    adapter_memory_mb: float | None = 1024.0
-    # feedback abuse guards (#26 item 6), per API key: a token bucket for POST /v1/feedback (on top of the
-    # request bucket) …
-    feedback_rate_per_s: float = 2.0
-    feedback_burst: int = 50
-    # … and the most answers per version, since its canary went live, whose ratings the canary analysis counts
-    # (None: no cap). One key alone cannot fill canary.min_samples then: a canary is not judged on one client's word
-    feedback_per_key: int | None = 10
-
-
-class GatewayError(Exception):
-    """An error the client caused, rendered as OpenAI's error body with ``status``."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", *, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-        self.headers = headers or {}
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent a request: the app its API key belongs to and the key's id (both None when keys are off)."""
-
-    app: str | None = None
-    key_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a request's ``model`` names: an app (its template and decoding settings) or a line's channel."""
-
-    name: str
-    line: str
-    channel: str
-    app: str | None
-    template: str
-    max_new_tokens: int
-    stop: tuple[str, ...]
-    split: bool = True  # production traffic the live canary takes its share of (not for ``LINE:channel``)
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.capacity = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> float:
-        """0 when a request may go now, else the seconds until one may."""
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return 0.0
-            return (1 - self.tokens) / self.rate
-
-
-def render_template(template: str, text: str) -> str:
-    # a plain replace, not str.format: braces in a user's text are text
-    return template.replace("{input}", text)
-
-
 class Gateway:
+    """One process's gateway: what routes answer with, what they log, who may call."""
+
     def __init__(self, ws: Workspace, settings: GatewaySettings) -> None:
         self.ws, self.settings = ws, settings
         self.servers: dict[str, VersionServer] = {}
@@ -126,53 +44,16 @@ class Gateway:
         self._loading: dict[str, asyncio.Task[VersionServer]] = {}
         self.bases = Bases(settings.adapter_memory_mb, settings.max_batch, settings.max_wait_ms)  # shared bases
         self._states: dict[str, tuple[float, LineState]] = {}
-        self._keys: dict[str, tuple[Caller, float]] = {}  # sha256 of a key → (its caller, when last checked)
-        self._buckets: dict[str, TokenBucket] = {}
-        self._feedback_buckets: dict[str, TokenBucket] = {}
-        self._pending: list[RequestRecord] = []
-        self._log_text: dict[str, str] = {}
         self._since_analysis: dict[str, int] = {}
-        self._lock = threading.Lock()
-        # held for a whole flush: a feedback that flushes must find its request written, not in another
-        # thread's half-done flush
-        self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name="gateway-log", daemon=True)
-        self._writer.start()
+        self.keys = Keys(ws, settings)
+        self.requests = RequestLog(ws, settings, after_write=self._analyse)  # starts the log's writer thread
 
     # ------------------------------------------------------------------ guards
 
     def authorise(self, header: str | None, *, feedback: bool = False) -> Caller:
         """Who a request's bearer key belongs to (nobody when keys are not required); ``feedback`` also takes a
         token from the key's feedback bucket."""
-        if not self.settings.require_keys:
-            return Caller()
-        key = header[7:].strip() if header and header[:7].lower() == "bearer " else ""
-        if not key:
-            raise GatewayError(401, "no API key: send 'Authorization: Bearer KEY' (make one with `loopgate key "
-                               "create APP`)", "authentication_error", code="invalid_api_key")
-        digest = key_sha256(key)
-        known = self._keys.get(digest)
-        if known is not None and time.monotonic() - known[1] < self.settings.key_recheck_s:
-            caller = known[0]
-        else:  # asked again now and then, so a revoked key stops working on a running gateway
-            found = feedback_loop.key_identity(self.ws, key)
-            if found is None:
-                self._keys.pop(digest, None)
-                raise GatewayError(401, "unknown or revoked API key", "authentication_error", code="invalid_api_key")
-            caller = Caller(app=found[1], key_id=found[0])
-            self._keys[digest] = (caller, time.monotonic())
-        limits = [(self._buckets, self.settings.rate_per_s, self.settings.burst, "requests")]
-        if feedback:
-            limits.append((self._feedback_buckets, self.settings.feedback_rate_per_s, self.settings.feedback_burst,
-                           "feedback"))
-        for buckets, rate, burst, what in limits:
-            wait = buckets.setdefault(digest, TokenBucket(rate, burst)).take()
-            if wait > 0:
-                raise GatewayError(429, f"rate limit reached for this key ({rate:g} {what}/s, burst {burst}); "
-                                   f"retry in {wait:.2f} s", "rate_limit_exceeded", code="rate_limit_exceeded",
-                                   headers={"Retry-After": f"{max(1, round(wait))}"})
-        return caller
+        return self.keys.authorise(header, feedback=feedback)
 
     # ------------------------------------------------------------------ routing
 
@@ -307,55 +188,27 @@ class Gateway:
             output_tokens: int, prompt: str | None, output: str | None, *, user_hash: str | None,
             key_id: int | None = None, shadow: bool = False, error: str | None = None,
             seed: int | None = None) -> None:
-        keep = self._log_text.get(target.line)
-        if keep is None:  # the spec is read once per process: merging the policy per request costs real time
-            keep = self._log_text[target.line] = self.ws.eco.policy_for(target.line).canary.log_text
-
-        def kept(text: str | None) -> str | None:
-            if text is None or keep == "off":
-                return None
-            return text if keep == "full" else "sha256:" + hashlib.sha256(text.encode(errors="replace")).hexdigest()
-
-        rec = RequestRecord(id=request_id, app=target.app, line=target.line, version_id=version, channel=channel,
-                            shadow=shadow, user_hash=user_hash, key_id=key_id, ok=error is None, error=error,
-                            latency_ms=(time.perf_counter() - t0) * 1000, prompt_tokens=prompt_tokens,
-                            output_tokens=output_tokens, prompt=kept(prompt), output=kept(output),
-                            seed=seed, created_at=utcnow())
-        with self._lock:
-            self._pending.append(rec)
+        """Buffer one answer's record (:meth:`RequestLog.log`)."""
+        self.requests.log(request_id, target, version, channel, t0, prompt_tokens, output_tokens, prompt, output,
+                          user_hash=user_hash, key_id=key_id, shadow=shadow, error=error, seed=seed)
 
     def flush(self) -> None:
         """Write the buffered request log; analyse live canaries that have new traffic."""
-        with self._flush_lock:
-            self._flush()
+        self.requests.flush()
 
-    def _flush(self) -> None:
-        with self._lock:
-            recs, self._pending = self._pending, []
-        if not recs:
-            return
-        try:
-            feedback_loop.log_requests(self.ws, recs)  # one refused row does not lose the others (store.gateway)
-        except Exception:
-            with self._lock:  # the registry could not be written at all: keep the batch for the next flush
-                self._pending[:0] = recs
-            raise
-        for r in recs:
+    @property
+    def _pending(self) -> list[RequestRecord]:
+        return self.requests._pending
+
+    def _analyse(self, written: list[RequestRecord]) -> None:
+        """After a batch of the log is written: analyse each live canary with enough new traffic."""
+        for r in written:
             self._since_analysis[r.line] = self._since_analysis.get(r.line, 0) + 1
         for line, n in list(self._since_analysis.items()):
             if n >= ANALYSE_EVERY and self.state(line).active:
                 self._since_analysis[line] = 0
                 canary_loop.analyse(self.ws, line, actor="gateway")
                 self.forget_state(line)
-
-    def _write_loop(self) -> None:
-        while not self._stop.wait(self.settings.flush_s):
-            try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - a failed flush is retried with the next batch; keep serving
-                import traceback
-
-                traceback.print_exc()
 
     def feedback(self, request_id: str, score: float, label: str | None, comment: str | None, caller: Caller,
                  index: int | None = None) -> dict[str, Any]:
@@ -394,6 +247,8 @@ class Gateway:
         return body
 
     def close(self) -> None:
-        self._stop.set()
-        self._writer.join(timeout=5)
-        self.flush()
+        self.requests.close()
+
+
+__all__ = ["ANALYSE_EVERY", "Caller", "Gateway", "GatewayError", "GatewaySettings", "Target", "TokenBucket",
+           "render_template"]
