@@ -16,6 +16,21 @@ TZ = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    # one helper per table, in the order (and with the DDL) this migration has always run
+    _create_lines()
+    _create_artifacts()
+    _create_versions()
+    _create_version_files()
+    _create_evaluations()
+    _create_decisions()
+    _create_channels()
+    _create_channel_moves()
+    _create_approvals()
+    _create_steps()
+    _create_ledger()
+
+
+def _create_lines() -> None:
     op.create_table(
         "lines",
         sa.Column("name", sa.String(200), primary_key=True),
@@ -23,12 +38,18 @@ def upgrade() -> None:
         sa.Column("parent", sa.String(200), nullable=True),
         sa.Column("created_at", TZ, nullable=False),
     )
+
+
+def _create_artifacts() -> None:
     op.create_table(
         "artifacts",
         sa.Column("sha256", sa.String(64), primary_key=True),
         sa.Column("size", sa.Integer, nullable=False),
         sa.Column("created_at", TZ, nullable=False),
     )
+
+
+def _create_versions() -> None:
     op.create_table(
         "versions",
         sa.Column("id", sa.String(220), primary_key=True),
@@ -46,12 +67,18 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, nullable=False),
         sa.UniqueConstraint("line", "number", name="uq_versions_line_number"),
     )
+
+
+def _create_version_files() -> None:
     op.create_table(
         "version_files",
         sa.Column("version_id", sa.String(220), sa.ForeignKey("versions.id"), primary_key=True),
         sa.Column("path", sa.String(500), primary_key=True),
         sa.Column("sha256", sa.String(64), sa.ForeignKey("artifacts.sha256"), nullable=False),
     )
+
+
+def _create_evaluations() -> None:
     op.create_table(
         "evaluations",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -64,6 +91,9 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, nullable=False),
         sa.UniqueConstraint("version_id", "suite_sha256", name="uq_evaluations_version_suite"),
     )
+
+
+def _create_decisions() -> None:
     op.create_table(
         "decisions",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -73,6 +103,9 @@ def upgrade() -> None:
         sa.Column("record", sa.JSON, nullable=False),
         sa.Column("created_at", TZ, nullable=False),
     )
+
+
+def _create_channels() -> None:
     op.create_table(
         "channels",
         sa.Column("line", sa.String(200), sa.ForeignKey("lines.name"), primary_key=True),
@@ -80,6 +113,9 @@ def upgrade() -> None:
         sa.Column("version_id", sa.String(220), sa.ForeignKey("versions.id"), nullable=False),
         sa.Column("updated_at", TZ, nullable=False),
     )
+
+
+def _create_channel_moves() -> None:
     op.create_table(
         "channel_moves",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -93,6 +129,9 @@ def upgrade() -> None:
         sa.Column("decision_id", sa.Integer, nullable=True),
         sa.Column("created_at", TZ, nullable=False),
     )
+
+
+def _create_approvals() -> None:
     op.create_table(
         "approvals",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -102,6 +141,9 @@ def upgrade() -> None:
         sa.Column("overrides", sa.JSON, nullable=False),
         sa.Column("created_at", TZ, nullable=False),
     )
+
+
+def _create_steps() -> None:
     op.create_table(
         "steps",
         sa.Column("key", sa.String(500), primary_key=True),
@@ -109,6 +151,9 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON, nullable=True),
         sa.Column("updated_at", TZ, nullable=False),
     )
+
+
+def _create_ledger() -> None:
     op.create_table(
         "ledger",
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
