@@ -22,9 +22,9 @@ from loopgate.errors import LoopgateError, NotFoundError
 from loopgate.hashing import sha256_json
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.db import ChannelRow, LineRow
-from loopgate.store.registry import ChannelMove, Store
-from loopgate.store.tables_gateway import CanaryCheckRow, FeedbackRow, GatewayKeyRow, GatewayRequestRow
+from loopgate.store.moves import ChannelMove, move_in
+from loopgate.store.registry import Store
+from loopgate.store.tables import CanaryCheckRow, ChannelRow, FeedbackRow, GatewayKeyRow, GatewayRequestRow, LineRow
 
 KEY_PREFIX = "lg-"
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def storable(text: str | None) -> str | None:
 def create_key(store: Store, app: str, *, actor: str) -> tuple[str, KeyInfo]:
     """A new API key for ``app``: returns the key (shown once, never stored) and what is stored of it."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    with store._tx() as s:
+    with store.db.tx() as s:
         if s.get(LineRow, app) is None:
             raise NotFoundError(f"no line named '{app}'; keys are made for an app (or a model line) of the spec")
         row = GatewayKeyRow(app=app, key_sha256=key_sha256(key), prefix=key[:10], created_by=actor,
@@ -125,7 +125,7 @@ def key_app(store: Store, key: str) -> str | None:
 
 def key_identity(store: Store, key: str) -> tuple[int, str] | None:
     """(id, app) of a live API key; None for an unknown or revoked key."""
-    with store._read() as s:
+    with store.db.read() as s:
         row = s.execute(select(GatewayKeyRow).where(GatewayKeyRow.key_sha256 == key_sha256(key))).scalar_one_or_none()
         return (row.id, row.app) if row is not None and row.revoked_at is None else None
 
@@ -136,14 +136,14 @@ def _key_info(r: GatewayKeyRow) -> KeyInfo:
 
 
 def keys(store: Store, *, include_revoked: bool = False) -> list[KeyInfo]:
-    with store._read() as s:
+    with store.db.read() as s:
         return [_key_info(r) for r in s.execute(select(GatewayKeyRow).order_by(GatewayKeyRow.id)).scalars()
                 if include_revoked or r.revoked_at is None]
 
 
 def revoke_key(store: Store, key_id: int, *, actor: str) -> KeyInfo:
     """Revoke an API key by its id (from ``key list``); the ledger records who did it."""
-    with store._tx() as s:
+    with store.db.tx() as s:
         row = s.get(GatewayKeyRow, key_id)
         if row is None:
             raise NotFoundError(f"no API key {key_id}; see 'loopgate key list'")
@@ -181,7 +181,7 @@ def log_requests(store: Store, records: Sequence[RequestRecord], *, actor: str =
     if not records:
         return 0
     try:
-        with store._tx() as s:
+        with store.db.tx() as s:
             s.add_all([_row(r) for r in records])
             s.flush()
             _ledger_requests(s, actor, records)
@@ -189,7 +189,7 @@ def log_requests(store: Store, records: Sequence[RequestRecord], *, actor: str =
     except Exception as e:  # noqa: BLE001 - any refusal of one row (a driver ValueError, a DataError) lands here
         first = e
     written: list[RequestRecord] = []
-    with store._tx() as s:
+    with store.db.tx() as s:
         for r in records:
             for rec in (r, r.model_copy(update={"prompt": None, "output": None,
                                                 "error": None if r.ok else "(error text not storable)"})):
@@ -219,14 +219,14 @@ def _request(row: GatewayRequestRow) -> RequestRecord:
 
 
 def request(store: Store, request_id: str) -> RequestRecord | None:
-    with store._read() as s:
+    with store.db.read() as s:
         row = s.get(GatewayRequestRow, request_id)
         return _request(row) if row is not None else None
 
 
 def requests(store: Store, version_id: str, *, since: datetime | None = None) -> list[RequestRecord]:
     """Every logged request a version answered (shadow answers included), oldest first."""
-    with store._read() as s:
+    with store.db.read() as s:
         q = select(GatewayRequestRow).where(GatewayRequestRow.version_id == version_id)
         if since is not None:
             q = q.where(GatewayRequestRow.created_at >= since)
@@ -234,7 +234,7 @@ def requests(store: Store, version_id: str, *, since: datetime | None = None) ->
 
 
 def request_count(store: Store, line: str) -> int:
-    with store._read() as s:
+    with store.db.read() as s:
         return int(s.execute(select(func.count()).select_from(GatewayRequestRow)
                              .where(GatewayRequestRow.line == line)).scalar_one())
 
@@ -258,7 +258,7 @@ def add_feedback(store: Store, request_id: str, score: float, *, label: str | No
     ``since`` (the live canary's start); a re-rating keeps the answer's first decision. Ratings past the cap are
     kept (export, the ledger) with ``counted`` false. No cap without a key (keys off) or without ``per_key``.
     The count runs under the registry's write lock, so concurrent ratings cannot overshoot it."""
-    with store._tx() as s:
+    with store.db.tx() as s:
         req = s.get(GatewayRequestRow, request_id)
         if req is None or req.shadow:
             raise NotFoundError(f"no request '{request_id}' in the request log; send the id the gateway returned")
@@ -296,7 +296,7 @@ def feedback(store: Store, version_id: str, *, since: datetime | None = None,
              counted_only: bool = False) -> list[FeedbackRecord]:
     """Each answer's rating (its latest) of a version's answers, rated since ``since``, oldest first;
     ``counted_only``: only those the canary analysis counts."""
-    with store._read() as s:
+    with store.db.read() as s:
         q = select(FeedbackRow).where(FeedbackRow.version_id == version_id)
         if since is not None:  # a rating before it is never an answer's latest when one after it exists
             q = q.where(FeedbackRow.created_at >= since)
@@ -306,7 +306,7 @@ def feedback(store: Store, version_id: str, *, since: datetime | None = None,
 
 def rated_requests(store: Store, line: str) -> list[tuple[RequestRecord, FeedbackRecord]]:
     """Every rated answer of a line with its rating (the latest), oldest rating first (``feedback export``)."""
-    with store._read() as s:
+    with store.db.read() as s:
         q = (select(GatewayRequestRow, FeedbackRow).join(FeedbackRow, FeedbackRow.request_id == GatewayRequestRow.id)
              .where(GatewayRequestRow.line == line).order_by(FeedbackRow.id))
         pairs = s.execute(q).all()
@@ -318,7 +318,7 @@ def rated_requests(store: Store, line: str) -> list[tuple[RequestRecord, Feedbac
 
 
 def canary_checks(store: Store, line: str, canary_version: str | None = None) -> list[CanaryCheck]:
-    with store._read() as s:
+    with store.db.read() as s:
         q = select(CanaryCheckRow).where(CanaryCheckRow.line == line)
         if canary_version is not None:
             q = q.where(CanaryCheckRow.canary_version == canary_version)
@@ -342,7 +342,7 @@ def record_canary_check(store: Store, *, line: str, canary_version: str, product
     moved), or that repeats the last recorded one (the same sample sizes), records nothing: ``(None, [])``. So a
     canary is rolled back or promoted once, and a failure is counted once, however many processes look."""
     done: list[ChannelMove] = []
-    with store._tx() as s:
+    with store.db.tx() as s:
         ledger_mod.lock_head(s)
         live = {r.name: r.version_id for r in s.execute(select(ChannelRow).where(ChannelRow.line == line)).scalars()}
         if live.get("canary") != canary_version or live.get("production") != production_version:
@@ -361,8 +361,8 @@ def record_canary_check(store: Store, *, line: str, canary_version: str, product
             "outcome": outcome, "consecutive_failures": consecutive_failures, "evidence": evidence})
         why = reason or f"canary check {row.id}: {outcome}"
         for mline, channel, version_id, kind, decision_id in moves:
-            done.append(store._move_in(s, mline, channel, version_id, kind=kind, reason=why, actor=actor,
-                                       decision_id=decision_id, extra={"canary_check": row.id}))
+            done.append(move_in(s, store.artifacts, mline, channel, version_id, kind=kind, reason=why, actor=actor,
+                                decision_id=decision_id, extra={"canary_check": row.id}))
         check = CanaryCheck(id=row.id, line=line, canary_version=canary_version,
                             production_version=production_version, verdict=verdict, outcome=outcome,
                             consecutive_failures=consecutive_failures, evidence=evidence, created_at=row.created_at)

@@ -29,8 +29,7 @@ from sqlalchemy.orm import Session
 from loopgate.errors import LoopgateError
 from loopgate.hashing import canonical_json, sha256_json
 from loopgate.records import LedgerEntry, utcnow
-from loopgate.store.db import LedgerRow
-from loopgate.store.tables_team import HEAD_ID, LedgerHeadRow
+from loopgate.store.tables.ledger import HEAD_ID, LedgerHeadRow, LedgerRow
 
 GENESIS = "0" * 64
 DELETED = -1  # the seq of a head row re-created after the real one was deleted
@@ -64,7 +63,7 @@ def lock_head(session: Session) -> LedgerHeadRow:
 def append(session: Session, *, actor: str, kind: str, subject: str, payload: dict[str, Any],
            key: str | None = None) -> LedgerRow:
     """Append one entry inside the caller's transaction (so the change and its record commit together),
-    signed with ``key`` or the key the store put in the session (``Store._tx``)."""
+    signed with ``key`` or the key the store put in the session (``Database.tx`` in ``store/session.py``)."""
     key = key if key is not None else session.info.get("ledger_key")
     head = lock_head(session)
     last = session.execute(select(LedgerRow).order_by(LedgerRow.seq.desc()).limit(1)).scalar_one_or_none()

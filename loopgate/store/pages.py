@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from loopgate.records import LedgerEntry
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.db import ChannelRow, DecisionRow, LedgerRow, LineRow, VersionRow
 from loopgate.store.registry import Store
+from loopgate.store.tables import ChannelRow, DecisionRow, LedgerRow, LineRow, VersionRow
 
 
 class Page(BaseModel):
@@ -42,7 +42,7 @@ class LineSummary(BaseModel):
 
 def ledger_page(store: Store, offset: int = 0, limit: int = 50, *, newest_first: bool = True) -> LedgerPage:
     """``limit`` ledger entries from ``offset`` (newest first by default)."""
-    with store._read() as s:
+    with store.db.read() as s:
         total = s.execute(select(func.count()).select_from(LedgerRow)).scalar_one()
         order = LedgerRow.seq.desc() if newest_first else LedgerRow.seq
         rows = s.execute(select(LedgerRow).order_by(order).offset(offset).limit(limit)).scalars()
@@ -50,7 +50,7 @@ def ledger_page(store: Store, offset: int = 0, limit: int = 50, *, newest_first:
 
 
 def line_count(store: Store) -> int:
-    with store._read() as s:
+    with store.db.read() as s:
         return int(s.execute(select(func.count()).select_from(LineRow)).scalar_one())
 
 
@@ -58,7 +58,7 @@ def line_summaries(store: Store, names: Iterable[str]) -> dict[str, LineSummary]
     """Summaries of the named lines, in four queries (lines, channels, versions, decisions)."""
     wanted = list(names)
     out: dict[str, LineSummary] = {}
-    with store._read() as s:
+    with store.db.read() as s:
         for row in s.execute(select(LineRow).where(LineRow.name.in_(wanted))).scalars():
             out[row.name] = LineSummary(name=row.name, tier=row.tier, parent=row.parent, channels={})
         for ch in s.execute(select(ChannelRow).where(ChannelRow.line.in_(wanted))).scalars():
@@ -82,7 +82,7 @@ def line_summaries(store: Store, names: Iterable[str]) -> dict[str, LineSummary]
 
 def children_of(store: Store, version_id: str, limit: int = 50) -> list[tuple[str, str]]:
     """Versions built on ``version_id`` (as parent or adapter base), at most ``limit``: [(id, relation)]."""
-    with store._read() as s:
+    with store.db.read() as s:
         rows = s.execute(select(VersionRow.id, VersionRow.parent_version, VersionRow.base_version)
                          .where((VersionRow.parent_version == version_id) | (VersionRow.base_version == version_id))
                          .order_by(VersionRow.created_at).limit(limit))

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from loopgate.errors import NotFoundError
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.db import ChannelRow, LineRow
-from loopgate.store.registry import Store, _aware
-from loopgate.store.tables_pins import LinePinRow
+from loopgate.store.registry import Store
+from loopgate.store.session import aware
+from loopgate.store.tables import ChannelRow, LinePinRow, LineRow
 
 
 class LinePin(BaseModel):
@@ -38,14 +38,14 @@ class LinePin(BaseModel):
 
 
 def _pin(row: LinePinRow) -> LinePin:
-    return LinePin(line=row.line, actor=row.actor, reason=row.reason, since=_aware(row.created_at),
+    return LinePin(line=row.line, actor=row.actor, reason=row.reason, since=aware(row.created_at),
                    production=row.production)
 
 
 def pin_line(store: Store, line: str, *, actor: str, reason: str) -> tuple[LinePin, bool]:
     """Pin ``line`` (recorded as ``line.pin``); returns the pin and whether this call made it (False: the line
     was pinned already, and that pin is kept as it was)."""
-    with store._tx() as s:
+    with store.db.tx() as s:
         if s.get(LineRow, line) is None:
             raise NotFoundError(f"unknown line '{line}'")
         existing = s.get(LinePinRow, line)
@@ -62,7 +62,7 @@ def pin_line(store: Store, line: str, *, actor: str, reason: str) -> tuple[LineP
 
 def unpin_line(store: Store, line: str, *, actor: str, reason: str = "") -> LinePin | None:
     """Unpin ``line`` (recorded as ``line.unpin``); returns the pin removed, or None when it was not pinned."""
-    with store._tx() as s:
+    with store.db.tx() as s:
         if s.get(LineRow, line) is None:
             raise NotFoundError(f"unknown line '{line}'")
         row = s.get(LinePinRow, line)
@@ -77,12 +77,12 @@ def unpin_line(store: Store, line: str, *, actor: str, reason: str = "") -> Line
 
 def line_pins(store: Store) -> dict[str, LinePin]:
     """Every pinned line, in one query (status, plan and a propagation wave read them all at once)."""
-    with store._read() as s:
+    with store.db.read() as s:
         return {r.line: _pin(r) for r in s.execute(select(LinePinRow).order_by(LinePinRow.line)).scalars()}
 
 
 def line_pin(store: Store, line: str) -> LinePin | None:
     """The line's pin, or None."""
-    with store._read() as s:
+    with store.db.read() as s:
         row = s.get(LinePinRow, line)
         return _pin(row) if row is not None else None

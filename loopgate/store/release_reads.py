@@ -10,28 +10,29 @@ from sqlalchemy import func, select
 
 from loopgate.records import Decision
 from loopgate.store import ledger as ledger_mod
-from loopgate.store.db import ChannelMoveRow, DecisionRow, LedgerRow
+from loopgate.store.moves import ChannelMove
 from loopgate.store.pages import LedgerPage
-from loopgate.store.registry import ChannelMove, Store
+from loopgate.store.registry import Store
+from loopgate.store.tables import ChannelMoveRow, DecisionRow, LedgerRow
 
 MAX_ACTORS = 500  # the actors a filter form offers; a registry with more still filters by any of them
 
 
 def ledger_kinds(store: Store) -> list[str]:
     """Every kind of entry the ledger holds, sorted (a few dozen at most: kinds are written by Loopgate)."""
-    with store._read() as s:
+    with store.db.read() as s:
         return sorted(s.execute(select(LedgerRow.kind).distinct()).scalars())
 
 
 def ledger_actors(store: Store, limit: int = MAX_ACTORS) -> list[str]:
     """Up to ``limit`` actors who wrote ledger entries, sorted."""
-    with store._read() as s:
+    with store.db.read() as s:
         return list(s.execute(select(LedgerRow.actor).distinct().order_by(LedgerRow.actor).limit(limit)).scalars())
 
 
 def has_actor(store: Store, actor: str) -> bool:
     """Whether ``actor`` wrote any ledger entry (the caller checks the text is storable first)."""
-    with store._read() as s:
+    with store.db.read() as s:
         return s.execute(select(LedgerRow.seq).where(LedgerRow.actor == actor).limit(1)).first() is not None
 
 
@@ -44,7 +45,7 @@ def filtered_ledger_page(store: Store, offset: int = 0, limit: int = 50, *, kind
         where.append(LedgerRow.kind == kind)
     if actor is not None:
         where.append(LedgerRow.actor == actor)
-    with store._read() as s:
+    with store.db.read() as s:
         total = s.execute(select(func.count()).select_from(LedgerRow).where(*where)).scalar_one()
         rows = s.execute(select(LedgerRow).where(*where).order_by(LedgerRow.seq.desc()).offset(offset)
                          .limit(limit)).scalars()
@@ -57,7 +58,7 @@ def last_moves(store: Store, lines: Iterable[str], channel: str = "production") 
     newest = (select(ChannelMoveRow.line, func.max(ChannelMoveRow.id).label("id"))
               .where(ChannelMoveRow.line.in_(wanted), ChannelMoveRow.channel == channel)
               .group_by(ChannelMoveRow.line).subquery())
-    with store._read() as s:
+    with store.db.read() as s:
         rows = s.execute(select(ChannelMoveRow).join(newest, ChannelMoveRow.id == newest.c.id)).scalars()
         return {r.line: ChannelMove(id=r.id, line=r.line, channel=r.channel, from_version=r.from_version,
                                     to_version=r.to_version, kind=r.kind, reason=r.reason, actor=r.actor,
@@ -69,6 +70,6 @@ def latest_decisions(store: Store, version_ids: Iterable[str]) -> dict[str, Deci
     wanted = list(version_ids)
     newest = (select(DecisionRow.version_id, func.max(DecisionRow.id).label("id"))
               .where(DecisionRow.version_id.in_(wanted)).group_by(DecisionRow.version_id).subquery())
-    with store._read() as s:
+    with store.db.read() as s:
         rows = s.execute(select(DecisionRow).join(newest, DecisionRow.id == newest.c.id)).scalars()
         return {r.version_id: Decision.model_validate(r.record) for r in rows}

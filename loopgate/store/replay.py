@@ -17,9 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loopgate.store.db import ApprovalRow, ChannelMoveRow, ChannelRow, DecisionRow, LedgerRow
-from loopgate.store.tables_control import TokenRow
-from loopgate.store.tables_pins import LinePinRow
+from loopgate.store.tables import ApprovalRow, ChannelMoveRow, ChannelRow, DecisionRow, LedgerRow, LinePinRow, TokenRow
 
 MAX_PROBLEMS = 50  # a registry edited wholesale is named by its first rows, not by thousands
 

@@ -19,7 +19,7 @@ from loopgate.identity import normalise_identity
 from loopgate.records import utcnow
 from loopgate.store import ledger as ledger_mod
 from loopgate.store.registry import Store
-from loopgate.store.tables_control import TokenRow
+from loopgate.store.tables import TokenRow
 
 # lowest to highest; releaser and approver are separate powers, both above viewer and below admin
 ROLES = ("viewer", "releaser", "approver", "admin")
@@ -59,7 +59,7 @@ def create_token(store: Store, *, role: str, name: str, actor: str) -> NewToken:
         raise LoopgateError(f"unknown role '{role}'; roles are {', '.join(ROLES)}")
     name = normalise_identity(name, what="a token's name (who it acts as, e.g. --as alice)")
     secret = PREFIX + secrets.token_urlsafe(32)
-    with store._tx() as s:
+    with store.db.tx() as s:
         row = TokenRow(name=name, role=role, token_sha256=token_sha256(secret), prefix=secret[:10],
                        created_by=actor, created_at=utcnow())
         s.add(row)
@@ -72,7 +72,7 @@ def create_token(store: Store, *, role: str, name: str, actor: str) -> NewToken:
 
 
 def list_tokens(store: Store, *, include_revoked: bool = False) -> list[TokenInfo]:
-    with store._read() as s:
+    with store.db.read() as s:
         q = select(TokenRow).order_by(TokenRow.id)
         if not include_revoked:
             q = q.where(TokenRow.revoked_at.is_(None))
@@ -81,7 +81,7 @@ def list_tokens(store: Store, *, include_revoked: bool = False) -> list[TokenInf
 
 def revoke_token(store: Store, token_id: int, *, actor: str) -> TokenInfo:
     """Revoke a token by its id (from ``token list``); a revoked token authenticates nothing."""
-    with store._tx() as s:
+    with store.db.tx() as s:
         row = s.get(TokenRow, token_id)
         if row is None:
             raise NotFoundError(f"no token {token_id}; see 'loopgate token list'")
@@ -98,6 +98,6 @@ def authenticate(store: Store, token: str) -> TokenInfo | None:
     """The live token with this secret, or None (unknown or revoked)."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
-    with store._read() as s:
+    with store.db.read() as s:
         row = s.execute(select(TokenRow).where(TokenRow.token_sha256 == token_sha256(token))).scalar_one_or_none()
         return _info(row) if row is not None and row.revoked_at is None else None

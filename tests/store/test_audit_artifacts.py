@@ -66,7 +66,7 @@ def test_every_version_sharing_a_corrupted_blob_is_named(three: Store) -> None:
 
 
 def test_each_blob_is_hashed_once(three: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from loopgate.store import registry
+    from loopgate.store import files as registry  # the artifact audit moved to store/files.py
 
     hashed: list[str] = []
     monkeypatch.setattr(registry, "sha256_file", lambda p: hashed.append(Path(p).name) or sha256_file(p))

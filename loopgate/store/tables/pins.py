@@ -1,7 +1,7 @@
 """Registry table for pinned lines (#24): a line whose production stays on its parent version however the
 parent moves, until someone unpins it.
 
-Created by migration 0007; imported by ``store/db.py`` so it is part of ``Base.metadata``.
+Created by migration 0007; imported by ``store/tables/__init__.py`` so it is part of ``Base.metadata``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loopgate.store.base import Base
+from loopgate.store.tables.base import Base
 
 
 class LinePinRow(Base):

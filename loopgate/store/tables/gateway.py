@@ -1,7 +1,7 @@
 """Registry tables for the production end: API keys per app, the request log, feedback, canary state (#13).
 
-Created by migration 0003 (``key_id`` and ``counted`` by 0006, ``seed`` by 0008); imported by ``store/db.py`` so
-they are part of ``Base.metadata``.
+Created by migration 0003 (``key_id`` and ``counted`` by 0006, ``seed`` by 0008); imported by
+``store/tables/__init__.py`` so they are part of ``Base.metadata``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loopgate.store.base import Base
+from loopgate.store.tables.base import Base
 
 
 class GatewayKeyRow(Base):

@@ -1,6 +1,6 @@
 """Registry tables for the control plane: bearer tokens with roles (#14).
 
-Created by migration 0004; imported by ``store/db.py`` so they are part of ``Base.metadata``.
+Created by migration 0004; imported by ``store/tables/__init__.py`` so they are part of ``Base.metadata``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loopgate.store.base import Base
+from loopgate.store.tables.base import Base
 
 
 class TokenRow(Base):
