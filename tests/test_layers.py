@@ -130,3 +130,61 @@ def test_the_layer_test_sees_imports() -> None:
     assert "loopgate.gates.context" in graph["loopgate.gates.cost"]
     assert "loopgate.models" in graph["loopgate.train.update"] or any(
         t.startswith("loopgate.models") for t in graph["loopgate.train.update"])
+
+
+# ------------------------------------------------------------------------------------------- the store's walls
+# Only ``loopgate/store/`` talks to the database (MLflow's store: the rest of the code never writes SQL): no other
+# module imports SQLAlchemy or Alembic, imports a private name of a store module, or reaches into a store's
+# privates (``store._tx``, ``ws.store._read``…).
+
+DATABASE_PACKAGES = {"sqlalchemy", "alembic"}
+
+
+def _store_wall_breaches(source: str, where: str) -> list[str]:
+    """Where one module outside ``store/`` goes around the store: database imports, private store names."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"{where}:{node.lineno} imports {a.name}" for a in node.names
+                      if a.name.split(".")[0] in DATABASE_PACKAGES
+                      or (a.name.startswith("loopgate.store") and any(p.startswith("_") for p in a.name.split(".")))]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            module = node.module or ""
+            if module.split(".")[0] in DATABASE_PACKAGES:
+                found.append(f"{where}:{node.lineno} imports {module}")
+            elif module.startswith("loopgate.store"):
+                found += [f"{where}:{node.lineno} imports {a.name} from {module}" for a in node.names
+                          if a.name.startswith("_") or any(p.startswith("_") for p in module.split("."))]
+        elif (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+              and _names_a_store(node.value)):
+            found.append(f"{where}:{node.lineno} reaches into {ast.unparse(node)}")
+    return found
+
+
+def _names_a_store(node: ast.expr) -> bool:
+    """``store``, ``self.store``, ``ws.store``, ``self._store``… — an expression whose last name is a store."""
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+    return name.lstrip("_") in {"store", "registry"}
+
+
+def _outside_store() -> list[Path]:
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if p.relative_to(PACKAGE).parts[0] != "store"]
+
+
+def test_only_the_store_talks_to_the_database() -> None:
+    breaches = [b for path in _outside_store()
+                for b in _store_wall_breaches(path.read_text(encoding="utf-8"), str(path.relative_to(PACKAGE)))]
+    assert not breaches, "\n".join(breaches)
+
+
+def test_the_store_wall_check_sees_breaches() -> None:
+    """Guard against a check that passes because it finds nothing: each kind of breach is caught, a public call
+    is not, and the modules it scans are the package's own outside ``store/``."""
+    source = ("import sqlalchemy.orm\nfrom alembic import op\nfrom loopgate.store.registry import _UNSEEN\n"
+              "from loopgate.store import Store\n\ndef f(ws, store):\n    ws.store._read()\n    store._tx()\n"
+              "    ws.store.version('a@1')\n")
+    found = _store_wall_breaches(source, "probe.py")
+    assert len(found) == 5, found
+    assert any("ws.store._read" in f for f in found) and any("store._tx" in f for f in found)
+    scanned = {str(p.relative_to(PACKAGE)) for p in _outside_store()}
+    assert "demo/tamper.py" in scanned and "loop/tune.py" in scanned and "store/registry.py" not in scanned
