@@ -357,12 +357,9 @@ def study_storage(ws: Workspace) -> tuple[str, dict[str, Any]]:
     if url.startswith("sqlite"):
         return f"sqlite:///{ws.store.home / 'studies.db'}", {}
     if url.startswith("postgresql"):
-        from sqlalchemy import create_engine, text
+        from loopgate.store.migrate import ensure_schema
 
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("CREATE SCHEMA IF NOT EXISTS loopgate_tune"))
-        engine.dispose()
+        ensure_schema(url, "loopgate_tune")
         return url, {"connect_args": {"options": "-csearch_path=loopgate_tune"}}
     raise LoopgateError(f"tune stores studies in SQLite or PostgreSQL; the registry is at {_safe_url(url)}")
 
