@@ -120,7 +120,7 @@ def test_editing_any_engine_source_changes_the_code_hash(tmp_path: Path, source:
 
 
 def test_a_library_upgrade_changes_the_code_hash(monkeypatch: pytest.MonkeyPatch) -> None:
-    import loopgate.evaluate.engine as engine
+    import loopgate.evaluate.code_version as engine
 
     root = Path(engine.__file__).resolve().parents[1]
     real = engine.metadata.version

@@ -118,7 +118,7 @@ def test_shared_prompt_layout_equals_one_sequence_per_choice(loaded: LoadedModel
     rows = [r for r in choice_suite.rows if isinstance(r, ChoiceRow)]
     args = (loaded.model, loaded.tokenizer, [r.prompt for r in rows], [r.choices for r in rows])
     shared = choice_loglikelihoods(*args, config=EngineConfig(batch_size=9))
-    import loopgate.evaluate.engine as engine
+    import loopgate.evaluate.choice as engine
 
     monkeypatch.setattr(engine, "_shares_prompts", lambda model: False)  # what a flash-attention model gets
     flat = choice_loglikelihoods(*args, config=EngineConfig(batch_size=9))
