@@ -14,19 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from loopgate import loop
-from loopgate.demo.tamper import tamper_copy
+from loopgate.demo.reading import margins, tightest
+from loopgate.demo.steps import (
+    Claim,
+    Story,
+    _followed,
+    build_the_tree,
+    domain_update,
+    new_foundation,
+    plasticity_of_support,
+    rollback_and_audit,
+    updates_that_must_not_ship,
+)
 from loopgate.demo.world import World, write_jsonl
 from loopgate.errors import LoopgateError
-from loopgate.evaluate.metrics import mcnemar_exact
-from loopgate.loop.outcomes import PropagationOutcome, ReleaseOutcome
 from loopgate.loop.versions import ecosystem_status
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Decision, Verdict
 
 # ----------------------------------------------------------------------------- 1. the ecosystem, as YAML
 #
@@ -154,140 +160,11 @@ def write_world(root: Path, world: World, quick: bool) -> dict[str, Path]:
 
 # ----------------------------------------------------------------------------- 3. reading a decision
 #
-# A verdict alone does not say whether the story holds with margin. Every gate keeps its evidence; these
-# helpers turn it into one headline figure per gate and, per check, the slack left before the threshold
-# (positive: on the passing side). The demo prints the tightest ones, so a run that passes by luck shows it.
-
-
-def _headline(gate: Any) -> str:
-    """One short, checkable figure for a gate: the number a reviewer would look at first."""
-    ev = gate.evidence
-    if gate.name in ("regression", "inheritance"):
-        rows = []
-        for suite, r in ev.get("suites", {}).items():
-            c = r if "delta" in r else min(r.get("checks", {}).values(), key=lambda x: x.get("delta", 0), default={})
-            if "delta" in c:
-                rows.append((c["delta"], f"{suite} {c['before_score']:.2f}→{c['after_score']:.2f}"))
-        return min(rows)[1] if rows else gate.summary[:60]
-    if gate.name == "safety":
-        for r in ev.get("suites", {}).values():
-            before = r.get("baseline_refusal_rate")
-            was = f"{before:.2f}→" if before is not None else ""
-            return f"refusal {was}{r['refusal_rate']:.2f}, {r.get('unsafe_flips', 0)} unsafe flips"
-    if gate.name == "cost":
-        failed = [c for c in ev.get("checks", []) if c.get("verdict") == "fail"]
-        for c in sorted(failed, key=lambda c: -(c["value"] / c["limit"]) if c["limit"] else 0):
-            name = c["figure"].replace("_", " ") + (f" on {c['suite']}" if c.get("suite") else "")
-            return f"{name} ×{c['value']:.2f} (limit ×{c['limit']})" if c["kind"] == "ratio" else \
-                f"{name} {c['value']:.3g} (limit {c['limit']})"
-    return gate.summary[:60]
-
-
-def margins(gate: Any) -> list[tuple[float, str]]:
-    """(slack, description) for each check of a gate that has a threshold; slack < 0 means the check failed."""
-    ev, th = gate.evidence, gate.evidence.get("thresholds", {})
-    out: list[tuple[float, str]] = []
-    if gate.name in ("regression", "inheritance"):
-        tol = th.get("tolerance", 0.0)
-        for suite, entry in ev.get("suites", {}).items():
-            checks = entry.get("checks") or {"": entry}
-            for role, c in checks.items():
-                if "delta" not in c:
-                    continue
-                who = f"{suite} vs {role}" if role else suite
-                out.append((c["delta"] + tol, f"{who} Δ{c['delta']:+.2f} (tolerance {tol})"))
-                if gate.name == "regression" and "max_negative_flip_rate" in th:
-                    ceiling = th["max_negative_flip_rate"]
-                    nfr = c["negative_flip_rate"]
-                    out.append((ceiling - nfr, f"{suite} negative flips {nfr:.2f} (ceiling {ceiling})"))
-    elif gate.name == "safety":
-        floor = th.get("min_refusal_rate", 0.0)
-        for suite, r in ev.get("suites", {}).items():
-            if "refusal_rate" in r:
-                out.append((r["refusal_rate"] - floor, f"{suite} refusal {r['refusal_rate']:.2f} (floor {floor})"))
-            if "unsafe_flips" in r and r.get("n_expected_refusals"):
-                # unsafe flips fail once McNemar calls them significant: the spare flips, as a share of the prompts
-                n, unsafe, safe = r["n_expected_refusals"], r["unsafe_flips"], r.get("safe_flips", 0)
-                limit = next((k for k in range(th.get("max_safety_flips", 0) + 1, n + 1)
-                              if mcnemar_exact(k, safe) < th.get("alpha", 0.05)), n + 1)
-                out.append(((limit - 1 - unsafe) / n, f"{suite} {unsafe} unsafe flips ({limit} would fail)"))
-    elif gate.name == "cost":
-        for c in ev.get("checks", []):
-            if c.get("value") is None or not c.get("limit"):
-                continue
-            # relative slack: how much of the budget is left (ratios and absolute limits alike)
-            minimum = c["figure"].startswith("tokens_per_s")
-            slack = (c["value"] - c["limit"]) / c["limit"] if minimum else (c["limit"] - c["value"]) / c["limit"]
-            unit = "×" if c["kind"] == "ratio" else ""
-            where = f" on {c['suite']}" if c.get("suite") else ""
-            out.append((slack, f"{c['figure'].replace('_', ' ')}{where} {unit}{c['value']:.2f} "
-                               f"(limit {unit}{c['limit']})"))
-    return out
-
-
-def tightest(decision: Decision, n: int = 3) -> str:
-    """The ``n`` blocking checks closest to their thresholds, one per gate, tightest first."""
-    per_gate: dict[str, tuple[float, str]] = {}
-    for g in decision.gates:
-        if g.blocking and g.verdict is Verdict.passed:
-            found = margins(g)
-            if found:
-                per_gate[g.name] = min(found)
-    rows = sorted((slack, f"{name} {text} slack {slack:+.2f}") for name, (slack, text) in per_gate.items())
-    return "; ".join(text for _, text in rows[:n]) or "no thresholded check"
-
-
-def _deciding(o: ReleaseOutcome) -> tuple[str, str]:
-    """The gate(s) that decided — failures first, then inconclusive ones — and the first one's headline."""
-    d = o.decision
-    # the most severe finding leads: an unsafe model matters more than a forgetful or a slow one
-    severity = ["safety", "rollback", "inheritance", "regression", "cost", "approval", "plasticity"]
-    gates = sorted(d.gates, key=lambda g: severity.index(g.name) if g.name in severity else len(severity))
-    blocking = [g for g in gates if g.blocking and g.verdict is Verdict.failed]
-    blocking += [g for g in gates if g.blocking and g.verdict is Verdict.inconclusive]
-    if not blocking:
-        reg = next(g for g in d.gates if g.name == "regression")
-        return "all gates pass", _headline(reg) if reg.evidence.get("suites") else "first release"
-    return ", ".join(g.name for g in blocking), _headline(blocking[0])
-
+# One headline figure per gate and the slack each check left before its threshold: loopgate/demo/reading.py.
 
 # ----------------------------------------------------------------------------- 4. the story
 #
-# Every step states the outcome the story tells and checks it against what was measured. The models are
-# trained for real, so on another machine (or seed) an outcome can differ: then the demo says which step,
-# what it expected and what it measured, finishes what it can, and exits non-zero.
-
-
-class Claim(BaseModel):
-    """One outcome the story tells, and whether this run measured it."""
-
-    step: str
-    claim: str
-    holds: bool
-    measured: str
-
-
-def _attempts(p: PropagationOutcome) -> str:
-    """Each strategy tried for a re-derived line, with ✓/✗."""
-    return ", ".join(f"{a.strategy} {'✓' if a.accepted else '✗'}" for a in p.attempts) or "no strategy tried"
-
-
-def _followed(o: ReleaseOutcome, lines: list[str]) -> tuple[bool, str]:
-    """Whether each of ``lines`` was re-derived on the new parent and released, and what happened to each."""
-    found = {p.line: p for p in o.propagation}
-    ok, said = True, []
-    for line in lines:
-        p = found.get(line)
-        if p is None:
-            ok = False
-            said.append(f"{line}: not re-derived")
-        elif p.released and p.version:
-            said.append(f"{line}: {p.strategy} → {p.version}")
-        else:
-            ok = False
-            why = "; ".join(f"{a.strategy}: {a.reason[:160]}" for a in p.attempts)
-            said.append(f"{line}: {'pinned' if p.pinned else 'not released'} ({p.note}{'; ' + why if why else ''})")
-    return ok, "; ".join(said)
+# One function per step, in loopgate/demo/steps.py; run_demo runs them in order and sums up.
 
 
 def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | None = None, seed: int = 0,
@@ -302,144 +179,45 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
         shutil.rmtree(root)
     root.mkdir(parents=True)
     t0 = time.perf_counter()
-    world = World(seed)
-    data = write_world(root, world, quick)
+    data = write_world(root, World(seed), quick)
     (root / "loopgate.yaml").write_text(yaml.safe_dump(ecosystem(quick, scale, seed), sort_keys=False),
                                         encoding="utf-8")
-    ws = Workspace.open(root)
-    steps: list[dict[str, Any]] = []
-    claims: list[Claim] = []
-    progress = con.is_terminal
-
-    def expect(step: str, claim: str, holds: bool, measured: str) -> None:
-        claims.append(Claim(step=step, claim=claim, holds=holds, measured=measured))
-        if holds:
-            con.print(f"  [green]✓ story:[/] {claim}")
-        else:
-            con.print(f"  [bold red]✗ story, step {step}: expected {claim}; measured {measured}[/]")
-
-    def record(step: str, o: ReleaseOutcome) -> None:
-        gate, figure = _deciding(o)
-        steps.append({"step": step, "candidate": o.version, "verdict": o.decision.verdict.value,
-                      "released": o.released, "deciding_gate": gate, "figure": figure,
-                      "gates": {g.name: g.verdict.value for g in o.decision.gates},
-                      "tightest": tightest(o.decision)})
-        colour = "green" if o.released else "red"
-        con.print(f"  [{colour}]{o.decision.verdict.value}[/] {o.version}: {gate} — {figure}")
-        con.print(f"    [dim]closest to a threshold: {steps[-1]['tightest']}[/]")
-        for p in o.propagation:
-            if p.version is None and not p.pinned:
-                continue  # a child with nothing released yet has nothing to re-derive
-            con.print(f"    ↳ {p.line}: {_attempts(p)} → {p.version or '—'} "
-                      f"({'pinned' if p.pinned else 'released' if p.released else p.note})")
-            if p.version:
-                con.print(f"      [dim]closest to a threshold: "
-                          f"{tightest(ws.store.decisions(p.version)[-1])}[/]")
-
-    def update(step: str, line: str, file: str, recipe: str | None = None) -> ReleaseOutcome:
-        con.print(f"[bold]{step}[/]  loopgate update {line} --data data/{file}.jsonl"
-                  + (f" --recipe {recipe}" if recipe else ""))
-        o = loop.update(ws, line, [data[file]], recipe_name=recipe, actor="demo", progress=progress)
-        record(step, o)
-        return o
-
-    def released(step: str, o: ReleaseOutcome, claim: str, children: list[str] = ()) -> None:  # type: ignore[assignment]
-        ok, said = _followed(o, list(children))
-        expect(step, claim, o.released and ok,
-               f"{o.version} {o.decision.verdict.value} ({_deciding(o)[0]}: {_deciding(o)[1]})"
-               + (f"; {said}" if children else ""))
-
-    def blocked(step: str, o: ReleaseOutcome, gate: str, claim: str) -> None:
-        verdicts = {g.name: g.verdict for g in o.decision.gates}
-        expect(step, claim, not o.released and verdicts.get(gate) is Verdict.failed,
-               f"{o.version} {'released' if o.released else 'blocked'}; {gate} {verdicts.get(gate, 'not run')}"
-               f" ({_deciding(o)[0]}: {_deciding(o)[1]})")
-
-    step = "1a"
-    rb: loop.RollbackOutcome | None = None
-    transfers: list[dict[str, Any]] = []
-    plasticity: list[dict[str, Any]] = []
-    audit_ok, tampered = False, {}
+    story = Story(Workspace.open(root), con, data)
     try:
-        # 1. Build and release the whole tree: each line's first version, parents before children.
-        con.rule("1. build the ecosystem (v1 of every line)")
-        for step, line in (("1a foundation", "base"), ("1b industrial", "support"), ("1c application", "billing"),
-                           ("1d application", "returns")):
-            released(step, update(step, line, f"{line}_v1"), f"{line}@1 ships: every gate passes")
-
-        # 2. New domain data: support updates with replay, ships, and its children are re-derived on it.
-        con.rule("2. new domain data → support ships, billing and returns follow")
-        step = "2 domain update"
-        released(step, update(step, "support", "support_v2"),
-                 "support ships, and billing and returns are re-derived on it and ship", ["billing", "returns"])
-
-        # 3-5. Three updates that must not ship, each stopped by a different gate.
-        con.rule("3. an update that forgets an inherited skill")
-        step = "3 forgetful update"
-        blocked(step, update(step, "support", "support_forgetful", recipe="support-fast"), "inheritance",
-                "the forgetful update is blocked by inheritance")
-        con.rule("4. an update trained on unsafe chat logs")
-        step = "4 unsafe update"
-        blocked(step, update(step, "support", "support_unsafe"), "safety", "the unsafe update is blocked by safety")
-        con.rule("5. an update that makes answers verbose")
-        step = "5 verbose update"
-        blocked(step, update(step, "support", "support_verbose"), "cost", "the verbose update is blocked by cost")
-
-        # 6. A new foundation: plan the wave first, then release it and watch capability transfer.
-        con.rule("6. a new foundation release")
-        step = "6 new foundation"
-        v2 = loop.train_candidate(ws, "base", [data["base_v2"]], recipe_name="foundation-continue", actor="demo",
-                                  progress=progress)
-        for w in loop.plan(ws, v2.id):
-            con.print(f"  plan: {w.line:<12} {w.action}  {' → '.join(w.strategies)}")
-        o6 = loop.release(ws, v2.id, actor="demo", progress=progress)
-        record(step, o6)
-        transfers = [{"line": p.line, "strategy": p.strategy, "version": p.version, "pinned": p.pinned,
-                      "tried": [a.strategy for a in p.attempts]}
-                     for p in o6.propagation]
-        released(step, o6, "the new foundation ships and propagates: support is re-derived by capability "
-                           "transfer and ships, then billing and returns on it", ["support", "billing", "returns"])
-
-        # 7. An incident on billing after release: roll back (its app follows), then check the ledger.
-        con.rule("7. incident on billing → rollback; audit")
-        step = "7 rollback and audit"
-        rb = loop.rollback(ws, "billing", reason="incident INC-1042: wrong refunds reported", actor="oncall")
-        con.print(f"  rolled back billing {rb.from_version} → {rb.to_version}; apps following: "
-                  f"{', '.join(rb.apps_following)}")
-        audit = ws.store.verify_ledger()
-        audit_ok = audit.ok
-        con.print(f"  audit verify: {'intact' if audit.ok else audit.problem} ({audit.entries} entries)")
-        tampered = tamper_copy(ws.store, root / "tampered")  # works on SQLite and PostgreSQL registries
-        con.print(f"  audit verify on a tampered copy: [red]{tampered['problem']}[/]")
-        expect(step, "billing rolls back with billing-bot following, the ledger verifies and a tampered copy does "
-                     "not", rb.from_version != rb.to_version and "billing-bot" in rb.apps_following and audit.ok
-               and not tampered["ok"],
-               f"billing {rb.from_version} → {rb.to_version}, apps {rb.apps_following}, ledger ok={audit.ok}, "
-               f"tampered copy ok={tampered['ok']}")
-
-        # 8. Plasticity of the line that was updated most.
-        con.rule("8. plasticity of support across its versions")
-        plasticity = _plasticity(ws, "support")
-        for p in plasticity:
-            con.print(f"  {p['version']}: headroom {p['headroom']:.2f}  dormant {p['dormant_ratio']:.3f}  "
-                      f"eff. rank {p['effective_rank']:.1f}  |w| {p['weight_norm']:.1f}")
+        build_the_tree(story)
+        domain_update(story)
+        updates_that_must_not_ship(story)
+        new_foundation(story)
+        rollback_and_audit(story, root)
+        plasticity_of_support(story)
     except LoopgateError as err:
         # a step the rest of the story builds on did not happen (e.g. no foundation in production)
-        expect(step, "the story can go on", False, f"{type(err).__name__}: {err}")
-
+        story.expect(story.step, "the story can go on", False, f"{type(err).__name__}: {err}")
     wall = time.perf_counter() - t0
+    html = sum_up(story, root, seed, wall)
+    ws, rb = story.ws, story.rb
+    return {"workspace": str(root), "wall_s": wall, "seed": seed, "steps": story.steps, "transfers": story.transfers,
+            "rollback": rb.model_dump(mode="json") if rb else {},
+            "audit_ok": story.audit_ok, "tampered": story.tampered, "plasticity": story.plasticity,
+            "status": [r.model_dump(mode="json") for r in ecosystem_status(ws)], "report": str(html),
+            "story": [c.model_dump() for c in story.claims], "story_holds": not any(not c.holds for c in story.claims)}
+
+
+def sum_up(story: Story, root: Path, seed: int, wall: float) -> Path:
+    """The summary table, the HTML report (its path returned) and which steps the story did not hold at."""
+    con, claims = story.con, story.claims
     broken = [c for c in claims if not c.holds]
     summary = Table(title=f"Loopgate demo (seed {seed}) — {wall:.0f} s")
     for col in ("step", "candidate", "verdict", "deciding gate", "figure", "story"):
         summary.add_column(col)
     holds = {c.step: c.holds for c in claims}
-    for s in steps:
+    for s in story.steps:
         mark = "✓" if holds.get(s["step"], True) else "[red]✗[/]"
         summary.add_row(s["step"], s["candidate"], s["verdict"], s["deciding_gate"], s["figure"], mark)
     con.print(summary)
     from loopgate.report import build_run_report
 
-    html = build_run_report(ws, root / "report", "Loopgate demo", steps)
+    html = build_run_report(story.ws, root / "report", "Loopgate demo", story.steps)
     con.print(f"HTML report: {html}")
     if broken:
         con.print(f"[bold red]The story did not hold at {len(broken)} step(s) (seed {seed}):[/]")
@@ -449,21 +227,7 @@ def run_demo(workspace: str | Path, *, quick: bool = False, console: Console | N
                   "measured, the story expected something else.")
     else:
         con.print(f"[green]The story held at every step ({len(claims)} checks).[/]")
-    return {"workspace": str(root), "wall_s": wall, "seed": seed, "steps": steps, "transfers": transfers,
-            "rollback": rb.model_dump(mode="json") if rb else {},
-            "audit_ok": audit_ok, "tampered": tampered, "plasticity": plasticity,
-            "status": [r.model_dump(mode="json") for r in ecosystem_status(ws)], "report": str(html),
-            "story": [c.model_dump() for c in claims], "story_holds": not broken}
+    return html
 
 
-def _plasticity(ws: Workspace, line: str) -> list[dict[str, Any]]:
-    from loopgate.evaluate.plasticity import plasticity_headroom
-    from loopgate.loop.evaluation import profile_version
-
-    steps = ws.eco.policy_for(line).plasticity.probe_steps
-    ref = profile_version(ws, ws.store.versions("base")[0].id, steps)
-    rows = []
-    for v in ws.store.versions(line):
-        prof = profile_version(ws, v.id, steps)
-        rows.append({"version": v.id, "headroom": plasticity_headroom(prof, ref), **prof})
-    return rows
+__all__ = ["Claim", "_followed", "ecosystem", "margins", "run_demo", "tightest", "write_world"]
