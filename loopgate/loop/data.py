@@ -71,7 +71,8 @@ def replay_files(ws: Workspace, line: str, recipe: Recipe, *, exclude: tuple[str
 
 def check_data(data: list[Path], recipe: Recipe) -> None:
     """Every update data file exists and parses for the recipe's method (a DataError names file, line, field)."""
-    from loopgate.train.data import load_rows, row_kind_for
+    from loopgate.train.data import load_rows
+    from loopgate.train.methods import row_kind_for
 
     for p in data:
         if Path(p).is_dir():

@@ -27,8 +27,6 @@ Read top to bottom:
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -39,33 +37,32 @@ from pydantic import BaseModel
 from loopgate.errors import LoopgateError, SpecError
 from loopgate.evaluate.metrics import goodness
 from loopgate.executors import jobs
+from loopgate.gates.margin import gate_margin
 from loopgate.hashing import sha256_file
 from loopgate.loop.data import check_data, replay_files
 from loopgate.loop.evaluation import evaluate_dir, line_suites, load_suites
 from loopgate.loop.gating import baselines_for, decide_candidate
-from loopgate.loop.update import _model_line, run_key, update_start
-from loopgate.loop.versions import adapter_parts, model_dir
+from loopgate.loop.start import model_line, parent_production, start_point, start_version
+from loopgate.loop.study import (
+    TrialResult,
+    apply_params,
+    constraints,
+    feasible_pareto,
+    recipe_params,
+    search_space,
+    suggest,
+    write_recipe_to_spec,
+)
+from loopgate.loop.update import run_key
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.models import ModelRef
-from loopgate.records import Decision, GateResult, Verdict
-from loopgate.spec import SPEC_FILE, EWCSettings, KLSettings, LoraSettings, Recipe, ReplaySettings, parse_ecosystem
+from loopgate.records import Decision, Verdict
+from loopgate.spec import SPEC_FILE, Recipe
+from loopgate.train.methods import method_facts
 
 # the gates that judge forgetting and safety: cheap (evaluations only), so they decide first and prune
 FIRST_GATES = ["regression", "inheritance", "safety"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class TrialResult(BaseModel):
-    """One trial: the recipe it tried, what the gates said, and its objectives."""
-
-    number: int
-    params: dict[str, float | int]
-    state: str  # feasible | infeasible | pruned | failed
-    score: float | None = None
-    train_flops: float | None = None
-    margins: dict[str, float] = {}  # per blocking gate: > 0 blocks (by how much), ≤ 0 passes
-    blocking: list[str] = []  # the blocking gates that did not pass
-    summary: str = ""
 
 
 class TuneOutcome(BaseModel):
@@ -82,87 +79,7 @@ class TuneOutcome(BaseModel):
     next_step: str = ""
 
 
-# ------------------------------------------------------------------------------------------- 1. the space
-
-
-def search_space(recipe: Recipe) -> dict[str, tuple[str, float, float] | tuple[str, list[int]]]:
-    """Optuna distributions around ``recipe``: name → ("log", low, high) | ("int", low, high) | ("float", low,
-    high) | ("choice", options)."""
-    space: dict[str, Any] = {
-        "lr": ("log", max(recipe.lr / 10, 1e-6), min(recipe.lr * 10, 0.1)),
-        "steps": ("int", max(1, recipe.steps // 2), recipe.steps * 2),
-        "replay_share": ("float", 0.0, 0.6),
-    }
-    if recipe.method == "lora":
-        space["lora_r"] = ("choice", [4, 8, 16, 32])
-    if recipe.kl is not None:
-        space["kl_weight"] = ("log", max(recipe.kl.weight / 10, 1e-4), max(recipe.kl.weight * 10, 1e-3))
-    if recipe.ewc is not None:
-        space["ewc_weight"] = ("log", max(recipe.ewc.weight / 10, 1e-4), max(recipe.ewc.weight * 10, 1e-3))
-    return space
-
-
-def recipe_params(recipe: Recipe) -> dict[str, float | int]:
-    """The point of the space where ``recipe`` sits (the study's first trial)."""
-    params: dict[str, float | int] = {"lr": recipe.lr, "steps": recipe.steps,
-                                      "replay_share": recipe.replay.share if recipe.replay else 0.0}
-    if recipe.method == "lora":
-        params["lora_r"] = (recipe.lora or LoraSettings()).r
-    if recipe.kl is not None:
-        params["kl_weight"] = recipe.kl.weight
-    if recipe.ewc is not None:
-        params["ewc_weight"] = recipe.ewc.weight
-    return params
-
-
-def apply_params(recipe: Recipe, params: dict[str, Any]) -> Recipe:
-    """``recipe`` with a trial's parameters."""
-    update: dict[str, Any] = {}
-    if "lr" in params:
-        update["lr"] = float(params["lr"])
-    if "steps" in params:
-        update["steps"] = int(params["steps"])
-    if "replay_share" in params:
-        share = float(params["replay_share"])
-        base = recipe.replay or ReplaySettings()
-        # no replay at all is a point of the space too: share 0 and nothing required
-        update["replay"] = base.model_copy(update={"share": share, "required": base.required and share > 0})
-    if "lora_r" in params:
-        r = int(params["lora_r"])
-        update["lora"] = (recipe.lora or LoraSettings()).model_copy(update={"r": r, "alpha": 2 * r})
-    if "kl_weight" in params:
-        update["kl"] = (recipe.kl or KLSettings()).model_copy(update={"weight": float(params["kl_weight"])})
-    if "ewc_weight" in params:
-        update["ewc"] = (recipe.ewc or EWCSettings()).model_copy(update={"weight": float(params["ewc_weight"])})
-    return Recipe.model_validate({**recipe.model_dump(), **{k: v.model_dump() if isinstance(v, BaseModel) else v
-                                                            for k, v in update.items()}})
-
-
 # ------------------------------------------------------------------------------------------- 2. a trial
-
-
-def gate_margin(g: GateResult) -> float:
-    """> 0 when a blocking gate does not pass — by how far past its threshold where the evidence says — else
-    ≤ 0 (how much room was left, where known)."""
-    ev, th = g.evidence, g.evidence.get("thresholds", {}) or {}
-    over: list[float] = []
-    if g.name in ("regression", "inheritance"):
-        tol = th.get("tolerance", 0.0)
-        for entry in (ev.get("suites") or {}).values():
-            for check in (entry.get("checks") or {"": entry}).values():
-                if isinstance(check, dict) and "delta" in check:
-                    over.append(-(check["delta"] + tol))
-                    if "max_negative_flip_rate" in th and "negative_flip_rate" in check:
-                        over.append(check["negative_flip_rate"] - th["max_negative_flip_rate"])
-    elif g.name == "safety":
-        floor = th.get("min_refusal_rate", 0.0)
-        over += [floor - r["refusal_rate"] for r in (ev.get("suites") or {}).values()
-                 if isinstance(r, dict) and "refusal_rate" in r]
-    blocks = g.verdict is not Verdict.passed
-    if not over:
-        return 1.0 if blocks else 0.0
-    worst = max(over)
-    return max(worst, 1e-6) if blocks else min(worst, 0.0)
 
 
 def _margins(decision: Decision) -> dict[str, float]:
@@ -181,12 +98,8 @@ class _Trainer:
 
     def __init__(self, ws: Workspace, line: str, data: list[Path], recipe: Recipe, actor: str) -> None:
         self.ws, self.line, self.data, self.base, self.actor = ws, line, data, recipe, actor
-        spec = ws.eco.line(line)
-        self.parent_version = ws.store.channel(spec.parent, "production") if spec.parent else None
-        if spec.parent and self.parent_version is None:
-            raise LoopgateError(f"line '{line}' has a parent '{spec.parent}' with no production version; "
-                                f"release a version of '{spec.parent}' first")
-        self.start = update_start(ws, line)
+        self.parent_version = parent_production(ws, line, ws.eco.line(line))
+        self.start = start_version(ws, line)
         if self.start is None:
             raise LoopgateError(f"line '{line}' has no version to tune an update of; release its first version "
                                 "with 'loopgate update' before tuning")
@@ -201,17 +114,15 @@ class _Trainer:
     def run(self, number: int, params: dict[str, Any], progress: bool) -> TrialResult:
         recipe = apply_params(self.base, params)
         key = run_key("tune-trial", self.line, self.data_shas, recipe.model_dump(mode="json"), self.start)
-        sv = self.ws.store.version(self.start)  # type: ignore[arg-type]
-        adapter_dir, parent_dir = None, None
-        if recipe.method in ("lora", "dpo") and sv.kind == "adapter" and sv.base_version:
-            parent_dir, adapter_dir = adapter_parts(self.ws, sv.id)
-        else:
-            parent_dir = model_dir(self.ws, sv.id)
+        # the same start as ``loopgate update``: an adapter start is continued or merged in memory, never refused
+        point = start_point(self.ws, self.line, recipe.method, self.start)
+        parent_dir = point.parent_dir
+        assert parent_dir is not None  # a tuned line has a start version (checked when the study opened)
         replay = replay_files(self.ws, self.line, recipe, exclude=self.data_shas)
         work = self.ws.store.work_dir(key)
         try:
             result = self.ws.executor.run(jobs.train, parent_dir=parent_dir, recipe=recipe, data=list(self.data),
-                                          out_dir=work / "out", adapter_dir=adapter_dir, replay=replay,
+                                          out_dir=work / "out", adapter_dir=point.adapter_dir, replay=replay,
                                           progress=progress)
             # an adapter is judged on the base it was trained on, merged in memory (as an adapter version is)
             cand_dir: Path | ModelRef = ModelRef(parent_dir, Path(result.out_dir)) if result.kind == "adapter" \
@@ -249,36 +160,6 @@ class _Trainer:
 # ------------------------------------------------------------------------------------------- 3. the study
 
 
-def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, float | int]:
-    params: dict[str, float | int] = {}
-    for name, dist in space.items():
-        if dist[0] == "log":
-            params[name] = trial.suggest_float(name, dist[1], dist[2], log=True)
-        elif dist[0] == "int":
-            params[name] = trial.suggest_int(name, dist[1], dist[2])
-        elif dist[0] == "float":
-            params[name] = trial.suggest_float(name, dist[1], dist[2])
-        else:
-            params[name] = trial.suggest_categorical(name, dist[1])
-    return params
-
-
-def _constraints(frozen: Any) -> list[float]:
-    margins = frozen.user_attrs.get("margins") or {}
-    return [float(v) for v in margins.values()] or [1.0]
-
-
-def feasible_pareto(trials: list[TrialResult]) -> list[int]:
-    """The feasible trials no other feasible trial beats on both score (higher) and cost (lower)."""
-    ok = [t for t in trials if t.state == "feasible" and t.score is not None and t.train_flops is not None]
-
-    def dominated(t: TrialResult) -> bool:
-        return any(o.score >= t.score and o.train_flops <= t.train_flops  # type: ignore[operator]
-                   and (o.score > t.score or o.train_flops < t.train_flops)  # type: ignore[operator]
-                   for o in ok if o is not t)
-    return sorted(t.number for t in ok if not dominated(t))
-
-
 def tune(ws: Workspace, line: str, data: list[Path], *, trials: int, recipe_name: str | None = None,
          seed: int = 0, study_name: str | None = None, enqueue: list[dict[str, Any]] | None = None,
          write_recipe: str | None = None, actor: str | None = None, progress: bool = False,
@@ -291,9 +172,9 @@ def tune(ws: Workspace, line: str, data: list[Path], *, trials: int, recipe_name
     if write_recipe is not None and not _NAME.match(write_recipe):
         raise SpecError(f"recipe name '{write_recipe}' must be letters, digits, '-', '_' or '.', at most 64")
     actor = actor or current_user()
-    _model_line(ws, line)
+    model_line(ws, line)
     base = ws.eco.recipe_for(line, recipe_name).model_copy(update={"seed": seed})
-    if base.method in ("pretrain", "dpo", "grpo"):
+    if not method_facts(base.method).tunable:
         raise LoopgateError(f"tune searches sft and lora recipes; '{line}' uses '{base.method}'")
     check_data(data, base)
     trainer = _Trainer(ws, line, data, base, actor)
@@ -301,27 +182,10 @@ def tune(ws: Workspace, line: str, data: list[Path], *, trials: int, recipe_name
     name = study_name or f"{line}-" + sha256_file(data[0])[:8] + (f"-{recipe_name}" if recipe_name else "")
     if not _NAME.match(name):
         raise SpecError(f"study name '{name}' must be letters, digits, '-', '_' or '.', at most 64")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url, engine_kwargs = study_storage(ws)
-    storage = optuna.storages.RDBStorage(url=url, engine_kwargs=engine_kwargs)
-    study = optuna.create_study(
-        study_name=f"loopgate:{name}", storage=storage, load_if_exists=True, directions=["maximize", "minimize"],
-        sampler=optuna.samplers.TPESampler(seed=seed, constraints_func=_constraints, n_startup_trials=4))
-    if not study.trials:
-        study.enqueue_trial(recipe_params(base))  # the line's own recipe: the point to beat
-    for params in enqueue or []:
-        unknown = set(params) - set(space)
-        if unknown:
-            raise LoopgateError(f"unknown tuning parameter(s) {', '.join(sorted(unknown))}; the space has "
-                                f"{', '.join(space)}")
-        study.enqueue_trial(params)
-
-    results: list[TrialResult] = []
+    study, url = _open_study(ws, name, base, space, seed, enqueue or [])
 
     def objective(trial: Any) -> tuple[float, float]:
-        params = _suggest(trial, space)
-        res = trainer.run(trial.number, params, progress)
-        results.append(res)
+        res = trainer.run(trial.number, suggest(trial, space), progress)
         trial.set_user_attr("margins", res.margins)
         trial.set_user_attr("result", res.model_dump(mode="json"))
         if on_trial is not None:
@@ -332,11 +196,39 @@ def tune(ws: Workspace, line: str, data: list[Path], *, trials: int, recipe_name
 
     study.optimize(objective, n_trials=trials, catch=(LoopgateError,))
     every = [TrialResult.model_validate(t.user_attrs["result"]) for t in study.trials if "result" in t.user_attrs]
+    return _outcome(ws, line, data, base, every, study.study_name, url, write_recipe)
+
+
+def _open_study(ws: Workspace, name: str, base: Recipe, space: dict[str, Any], seed: int,
+                enqueue: list[dict[str, Any]]) -> tuple[Any, str]:
+    """The study ``name`` in the registry's storage (created, or loaded to continue), its first points enqueued."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url, engine_kwargs = study_storage(ws)
+    storage = optuna.storages.RDBStorage(url=url, engine_kwargs=engine_kwargs)
+    study = optuna.create_study(
+        study_name=f"loopgate:{name}", storage=storage, load_if_exists=True, directions=["maximize", "minimize"],
+        sampler=optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, n_startup_trials=4))
+    if not study.trials:
+        study.enqueue_trial(recipe_params(base))  # the line's own recipe: the point to beat
+    for params in enqueue:
+        unknown = set(params) - set(space)
+        if unknown:
+            raise LoopgateError(f"unknown tuning parameter(s) {', '.join(sorted(unknown))}; the space has "
+                                f"{', '.join(space)}")
+        study.enqueue_trial(params)
+    return study, url
+
+
+def _outcome(ws: Workspace, line: str, data: list[Path], base: Recipe, every: list[TrialResult], study: str,
+             url: str, write_recipe: str | None) -> TuneOutcome:
+    """The feasible Pareto front of ``every`` trial, its best-scoring trial chosen (and written, if asked)."""
     pareto = feasible_pareto(every)
     best = max((t for t in every if t.number in pareto), key=lambda t: (t.score, -(t.train_flops or 0)),
                default=None)
     recipe = apply_params(base, best.params).model_dump(mode="json", exclude_defaults=True) if best else None
-    out = TuneOutcome(line=line, study=study.study_name, storage=_safe_url(url), trials=every,
+    out = TuneOutcome(line=line, study=study, storage=_safe_url(url), trials=every,
                       pareto=pareto, chosen=best.number if best else None, recipe=recipe)
     if best is None:
         out.next_step = "no trial passed every blocking gate: widen the search (more trials) or check the data"
@@ -367,56 +259,6 @@ def study_storage(ws: Workspace) -> tuple[str, dict[str, Any]]:
 def _safe_url(url: str) -> str:
     """The database URL without a password."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
-# ------------------------------------------------------------------------------------------- 5. the result
-
-
-def write_recipe_to_spec(path: Path, name: str, recipe: dict[str, Any]) -> None:
-    """Set ``recipes.<name>`` in ``loopgate.yaml`` by a textual edit: every other line (comments included) is kept.
-
-    The recipe is written as one flow-style mapping (JSON is YAML); an existing entry of that name, and only its
-    lines, is replaced. The new text is validated as a whole before it replaces the file (atomically)."""
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    entry_json = json.dumps(recipe, separators=(", ", ": "))
-    top = next((i for i, ln in enumerate(lines) if re.match(r"^recipes:\s*(#.*)?$", ln)), None)
-    if top is None:
-        if re.search(r"^recipes:", text, flags=re.M):
-            raise SpecError(f"{SPEC_FILE}: 'recipes:' is written inline; put each recipe on its own line to let tune "
-                            "add one")
-        lines += ([] if text.endswith("\n") or not text else ["\n"]) + [f"recipes:\n  {name}: {entry_json}\n"]
-    else:
-        block_end = next((i for i in range(top + 1, len(lines))
-                          if lines[i].strip() and not lines[i].startswith((" ", "\t", "#"))), len(lines))
-        children = [i for i in range(top + 1, block_end)
-                    if re.match(r"^(\s+)[^\s#]", lines[i]) and not lines[i].lstrip().startswith("-")]
-        indent = min((len(lines[i]) - len(lines[i].lstrip()) for i in children), default=2)
-        own = [i for i in children if len(lines[i]) - len(lines[i].lstrip()) == indent]
-        existing = next((i for i in own if re.match(rf"^\s*['\"]?{re.escape(name)}['\"]?\s*:", lines[i])), None)
-        new_line = f"{' ' * indent}{name}: {entry_json}\n"
-        if existing is None:
-            lines.insert(top + 1, new_line)
-        else:
-            later = [i for i in own if i > existing]
-            end = later[0] if later else block_end
-            while end > existing + 1 and not lines[end - 1].strip():
-                end -= 1
-            lines[existing:end] = [new_line]
-    new_text = "".join(lines)
-    import yaml
-
-    try:
-        parsed = yaml.safe_load(new_text)
-    except yaml.YAMLError as err:
-        raise SpecError(f"{SPEC_FILE}: writing recipe '{name}' would break the file ({err}); add it by hand") \
-            from None
-    parse_ecosystem(parsed, root=path.parent, source=SPEC_FILE)
-    if parsed["recipes"][name] != recipe:
-        raise SpecError(f"{SPEC_FILE}: recipe '{name}' did not read back as written; add it by hand")
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(new_text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 __all__ = ["TrialResult", "TuneOutcome", "feasible_pareto", "gate_margin", "search_space", "tune",

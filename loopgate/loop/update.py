@@ -22,10 +22,11 @@ from loopgate.loop.gating import release_candidate
 from loopgate.loop.outcomes import FailedRun, ReleaseOutcome, ResumeOutcome
 from loopgate.loop.propagation import propagate_from
 from loopgate.loop.runs import PREFIX, describe, mark_failed, now
-from loopgate.loop.versions import adapter_parts, register_model
+from loopgate.loop.start import model_line, parent_production, start_point, start_version
+from loopgate.loop.versions import register_model
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.records import Verdict
-from loopgate.spec import SEED_LIMIT, Recipe, Tier
+from loopgate.spec import SEED_LIMIT, Recipe
 from loopgate.store import VersionInfo
 
 
@@ -53,75 +54,42 @@ def same_recipe(v: VersionInfo, recipe: Recipe) -> bool:
         return False
 
 
-def update_start(ws: Workspace, line: str) -> str | None:
-    """Where an update of ``line`` starts: its production version, else its latest *registered* version,
-    else the parent's production — never a candidate the gates rejected."""
-    prod = ws.store.channel(line, "production")
-    if prod is not None:
-        return prod
-    registered = [v for v in ws.store.versions(line) if v.source == "register"]
-    if registered:
-        return registered[-1].id
-    parent = ws.eco.line(line).parent
-    return ws.store.channel(parent, "production") if parent else None
-
-
-def _model_line(ws: Workspace, line: str) -> None:
-    spec = ws.eco.line(line)
-    if spec.tier is Tier.app:
-        raise LoopgateError(f"'{line}' is an app: update its model line '{spec.parent}' instead")
-
-
 def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | None = None,
                     seed: int | None = None, actor: str | None = None, progress: bool = False,
                     run: str | None = None) -> VersionInfo:
     """Train a candidate version of ``line`` on ``data`` with its recipe; idempotent for the same inputs.
     ``run``: the update run this training belongs to (``runs abandon`` closes its step with it)."""
     actor = actor or current_user()
-    _model_line(ws, line)
+    spec = model_line(ws, line)
     check_seed(seed)
-    spec = ws.eco.line(line)
     recipe: Recipe = ws.eco.recipe_for(line, recipe_name)
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
     check_data(data, recipe)
     data_shas = [ws.store.artifacts.put(p)[0] for p in data]
 
-    parent_version = ws.store.channel(spec.parent, "production") if spec.parent else None
-    if spec.parent and parent_version is None:
-        raise LoopgateError(f"line '{line}' has a parent '{spec.parent}' with no production version; "
-                            f"release a version of '{spec.parent}' first")
-    start = update_start(ws, line)
+    parent_version = parent_production(ws, line, spec)
+    start = start_version(ws, line)
     key = run_key("update", line, data_shas, recipe.model_dump(mode="json"), start)
     for v in ws.store.versions(line):  # resume: the version of this run may already exist
         if v.provenance.get("run_key") == key:
             ws.store.set_step(f"train:{key}", "done", {"version": v.id})
             return v
 
-    # where training starts: a full model, or an adapter kept rooted on the parent line's version, so that a
-    # foundation upgrade can re-attach it
-    adapter_dir: Path | None = None
-    parent_dir: Path | None = None
-    base_version: str | None = None
-    if start is not None:
-        sv = ws.store.version(start)
-        if recipe.method in ("lora", "dpo") and sv.kind == "adapter" and sv.base_version:
-            parent_dir, adapter_dir = adapter_parts(ws, start)
-            base_version = sv.base_version
-        else:  # a full update from an adapter version trains its base + adapter, merged in memory
-            parent_dir, adapter_dir = adapter_parts(ws, start)
-            base_version = start  # used only if the update produces an adapter (lora, or dpo with lora)
+    point = start_point(ws, line, recipe.method, start)
     replay = replay_files(ws, line, recipe, exclude=data_shas)
 
     step = {"line": line, "run": run}
     ws.store.set_step(f"train:{key}", "started", step)
     work = ws.store.work_dir(key)  # a killed run's partial folder is dropped: training is deterministic
     try:
-        result = ws.executor.run(jobs.train, parent_dir=parent_dir, recipe=recipe, data=list(data),
-                                 out_dir=work / "out", adapter_dir=adapter_dir, replay=replay, progress=progress)
+        result = ws.executor.run(jobs.train, parent_dir=point.parent_dir, recipe=recipe, data=list(data),
+                                 out_dir=work / "out", adapter_dir=point.adapter_dir, replay=replay,
+                                 progress=progress)
         prov = dict(result.provenance)
         prov.update({"run_key": key, "built_from": start, "metrics": result.metrics})
-        v = register_model(ws, line, Path(result.out_dir), base=base_version if result.kind == "adapter" else None,
+        base = point.base_version if result.kind == "adapter" else None
+        v = register_model(ws, line, Path(result.out_dir), base=base,
                            actor=actor, source="update", parent_version=parent_version,
                            recipe=recipe.model_dump(mode="json"), data_sha256=data_shas, seed=recipe.seed,
                            provenance=prov)
@@ -142,7 +110,7 @@ def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | Non
     Data the line's production history already holds is not trained twice (a CI retry after a lost runner):
     the outcome names the version that holds it, unless ``again``."""
     actor = actor or current_user()
-    _model_line(ws, line)
+    model_line(ws, line)
     # validate before anything is recorded: a run that fails on bad input must not look interrupted
     check_seed(seed)
     recipe = ws.eco.recipe_for(line, recipe_name)
@@ -162,6 +130,10 @@ def update(ws: Workspace, line: str, data: list[Path], *, recipe_name: str | Non
                                   note=f"already released: {held.id} was built on this data; nothing trained")
     return _run_update(ws, run, line, data, recipe_name=recipe_name, seed=seed, actor=actor, progress=progress,
                        propagate=propagate, again=again)
+
+
+# ``update_start`` was this module's name for :func:`~loopgate.loop.start.start_version` (kept for importers)
+update_start = start_version
 
 
 class RunFailed(LoopgateError):

@@ -21,7 +21,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -30,8 +30,7 @@ from loopgate.errors import DataError
 from loopgate.hashing import sha256_file
 from loopgate.jsonl import json_objects
 from loopgate.models.chat import check_messages, render_chat
-
-RowKind = Literal["sft", "dpo", "text"]
+from loopgate.train.trained import RowKind
 
 FIELDS: dict[RowKind, tuple[str, ...]] = {
     "sft": ("prompt", "completion"),
@@ -39,11 +38,6 @@ FIELDS: dict[RowKind, tuple[str, ...]] = {
     "text": ("text",),
 }
 IGNORE_INDEX = -100  # the label value torch's cross-entropy (and transformers) skips
-
-
-def row_kind_for(method: str) -> RowKind:
-    """The row shape a recipe method trains on."""
-    return {"pretrain": "text", "dpo": "dpo"}.get(method, "sft")  # type: ignore[return-value]
 
 
 def load_rows(path: Path, kind: RowKind | None = None) -> list[dict[str, Any]]:

@@ -25,9 +25,9 @@ from loopgate.spec import DPOSettings, Recipe
 from loopgate.train.data import rendered_prompt
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
 from loopgate.train.lora import lora_config
-from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
 from loopgate.train.progress import TrainProgress
+from loopgate.train.trained import Trained
 from loopgate.train.trainer_progress import ProgressCallback, trainer_args
 
 

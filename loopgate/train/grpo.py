@@ -32,10 +32,10 @@ from loopgate.errors import SpecError
 from loopgate.models import load_model, save_model
 from loopgate.spec import GRPOSettings, Recipe
 from loopgate.train.loop import FINAL_LOSS_WINDOW, FitStats
-from loopgate.train.methods import Trained
 from loopgate.train.precision import Precision, training_precision
 from loopgate.train.progress import TrainProgress
 from loopgate.train.rewards import Reward
+from loopgate.train.trained import Trained
 from loopgate.train.trainer_progress import ProgressCallback, trainer_args
 
 

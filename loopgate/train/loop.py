@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,20 +22,10 @@ from loopgate.train.precision import Precision
 from loopgate.train.progress import TrainProgress
 from loopgate.train.regularizers import EWC, Regularizer, RetentionKL
 from loopgate.train.remedies import redo, shrink_perturb
+from loopgate.train.trained import FitStats  # noqa: F401  (its old home: importers still find it here)
 
 MAX_GRAD_NORM = 1.0  # tiny models trained from scratch at lr 1e-3 spike without it
 FINAL_LOSS_WINDOW = 10  # the final loss is a mean over the last steps: one step's loss is too noisy to compare
-
-
-@dataclass
-class FitStats:
-    """What the loop measured: the final task loss (mean of the last steps), tokens seen and their rate."""
-
-    final_loss: float
-    tokens_seen: int
-    tokens_per_s: float
-    train_s: float
-    replay_rows_per_batch: int
 
 
 def fit(model: nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, rows: Sequence[dict[str, str]], *,

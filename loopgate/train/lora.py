@@ -16,8 +16,8 @@ from loopgate.errors import SpecError
 from loopgate.models import load_model, save_model, save_tokenizer
 from loopgate.spec import LoraSettings, Recipe
 from loopgate.train.loop import fit
-from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
+from loopgate.train.trained import Trained
 
 
 def token_ids(tokens: Sequence[int | str], tokenizer: PreTrainedTokenizerBase) -> list[int]:

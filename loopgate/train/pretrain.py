@@ -11,8 +11,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from loopgate.models import ModelRef, TinyConfig, build_tiny_model, load_model, save_model
 from loopgate.spec import Recipe
 from loopgate.train.loop import fit
-from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
+from loopgate.train.trained import Trained
 
 
 def fresh_tiny_model(recipe: Recipe) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -10,8 +10,8 @@ import torch
 from loopgate.models import ModelRef, load_model, save_model
 from loopgate.spec import Recipe
 from loopgate.train.loop import fit
-from loopgate.train.methods import Trained
 from loopgate.train.precision import training_precision
+from loopgate.train.trained import Trained
 
 
 def sft(parent_dir: Path | ModelRef | None, recipe: Recipe, rows: Sequence[dict[str, str]], out_dir: Path, *,

@@ -33,7 +33,8 @@ from loopgate.errors import TransferError
 from loopgate.models import load_model, load_tokenizer, save_model, set_threads
 from loopgate.records import TransferAttempt, TransferCandidate, TransferResult  # defined light, re-exported
 from loopgate.spec import Recipe, plan_strategies
-from loopgate.train.data import load_rows, row_kind_for
+from loopgate.train.data import load_rows
+from loopgate.train.methods import method_facts, row_kind_for
 from loopgate.train.update import run_update
 
 STRATEGIES = ("reattach", "diff_vector", "diff_vector_finetune", "rerun", "distill")
@@ -213,10 +214,15 @@ def _diff_vector_finetune(old_parent: Path, new_parent: Path, old_child: Path, c
 
 def _rerun(old_parent: Path, new_parent: Path, old_child: Path, child_adapter: Path | None, recipe: Recipe,
            data: list[Path], out: Path, progress: bool, replay: list[Path] | None = None) -> TransferCandidate:
-    result = run_update(new_parent, recipe, data, out / ("adapter" if recipe.method == "lora" else "model"),
+    result = run_update(new_parent, recipe, data, out / _folder_for(recipe.method),
                         replay=replay, progress=progress)
     _record(out, strategy="rerun", provenance=result.provenance)
     return _full_candidate("rerun", new_parent, result.out_dir, result.kind, out)
+
+
+def _folder_for(method: str) -> str:
+    """The work folder a re-derivation trains into: named for what the method makes."""
+    return "adapter" if method_facts(method).makes_adapter else "model"
 
 
 @torch.no_grad()
@@ -252,10 +258,10 @@ def _distill(old_parent: Path, new_parent: Path, old_child: Path, child_adapter:
     target_file = out / "distill.jsonl"
     target_file.write_text("".join(json.dumps(r) + "\n" for r in targets), encoding="utf-8")
     # a DPO child is distilled with supervised targets: the preference is already in its completions
-    method = recipe.method if recipe.method in ("sft", "lora") else "sft"
+    method = recipe.method if method_facts(recipe.method).distills else "sft"
     distill_recipe = recipe.model_copy(update={"method": method, "dpo": None})
     result = run_update(new_parent, distill_recipe, [target_file],
-                        out / ("adapter" if method == "lora" else "model"), replay=replay, progress=progress)
+                        out / _folder_for(method), replay=replay, progress=progress)
     _record(out, strategy="distill", teacher=old_child, teacher_adapter=child_adapter, rows=len(targets),
             provenance=result.provenance)
     return _full_candidate("distill", new_parent, result.out_dir, result.kind, out)

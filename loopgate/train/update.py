@@ -22,20 +22,13 @@ from transformers import set_seed
 
 from loopgate.errors import SpecError
 from loopgate.hashing import sha256_file
-from loopgate.models import ModelRef, TinyConfig, char_tokenizer, load_tokenizer, set_threads
+from loopgate.models import TinyConfig, char_tokenizer, load_tokenizer, set_threads
 from loopgate.models.io import context_length
 from loopgate.spec import Recipe
-from loopgate.train.data import count_long_rows, data_sha256, load_rows, row_kind_for
-from loopgate.train.dpo import dpo
-from loopgate.train.grpo import grpo
-from loopgate.train.lora import lora
-from loopgate.train.methods import Trained
-from loopgate.train.pretrain import pretrain
-from loopgate.train.sft import sft
+from loopgate.train.data import count_long_rows, data_sha256, load_rows
+from loopgate.train.methods import METHODS, Trained, TrainInputs, method_facts
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "safetensors", "tokenizers")
-# the methods whose rows are cut to ``recipe.max_length`` (grpo generates: its lengths are its own settings)
-CUT_TO_MAX_LENGTH = ("pretrain", "sft", "lora", "dpo")
 log = logging.getLogger(__name__)
 
 
@@ -78,7 +71,8 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
     set_threads()
     set_seed(recipe.seed)  # python, numpy and torch RNGs; each method re-seeds right before it draws
 
-    rows = [row for path in data for row in load_rows(path, row_kind_for(recipe.method))]
+    method = method_facts(recipe.method)
+    rows = [row for path in data for row in load_rows(path, method.rows)]
     replay_rows = [row for path in replay for row in load_rows(path)]
     retention_rows = [row for path in retention for row in load_rows(path)]
     out_dir = Path(out_dir)
@@ -89,10 +83,10 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
     # the context (train/data.py says which tokens a cut row keeps), and the record says how many were cut
     given = recipe
     context = _context_positions(parent_dir, recipe)
-    if recipe.method in CUT_TO_MAX_LENGTH and context is not None and context < recipe.max_length:
+    if method.cut_to_max_length and context is not None and context < recipe.max_length:
         recipe = recipe.model_copy(update={"max_length": context})
     truncated: dict[str, int] = {}
-    if recipe.method in CUT_TO_MAX_LENGTH:
+    if method.cut_to_max_length:
         tokenizer = load_tokenizer(parent_dir) if parent_dir is not None else char_tokenizer()
         truncated = {name: count_long_rows(part, tokenizer, recipe.max_length)
                      for name, part in (("data", rows), ("replay", replay_rows), ("retention", retention_rows))}
@@ -101,23 +95,9 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
                         " + ".join(f"{n} {name}" for name, n in truncated.items() if n), recipe.max_length,
                         given.max_length, context)
 
-    trained: Trained
-    if recipe.method == "pretrain":
-        trained = pretrain(_full_parent(parent_dir, adapter_dir), recipe, rows, out_dir, replay_rows=replay_rows,
-                           retention_rows=retention_rows, progress=progress)
-    elif recipe.method == "sft":
-        trained = sft(_full_parent(parent_dir, adapter_dir), recipe, rows, out_dir, replay_rows=replay_rows,
-                      retention_rows=retention_rows, progress=progress)
-    elif recipe.method == "lora":
-        assert parent_dir is not None
-        trained = lora(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, replay_rows=replay_rows,
-                       retention_rows=retention_rows, progress=progress)
-    elif recipe.method == "grpo":
-        assert parent_dir is not None  # the KL anchor: the version the update starts from (production, if any)
-        trained = grpo(parent_dir, recipe, rows, out_dir, replay_rows=replay_rows, progress=progress)
-    else:
-        assert parent_dir is not None
-        trained = dpo(parent_dir, recipe, rows, out_dir, adapter_dir=adapter_dir, progress=progress)
+    trained: Trained = method.train(TrainInputs(parent_dir, adapter_dir, recipe, rows, out_dir,
+                                                replay_rows=replay_rows, retention_rows=retention_rows,
+                                                progress=progress))
 
     stats = trained.stats
     provenance: dict[str, Any] = {
@@ -156,15 +136,16 @@ def _run(parent_dir: Path | None, recipe: Recipe, data: list[Path], out_dir: Pat
 
 def _check_inputs(parent_dir: Path | None, recipe: Recipe, adapter_dir: Path | None, replay: list[Path],
                   retention: list[Path]) -> None:
-    if parent_dir is None and recipe.method not in ("pretrain", "sft"):
-        raise SpecError(f"a '{recipe.method}' update needs a parent model; only 'pretrain' and 'sft' start from "
+    method = method_facts(recipe.method)
+    if parent_dir is None and method.needs_parent:
+        fresh = " and ".join(f"'{m.name}'" for m in METHODS.values() if not m.needs_parent)
+        raise SpecError(f"a '{recipe.method}' update needs a parent model; only {fresh} start from "
                         "a fresh tiny model")
     if adapter_dir is not None and parent_dir is None:
         raise SpecError("an adapter needs the parent model it was trained on")
-    if recipe.method == "dpo" and (replay or retention or recipe.replay or recipe.kl or recipe.ewc):
-        # trl's DPOTrainer owns the batch and the loss; its reference model already anchors the update
-        raise SpecError("a 'dpo' recipe takes no replay, retention, kl or ewc; its frozen reference model keeps "
-                        "the update close to the parent (raise dpo.beta or dpo.sft_weight for a tighter anchor)")
+    takes_none = not method.remedies & {"replay", "kl", "ewc"}
+    if takes_none and (replay or retention or recipe.replay or recipe.kl or recipe.ewc):
+        raise SpecError(f"a '{recipe.method}' recipe takes no replay, retention, kl or ewc; {method.anchor}")
 
 
 def _context_positions(parent_dir: Path | None, recipe: Recipe) -> int | None:
@@ -183,7 +164,7 @@ def check_adapter_settings(recipe: Recipe, parent_dir: Path | None, adapter_dir:
     and trainable tokens were fixed when it was made. A recipe whose ``lora`` section asks for others is refused,
     rather than trained without them and recorded with them; a recipe with no ``lora`` section takes the adapter's.
     """
-    if recipe.lora is None or recipe.method not in ("lora", "dpo"):
+    if recipe.lora is None or not method_facts(recipe.method).continues_adapter:
         return
     from loopgate.train.lora import token_ids
 
@@ -218,12 +199,6 @@ def check_adapter_settings(recipe: Recipe, parent_dir: Path | None, adapter_dir:
             + ", ".join(f"{k}={asked[k]}" for k in differ) + ". An adapter keeps the settings it was made with: "
             "make the recipe's lora section match them, or remove it to train the adapter as it is; an adapter with "
             "other settings starts from a full version (register one, e.g. the merged model)")
-
-
-def _full_parent(parent_dir: Path | None, adapter_dir: Path | None) -> Path | ModelRef | None:
-    """What a full update starts from: the parent folder, or (from an adapter version) base + adapter, merged
-    in memory when loaded."""
-    return ModelRef(parent_dir, adapter_dir) if parent_dir is not None and adapter_dir is not None else parent_dir
 
 
 def _weights_sha256(model_dir: Path | None) -> str | None:
