@@ -119,51 +119,67 @@ def verify(session: Session, key: str | None = None, *, expect_head: str | None 
     found_expected = expect_head in (None, GENESIS)
     for row in session.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars():
         count += 1
-        if row.seq != expected_seq:
-            gap = (f"entry {expected_seq} was" if row.seq - 1 == expected_seq
-                   else f"entries {expected_seq}..{row.seq - 1} were")
-            return bad(row.seq, f"entry {row.seq} follows entry {expected_seq - 1}: {gap} deleted", count)
-        if row.prev_hash != prev:
-            return bad(row.seq, f"entry {row.seq} does not chain to entry {row.seq - 1} "
-                                "(an entry was inserted, deleted or reordered before it)", count)
-        actual = entry_hash(row.seq, row.ts, row.actor, row.kind, row.subject, row.payload, row.prev_hash)
-        if actual != row.hash:
-            return bad(row.seq, f"entry {row.seq} ({row.kind} {row.subject}) was edited: "
-                                "its content no longer matches its hash", count)
-        if key is not None:
-            if row.signature is None:
-                return bad(row.seq, f"entry {row.seq} ({row.kind} {row.subject}) is unsigned: it was written "
-                                    "without LOOPGATE_LEDGER_KEY, by a client or a database writer that does "
-                                    "not hold the key", count)
-            if not hmac.compare_digest(row.signature, sign(key, row.hash)):
-                return bad(row.seq, f"entry {row.seq} ({row.kind} {row.subject}) has a bad signature: it was "
-                                    "forged, or signed with another key", count)
+        problem = _entry_problem(row, expected_seq, prev, key)
+        if problem is not None:
+            return bad(row.seq, problem, count)
         if row.seq == (head.seq if head else -1):
             hash_at[row.seq] = row.hash
         if expect_head is not None and row.hash == expect_head:
             found_expected = True
         prev = row.hash
         expected_seq += 1
-    if head is None or head.seq == DELETED:
-        return bad(None, "the ledger's head record (table ledger_head) was deleted", count)
-    if head.seq > count:
-        return bad(count + 1, f"the ledger ends at entry {count} but entry {head.seq} was recorded: "
-                              "entries were deleted from the end", count)
-    if head.seq >= 1 and hash_at.get(head.seq) != head.hash:
-        return bad(head.seq, f"entry {head.seq} differs from the recorded head: the chain was rewritten", count)
-    if head.seq < count:
-        # the head moves in the same transaction as every entry Loopgate writes: a tail past it was not
-        return bad(head.seq + 1, f"entries {head.seq + 1}..{count} come after the recorded head "
-                                 f"(entry {head.seq}): they were appended outside Loopgate", count)
-    if key is not None and count and (head.signature is None or not hmac.compare_digest(
-            head.signature, sign(key, _head_message(head.seq, head.hash)))):
-        return bad(head.seq, f"the recorded head (entry {head.seq}) is not signed with the key: it was "
-                             "moved by someone who does not hold LOOPGATE_LEDGER_KEY", count)
+    found = _head_problem(head, count, hash_at, key)
+    if found is not None:
+        return bad(found[0], found[1], count)
     if not found_expected:
         return bad(None, f"the chain no longer holds the head {expect_head} recorded earlier: entries were cut "
                          "from the end and the head row put back, or the recorded hash belongs to another registry",
                    count)
     return VerifyReport(ok=True, entries=count, head_hash=prev, signed=key is not None)
+
+
+def _entry_problem(row: LedgerRow, expected_seq: int, prev: str, key: str | None) -> str | None:
+    """Why one entry does not fit the chain after ``prev`` (its number, link, hash, signature), or None."""
+    if row.seq != expected_seq:
+        gap = (f"entry {expected_seq} was" if row.seq - 1 == expected_seq
+               else f"entries {expected_seq}..{row.seq - 1} were")
+        return f"entry {row.seq} follows entry {expected_seq - 1}: {gap} deleted"
+    if row.prev_hash != prev:
+        return (f"entry {row.seq} does not chain to entry {row.seq - 1} "
+                "(an entry was inserted, deleted or reordered before it)")
+    actual = entry_hash(row.seq, row.ts, row.actor, row.kind, row.subject, row.payload, row.prev_hash)
+    if actual != row.hash:
+        return f"entry {row.seq} ({row.kind} {row.subject}) was edited: its content no longer matches its hash"
+    if key is not None:
+        if row.signature is None:
+            return (f"entry {row.seq} ({row.kind} {row.subject}) is unsigned: it was written "
+                    "without LOOPGATE_LEDGER_KEY, by a client or a database writer that does "
+                    "not hold the key")
+        if not hmac.compare_digest(row.signature, sign(key, row.hash)):
+            return (f"entry {row.seq} ({row.kind} {row.subject}) has a bad signature: it was "
+                    "forged, or signed with another key")
+    return None
+
+
+def _head_problem(head: LedgerHeadRow | None, count: int, hash_at: dict[int, str],
+                  key: str | None) -> tuple[int | None, str] | None:
+    """Why the recorded head does not fit a chain of ``count`` entries: (the first bad seq, the problem)."""
+    if head is None or head.seq == DELETED:
+        return None, "the ledger's head record (table ledger_head) was deleted"
+    if head.seq > count:
+        return count + 1, (f"the ledger ends at entry {count} but entry {head.seq} was recorded: "
+                           "entries were deleted from the end")
+    if head.seq >= 1 and hash_at.get(head.seq) != head.hash:
+        return head.seq, f"entry {head.seq} differs from the recorded head: the chain was rewritten"
+    if head.seq < count:
+        # the head moves in the same transaction as every entry Loopgate writes: a tail past it was not
+        return head.seq + 1, (f"entries {head.seq + 1}..{count} come after the recorded head "
+                              f"(entry {head.seq}): they were appended outside Loopgate")
+    if key is not None and count and (head.signature is None or not hmac.compare_digest(
+            head.signature, sign(key, _head_message(head.seq, head.hash)))):
+        return head.seq, (f"the recorded head (entry {head.seq}) is not signed with the key: it was "
+                          "moved by someone who does not hold LOOPGATE_LEDGER_KEY")
+    return None
 
 
 class SignReport(BaseModel):
