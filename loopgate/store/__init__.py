@@ -1,4 +1,7 @@
-"""Registry, content-addressed artifact store and ledger, behind one interface (:class:`Store`)."""
+"""Registry, content-addressed artifact store and ledger, behind one interface (:class:`Store`): one repository
+per entity (``versions``, ``evaluations``, ``decisions``, ``channels``/``moves``, ``steps``, ``ledger_repo``, ``files``;
+``gateway``, ``tokens``, ``pins``, ``pages``, ``release_reads``) over one unit of work (``session``), tables one
+module per entity (``tables/``). Nothing outside this package opens a session or imports SQLAlchemy."""
 
 from loopgate.store.artifacts import (
     ArtifactStore,
