@@ -173,18 +173,7 @@ def choice_loglikelihoods(model: Any, tokenizer: PreTrainedTokenizerBase, prompt
                 rows.append(s)
                 preds.append(list(range(len(ctx) - 1, len(ctx) - 1 + len(cont))))
             logits = model(input_ids=ids.to(device), attention_mask=flat_mask.to(device)).logits
-        targets = [cont for i in batch for cont in pieces[i][1]]
-        seq_idx = [r for r, p in zip(rows, preds, strict=True) for _ in p]
-        pos_idx = [t for p in preds for t in p]
-        flat_targets = [tok for cont in targets for tok in cont]
-        # log_softmax only at the positions that score a choice token, not the whole [rows, width, vocab]
-        picked = logits[torch.tensor(seq_idx), torch.tensor(pos_idx)].float().log_softmax(-1)
-        token_lp = picked[torch.arange(len(flat_targets)), torch.tensor(flat_targets)].tolist()
-        sums: list[float] = []
-        k = 0
-        for cont in targets:
-            sums.append(sum(token_lp[k: k + len(cont)]))
-            k += len(cont)
+        sums = _choice_sums(logits, rows, preds, [cont for i in batch for cont in pieces[i][1]])
         wall_ms = (time.perf_counter() - t0) * 1000
         k = 0
         for i in batch:
@@ -198,3 +187,20 @@ def choice_loglikelihoods(model: Any, tokenizer: PreTrainedTokenizerBase, prompt
     return [r for r in results if r is not None]
 
 
+
+
+def _choice_sums(logits: torch.Tensor, rows: list[int], preds: list[list[int]], targets: list[list[int]]
+                 ) -> list[float]:
+    """Per (prompt, choice): the summed log-probability of its tokens, read at the positions that predict them."""
+    seq_idx = [r for r, p in zip(rows, preds, strict=True) for _ in p]
+    pos_idx = [t for p in preds for t in p]
+    flat_targets = [tok for cont in targets for tok in cont]
+    # log_softmax only at the positions that score a choice token, not the whole [rows, width, vocab]
+    picked = logits[torch.tensor(seq_idx), torch.tensor(pos_idx)].float().log_softmax(-1)
+    token_lp = picked[torch.arange(len(flat_targets)), torch.tensor(flat_targets)].tolist()
+    sums: list[float] = []
+    k = 0
+    for cont in targets:
+        sums.append(sum(token_lp[k: k + len(cont)]))
+        k += len(cont)
+    return sums

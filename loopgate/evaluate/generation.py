@@ -133,20 +133,7 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
             torch.cuda.empty_cache()  # the estimate was too generous: the same rows in two halves
             pending[:0] = [batch[: len(batch) // 2], batch[len(batch) // 2:]]
             continue
-        new = out[:, width:].tolist()
-        texts: list[str] = []
-        counts: list[int] = []
-        for row in new:
-            n = 0
-            for tok in row:  # a finished row is filled with pad; eos counts as generated, pad does not
-                if tok in eos_ids:
-                    n += 1
-                    break
-                if tok == pad:
-                    break
-                n += 1
-            counts.append(n)
-            texts.append(str(tokenizer.decode(row[:n], skip_special_tokens=True)))
+        texts, counts = _decode_rows(tokenizer, out[:, width:].tolist(), eos_ids, pad)
         wall_ms = (time.perf_counter() - t0) * 1000
         for r, i in enumerate(batch):
             results[i] = Generation(_truncate(texts[r], stop), counts[r], wall_ms / len(batch))
@@ -157,3 +144,22 @@ def generate(model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[s
     return [g for g in results if g is not None]
 
 
+
+
+def _decode_rows(tokenizer: PreTrainedTokenizerBase, new: list[list[int]], eos_ids: set[int], pad: int
+                 ) -> tuple[list[str], list[int]]:
+    """Each row's generated text and token count: up to and including eos, up to (not including) padding."""
+    texts: list[str] = []
+    counts: list[int] = []
+    for row in new:
+        n = 0
+        for tok in row:  # a finished row is filled with pad; eos counts as generated, pad does not
+            if tok in eos_ids:
+                n += 1
+                break
+            if tok == pad:
+                break
+            n += 1
+        counts.append(n)
+        texts.append(str(tokenizer.decode(row[:n], skip_special_tokens=True)))
+    return texts, counts
