@@ -35,7 +35,11 @@ from loopgate.server.gateway.wire import error, read_body
 __all__ = ["Gateway", "GatewaySettings", "router"]
 
 
+ROUTES = {"completions": "POST", "chat/completions": "POST", "feedback": "POST", "models": "GET"}
+
+
 def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
+    """The gateway's routes under ``/v1``, over one :class:`Gateway` (closed with the app)."""
     gateway = Gateway(ws, settings or GatewaySettings())
 
     @asynccontextmanager
@@ -49,7 +53,15 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
 
     r = APIRouter(prefix="/v1", lifespan=lifespan)
     r.gateway = gateway  # type: ignore[attr-defined]  # for tests and benchmarks: the loaded servers' batch stats
+    _generation_routes(r, gateway)
+    _feedback_and_models(r, gateway)
+    # last, so it only sees what no route above took: OpenAI clients parse {"error": …} bodies, not FastAPI's
+    r.add_api_route("/{rest:path}", unknown, methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                    include_in_schema=False)
+    return r
 
+
+def _generation_routes(r: APIRouter, gateway: Gateway) -> None:
     @r.post("/completions")
     async def completions(request: Request) -> Response:
         try:
@@ -64,6 +76,8 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
         except GatewayError as e:
             return error(e)
 
+
+def _feedback_and_models(r: APIRouter, gateway: Gateway) -> None:
     @r.post("/feedback")
     async def feedback(request: Request) -> Response:
         try:
@@ -81,24 +95,20 @@ def router(ws: Workspace, settings: GatewaySettings | None = None) -> APIRouter:
             key_app = gateway.authorise(request.headers.get("authorization")).app
         except GatewayError as e:
             return error(e)
-        names = [n for n in ws.eco.lines if key_app is None or n == key_app]
+        names = [n for n in gateway.ws.eco.lines if key_app is None or n == key_app]
         return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "created": 0,
                                                          "owned_by": "loopgate"} for n in names]})
 
-    routes = {"completions": "POST", "chat/completions": "POST", "feedback": "POST", "models": "GET"}
 
-    # last, so it only sees what no route above took: OpenAI clients parse {"error": …} bodies, not FastAPI's
-    @r.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    async def unknown(request: Request, rest: str) -> Response:
-        if rest == "responses":
-            return error(GatewayError(404, "/v1/responses (OpenAI's Responses API) is not served by this gateway; "
-                                      "use /v1/chat/completions (inspect_ai: responses_api=False, openai SDK: "
-                                      "client.chat.completions.create)", code="unknown_url"))
-        if rest in routes:
-            return error(GatewayError(405, f"{request.method} is not allowed on /v1/{rest}; use {routes[rest]}",
-                                       code="method_not_allowed", headers={"Allow": routes[rest]}))
-        return error(GatewayError(404, f"unknown request URL: {request.method} /v1/{rest}; the gateway serves "
-                                   "/v1/completions, /v1/chat/completions, /v1/feedback and /v1/models",
-                                   code="unknown_url"))
-
-    return r
+async def unknown(request: Request, rest: str) -> Response:
+    """What no route took: OpenAI's error body (404, or 405 on a known path with another method)."""
+    if rest == "responses":
+        return error(GatewayError(404, "/v1/responses (OpenAI's Responses API) is not served by this gateway; "
+                                  "use /v1/chat/completions (inspect_ai: responses_api=False, openai SDK: "
+                                  "client.chat.completions.create)", code="unknown_url"))
+    if rest in ROUTES:
+        return error(GatewayError(405, f"{request.method} is not allowed on /v1/{rest}; use {ROUTES[rest]}",
+                                  code="method_not_allowed", headers={"Allow": ROUTES[rest]}))
+    return error(GatewayError(404, f"unknown request URL: {request.method} /v1/{rest}; the gateway serves "
+                               "/v1/completions, /v1/chat/completions, /v1/feedback and /v1/models",
+                               code="unknown_url"))
