@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,29 +137,44 @@ def run_plasticity_story(workspace: str | Path, *, quick: bool = False, seed: in
         return o
 
     try:
-        con.rule("1. the foundation ships")
-        first = update("1 foundation", "v1", None)
-        expect("base@1 ships", first.released, f"{first.version} {first.decision.verdict.value}")
-        con.rule(f"2. {updates} harsh updates (high lr, no replay): the skill stays, plasticity goes")
-        harsh = [update(f"2.{i + 1} harsh update", f"u{i + 1}", "harsh") for i in range(updates)]
-        eroded = [s for s in steps[1:] if s["released"]]
-        worst = min((s["headroom"] for s in eroded if s["headroom"] is not None), default=None)
-        expect("every harsh update ships (the blocking gates see no harm)", all(o.released for o in harsh),
-               ", ".join(f"{o.version} {o.decision.verdict.value}" for o in harsh))
-        expect("plasticity erodes: the last shipped harsh update is below the headroom floor and the gate names a "
-               "remedy", bool(eroded) and eroded[-1]["headroom"] is not None and eroded[-1]["headroom"] < 0.5
-               and bool(eroded[-1]["remedy"]),
-               f"headrooms {[s['headroom'] for s in eroded]}, remedy {eroded[-1]['remedy'] if eroded else '—'}")
-        con.rule("3. the same kind of update with the remedy (shrink-and-perturb)")
-        fixed = update("3 remedy update", f"u{updates + 1}", "remedy")
-        restored = steps[-1]["headroom"]
-        expect(f"the remedy ships with its headroom restored (≥ {RESTORE_FACTOR:g}× the most eroded)",
-               fixed.released and restored is not None and worst is not None and restored >= RESTORE_FACTOR * worst,
-               f"{fixed.version} {fixed.decision.verdict.value}, headroom {restored} (most eroded {worst})")
+        _erosion_and_remedy(con, update, expect, steps, updates)
     except LoopgateError as err:
         expect("the story can go on", False, f"{type(err).__name__}: {err}")
 
     wall = time.perf_counter() - t0
+    html = _sum_up(con, ws, root, steps, seed, wall)
+    holds = all(c["holds"] for c in claims)
+    con.print("[green]The story held at every step.[/]" if holds else "[bold red]The story did not hold.[/]")
+    return {"workspace": str(root), "wall_s": wall, "seed": seed, "steps": steps, "story": claims,
+            "story_holds": holds, "report": str(html)}
+
+
+def _erosion_and_remedy(con: Console, update: Callable[[str, str, str | None], loop.ReleaseOutcome],
+                        expect: Callable[[str, bool, str], None], steps: list[dict[str, Any]], updates: int) -> None:
+    """The story's three steps: the foundation ships, harsh updates erode its plasticity, the remedy restores it."""
+    con.rule("1. the foundation ships")
+    first = update("1 foundation", "v1", None)
+    expect("base@1 ships", first.released, f"{first.version} {first.decision.verdict.value}")
+    con.rule(f"2. {updates} harsh updates (high lr, no replay): the skill stays, plasticity goes")
+    harsh = [update(f"2.{i + 1} harsh update", f"u{i + 1}", "harsh") for i in range(updates)]
+    eroded = [s for s in steps[1:] if s["released"]]
+    worst = min((s["headroom"] for s in eroded if s["headroom"] is not None), default=None)
+    expect("every harsh update ships (the blocking gates see no harm)", all(o.released for o in harsh),
+           ", ".join(f"{o.version} {o.decision.verdict.value}" for o in harsh))
+    expect("plasticity erodes: the last shipped harsh update is below the headroom floor and the gate names a "
+           "remedy", bool(eroded) and eroded[-1]["headroom"] is not None and eroded[-1]["headroom"] < 0.5
+           and bool(eroded[-1]["remedy"]),
+           f"headrooms {[s['headroom'] for s in eroded]}, remedy {eroded[-1]['remedy'] if eroded else '—'}")
+    con.rule("3. the same kind of update with the remedy (shrink-and-perturb)")
+    fixed = update("3 remedy update", f"u{updates + 1}", "remedy")
+    restored = steps[-1]["headroom"]
+    expect(f"the remedy ships with its headroom restored (≥ {RESTORE_FACTOR:g}× the most eroded)",
+           fixed.released and restored is not None and worst is not None and restored >= RESTORE_FACTOR * worst,
+           f"{fixed.version} {fixed.decision.verdict.value}, headroom {restored} (most eroded {worst})")
+
+
+def _sum_up(con: Console, ws: Workspace, root: Path, steps: list[dict[str, Any]], seed: int, wall: float) -> Path:
+    """The summary table and the HTML report (its path returned)."""
     table = Table(title=f"Plasticity story (seed {seed}) — {wall:.0f} s")
     for col in ("step", "candidate", "verdict", "headroom", "dormant", "effective rank", "weight norm", "probe loss"):
         table.add_column(col)
@@ -170,7 +186,4 @@ def run_plasticity_story(workspace: str | Path, *, quick: bool = False, seed: in
 
     html = build_run_report(ws, root / "report", "Loopgate demo — plasticity", steps)
     con.print(f"HTML report: {html}")
-    holds = all(c["holds"] for c in claims)
-    con.print("[green]The story held at every step.[/]" if holds else "[bold red]The story did not hold.[/]")
-    return {"workspace": str(root), "wall_s": wall, "seed": seed, "steps": steps, "story": claims,
-            "story_holds": holds, "report": str(html)}
+    return html

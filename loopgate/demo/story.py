@@ -44,10 +44,8 @@ from loopgate.loop.workspace import Workspace
 TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 256, "max_positions": 128}
 
 
-def ecosystem(quick: bool, scale: float | None = None, seed: int = 0) -> dict[str, Any]:
-    """The demo's loopgate.yaml. ``quick`` shortens training (the test suite runs it that way); ``seed`` is
-    every recipe's training seed (model init, data order)."""
-    s = scale if scale is not None else 0.75 if quick else 1.0  # step scale
+def demo_recipes(s: float, seed: int) -> dict[str, dict[str, Any]]:
+    """The demo's recipes, their step counts scaled by ``s``; ``seed`` is every recipe's training seed."""
 
     def steps(n: int) -> int:
         return max(5, int(n * s))
@@ -76,6 +74,13 @@ def ecosystem(quick: bool, scale: float | None = None, seed: int = 0) -> dict[st
     }
     for recipe in recipes.values():
         recipe["seed"] = seed
+    return recipes
+
+
+def ecosystem(quick: bool, scale: float | None = None, seed: int = 0) -> dict[str, Any]:
+    """The demo's loopgate.yaml. ``quick`` shortens training (the test suite runs it that way); ``seed`` is
+    every recipe's training seed (model init, data order)."""
+    recipes = demo_recipes(scale if scale is not None else 0.75 if quick else 1.0, seed)
     return {
         "name": "acme-support",
         "suites": {
