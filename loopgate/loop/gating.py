@@ -24,7 +24,7 @@ from loopgate.loop.outcomes import ReleaseOutcome
 from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.models.io import ModelRef
-from loopgate.records import Decision, Evaluation, Verdict
+from loopgate.records import Decision, Evaluation, Provenance, Verdict
 from loopgate.spec import Policy
 from loopgate.store import ChannelMove
 from loopgate.store.registry import Approval
@@ -83,16 +83,14 @@ def _baselines(ws: Workspace, line: str, *, built_from: str | None, parent_versi
 def version_baselines(ws: Workspace, version_id: str) -> dict[str, str | None]:
     """:func:`baselines_for` a stored version."""
     v = ws.store.version(version_id)
-    built_from = v.provenance.get("built_from")
-    return baselines_for(ws, v.line, built_from=built_from if isinstance(built_from, str) else None,
+    return baselines_for(ws, v.line, built_from=Provenance.of(v.provenance).built_from,
                          parent_version=v.parent_version, candidate=version_id)
 
 
 def version_baseline_notes(ws: Workspace, version_id: str) -> dict[str, str]:
     """:func:`baseline_notes` for a stored version."""
     v = ws.store.version(version_id)
-    built_from = v.provenance.get("built_from")
-    return baseline_notes(ws, v.line, built_from=built_from if isinstance(built_from, str) else None,
+    return baseline_notes(ws, v.line, built_from=Provenance.of(v.provenance).built_from,
                           parent_version=v.parent_version, candidate=version_id)
 
 
