@@ -10,6 +10,7 @@ changes, :meth:`loopgate.store.Store.move_channels`; the rules about *people* ar
   repeated approval records nothing);
 - only an admin may force a rollback past the release rule, and only with a reason;
 - only a releaser or an admin may pin or unpin a line, and a pin says why;
+- only the API key that asked for an answer rates it, and only for its own app (the gateway's feedback);
 - which token roles satisfy the role a route or a button declares (:data:`ALLOWED`, :func:`may`): a viewer
   reads, a releaser releases, promotes and rolls back, an approver approves, an admin does everything.
 """
@@ -20,6 +21,7 @@ from loopgate.errors import LoopgateError
 from loopgate.identity import normalise_identity, same_identity
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Decision
+from loopgate.store.gateway import RequestRecord
 from loopgate.store.tokens import ROLES, TokenInfo
 
 # the roles that may force a rollback to a version production never held; the CLI runs with the registry's
@@ -112,3 +114,12 @@ def may(token: TokenInfo | None, role: str) -> bool:
     """Whether the token's role satisfies ``role`` (the dashboard shows a button only when it does)."""
     return token is not None and token.role in ALLOWED[role]
 
+
+def rating_refusal(request: RequestRecord, app: str | None, key_id: int | None) -> str | None:
+    """Why the API key ``key_id`` of ``app`` may not rate ``request``'s answer, or None when it may (keys off:
+    both None, anyone may)."""
+    if app is not None and app not in (request.app, request.line):
+        return f"request '{request.id}' was not made with this key's app"
+    if key_id is not None and request.key_id is not None and key_id != request.key_id:
+        return f"request '{request.id}' was made with another API key; the key that asked for an answer rates it"
+    return None

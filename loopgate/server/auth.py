@@ -55,7 +55,7 @@ class RoleRequirement:
             raise HTTPException(401, detail=f"{why}: send 'Authorization: Bearer <token>' "
                                             "(create one with 'loopgate token create --role ROLE --as NAME')",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if token.role not in ALLOWED[self.role]:
+        if not may(token, self.role):
             raise HTTPException(403, detail=f"this needs the {self.role} role; your token ({token.name}) is "
                                             f"{token.role}")
         return token

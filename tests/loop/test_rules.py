@@ -18,8 +18,11 @@ from loopgate.loop.rules import (
     check_force,
     check_pin,
     may,
+    rating_refusal,
     record_approval,
 )
+from loopgate.records import utcnow
+from loopgate.store.gateway import RequestRecord
 from loopgate.store.tokens import ROLES, TokenInfo, create_token, list_tokens
 
 
@@ -74,3 +77,13 @@ def test_an_approval_counts_once(workspace: Any, tiny_model_dir: Path) -> None:
     again = record_approval(workspace, v, "carol", "fine, retried")
     assert first.id == again.id
     assert [a.approver for a in workspace.store.approvals(v)] == ["carol"]
+
+
+def test_only_the_key_that_asked_rates_an_answer_of_its_own_app() -> None:
+    req = RequestRecord(id="r1", app="helpdesk", line="support", version_id="support@1", channel="production",
+                        shadow=False, user_hash=None, key_id=7, ok=True, error=None, latency_ms=1.0, prompt_tokens=1,
+                        output_tokens=1, prompt=None, output=None, seed=None, created_at=utcnow())
+    assert rating_refusal(req, "helpdesk", 7) is None
+    assert rating_refusal(req, None, None) is None  # keys off: anyone may rate
+    assert "not made with this key's app" in (rating_refusal(req, "billing-bot", 7) or "")
+    assert "another API key" in (rating_refusal(req, "helpdesk", 8) or "")

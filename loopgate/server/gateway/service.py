@@ -20,6 +20,7 @@ from loopgate.errors import LoopgateError
 from loopgate.loop import canary as canary_loop
 from loopgate.loop import feedback as feedback_loop
 from loopgate.loop.canary import LineState
+from loopgate.loop.rules import rating_refusal
 from loopgate.loop.workspace import Workspace
 from loopgate.server.gateway.adapters import Bases, load_server
 from loopgate.server.gateway.batching import VersionServer
@@ -225,12 +226,9 @@ class Gateway:
             raise GatewayError(404, f"no request '{request_id}'" + (f" with choice {index}" if index else "")
                                + "; send the id a completion returned (and the choice's index)",
                                param="request_id", code="request_not_found")
-        if caller.app is not None and caller.app not in (req.app, req.line):
-            raise GatewayError(403, f"request '{request_id}' was not made with this key's app", "permission_error",
-                               param="request_id")
-        if caller.key_id is not None and req.key_id is not None and caller.key_id != req.key_id:
-            raise GatewayError(403, f"request '{request_id}' was made with another API key; the key that asked for "
-                               "an answer rates it", "permission_error", param="request_id")
+        refused = rating_refusal(req, caller.app, caller.key_id)
+        if refused is not None:
+            raise GatewayError(403, refused, "permission_error", param="request_id")
         try:
             out = feedback_loop.add_feedback(self.ws, request_id, score, label=label, comment=comment,
                                              actor=f"gateway:{caller.app or 'anonymous'}", key_id=caller.key_id,
