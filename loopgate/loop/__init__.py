@@ -2,23 +2,24 @@
 API, the dashboard, the gateway, tuning trials). Each verb returns a typed outcome (:mod:`.outcomes`).
 
 Where things live (read each top to bottom):
-- :mod:`.update`       train a candidate from the right starting point, release it, run the wave; resume
+- :mod:`.updating`     ``update``: train a candidate from the right starting point, release it, run the wave;
+                       resume
 - :mod:`.gating`       baselines, the gate context, the one decision function, releasing a version
 - :mod:`.propagation`  the downstream wave: plan, re-derive children by capability transfer
 - :mod:`.channels`     the verbs that move channels: release, approve, promote, rollback
+- :mod:`.rules`        who may do what (two-person rule, roles, pins, forced rollbacks)
 - :mod:`.data`         which data a run trains on and rehearses (replay)
 - :mod:`.evaluation`   evaluating, comparing and profiling versions through the cache, as jobs
 - :mod:`.versions`     registering models, loadable weights, lineage, status
 
-Names are imported on first use (PEP 562): ``loopgate status`` reads the registry and must not pay for torch,
-which the training and evaluation verbs import.
+Names are imported on first use (PEP 562, the module's ``__getattr__``): ``loopgate status`` reads the registry
+and must not pay for torch, which the training and evaluation verbs import. The ``update`` verb lives in
+:mod:`.updating`: a submodule named ``update`` would replace the verb on this package once imported.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     )
     from loopgate.loop.planning import plan
     from loopgate.loop.propagation import propagate_from
-    from loopgate.loop.update import resume, train_candidate, update
+    from loopgate.loop.updating import resume, train_candidate, update
     from loopgate.loop.versions import ecosystem_status, register_model, version_lineage
     from loopgate.loop.workspace import Workspace, current_user
 
@@ -47,33 +48,20 @@ _WHERE = {
                      "ResumeOutcome", "RollbackOutcome", "StatusRow"), "outcomes"),
     "plan": "planning",
     "propagate_from": "propagation",
-    **dict.fromkeys(("resume", "train_candidate"), "update"),
+    **dict.fromkeys(("resume", "train_candidate", "update"), "updating"),
     **dict.fromkeys(("ecosystem_status", "register_model", "version_lineage"), "versions"),
     **dict.fromkeys(("Workspace", "current_user"), "workspace"),
 }
 
 
 def __getattr__(name: str) -> Any:
+    """A verb or an outcome, imported from its module on first use (then bound here like any global)."""
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
     globals()[name] = value
     return value
 
-
-class _Loop(types.ModuleType):
-    # ``update`` names both a submodule and the verb: importing the submodule binds it on the package, which
-    # would hide the verb. A property on the module's class wins over that binding.
-    @property
-    def update(self) -> Any:
-        return importlib.import_module(f"{__name__}.update").update
-
-    @update.setter
-    def update(self, _module: Any) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Loop
 
 __all__ = [
     "Lineage",

@@ -53,7 +53,7 @@ from loopgate.loop.study import (
     suggest,
     write_recipe_to_spec,
 )
-from loopgate.loop.update import run_key
+from loopgate.loop.updating import run_key
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.models import ModelRef
 from loopgate.records import Decision, Verdict

@@ -9,7 +9,7 @@ Read top to bottom:
 2. **Reward**: the weighted rule and custom terms declared in ``recipe.grpo.rewards``.
 3. **Anchor**: a KL penalty (``grpo.beta`` > 0; the spec refuses 0) to a frozen reference model: the version
    the update starts from, which the loop makes the line's *production* version whenever it has one
-   (``loop.update.update_start``); ``reference_dir`` overrides it.
+   (``loop.start.start_version``); ``reference_dir`` overrides it.
 4. **Train** on CPU in float32: ``num_generations`` answers sampled per prompt, rewards normalised within each
    group, ``recipe.batch_size`` completions per step (a multiple of ``num_generations``), ``recipe.steps`` steps.
 

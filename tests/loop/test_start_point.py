@@ -16,7 +16,7 @@ from seed import SEED
 from loopgate.demo.world import World, write_jsonl
 from loopgate.loop.start import start_point, start_version
 from loopgate.loop.tune import tune
-from loopgate.loop.update import train_candidate
+from loopgate.loop.updating import train_candidate
 from loopgate.loop.versions import register_model
 from loopgate.models import load_model
 

@@ -1,4 +1,4 @@
-"""loop/update.py: what ``loopgate update`` refuses before anything is trained or recorded."""
+"""loop/updating.py: what ``loopgate update`` refuses before anything is trained or recorded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from loopgate import loop
 from loopgate.errors import LoopgateError
-from loopgate.loop.update import check_seed, run_key
+from loopgate.loop.updating import check_seed, run_key
 
 
 def test_a_bad_seed_or_an_app_is_refused_and_nothing_is_recorded(workspace: Any, tmp_path: Path) -> None:
