@@ -4,6 +4,7 @@ error)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +47,21 @@ def check_adapter(adapter: Path, base: Path, headers: Headers | None = None) -> 
         raise ModelFileError(f"{adapter} has no adapter_model.safetensors; peft loads an adapter's weights only "
                              f"from that name — {_FIX}")
     tensors = (headers or {}).get(weights) or safetensors_header(weights)
-    modules = {name: m for name, m in meta_skeleton(base, load_config(base)).named_modules() if name}
+    modules = _base_modules(base.resolve(), (base / "config.json").stat().st_mtime_ns)
     _check_targets_exist(cfg_path, cfg.targets, modules, base)
     problems = _tensor_problems(tensors, cfg, modules)
     if problems:
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise ModelFileError(f"{adapter}: the adapter does not fit its base {base} — {'; '.join(problems[:3])}{more}. "
                              f"An adapter folder needs the adapter_config.json its tensors were saved with; {_FIX}")
+
+
+@functools.lru_cache(maxsize=8)
+def _base_modules(base: Path, config_mtime_ns: int) -> dict[str, torch.nn.Module]:
+    """The base's modules by name, from a meta-device skeleton built once per base folder (and config version): a
+    gateway serving many adapter lines checks each adapter it loads against the same base, and building the
+    skeleton of a large model is the slow part of the check."""
+    return {name: m for name, m in meta_skeleton(base, load_config(base)).named_modules() if name}
 
 
 def _lora_config(cfg_path: Path) -> _LoraConfig:
