@@ -166,6 +166,9 @@ class Provenance(BaseModel):
     tokens_seen: int | None = None
     tokens_per_s: float | None = None
     train_flops: float | None = None
+    wall_s: float | None = None
+    train_s: float | None = None
+    code_version: str | None = None
     params: int | None = None
     seed: int | None = None
     # where it trained (train/precision.py's placement)

@@ -24,6 +24,7 @@ from rich.table import Table
 from loopgate import loop
 from loopgate.demo.world import World, write_jsonl
 from loopgate.errors import LoopgateError
+from loopgate.gates.evidence import PlasticityEvidence
 from loopgate.loop.workspace import Workspace
 from loopgate.records import Verdict
 
@@ -86,15 +87,15 @@ def write_data(root: Path, world: World, updates: int) -> dict[str, Path]:
 def _plasticity_row(o: loop.ReleaseOutcome) -> dict[str, Any]:
     """The plasticity gate's figures and advice from a decision."""
     gate = next(g for g in o.decision.gates if g.name == "plasticity")
-    figures = gate.evidence.get("candidate") or {}
-    headroom = gate.evidence.get("headroom")
+    ev = gate.evidence_as(PlasticityEvidence)
+    figures, headroom = ev.candidate, ev.headroom
     return {"headroom": round(headroom, 3) if headroom is not None else None,
             "plasticity gate": gate.verdict.value,
             "dormant": round(figures.get("dormant_ratio", float("nan")), 3),
             "effective rank": round(figures.get("effective_rank", float("nan")), 1),
             "weight norm": round(figures.get("weight_norm", float("nan")), 1),
             "probe loss": round(figures.get("probe_loss_end", float("nan")), 2),
-            "remedy": gate.evidence.get("remedy") or ""}
+            "remedy": ev.remedy or ""}
 
 
 def run_plasticity_story(workspace: str | Path, *, quick: bool = False, seed: int = 0,

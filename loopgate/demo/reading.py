@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from loopgate.evaluate.metrics import mcnemar_exact
+from loopgate.gates.evidence import RegressionEvidence
 from loopgate.loop.outcomes import ReleaseOutcome
 from loopgate.records import Decision, Verdict
 
@@ -102,5 +103,5 @@ def deciding(o: ReleaseOutcome) -> tuple[str, str]:
     blocking += [g for g in gates if g.blocking and g.verdict is Verdict.inconclusive]
     if not blocking:
         reg = next(g for g in d.gates if g.name == "regression")
-        return "all gates pass", headline(reg) if reg.evidence.get("suites") else "first release"
+        return "all gates pass", headline(reg) if reg.evidence_as(RegressionEvidence).suites else "first release"
     return ", ".join(g.name for g in blocking), headline(blocking[0])

@@ -8,6 +8,7 @@ from pathlib import Path
 from loopgate.errors import DataError, LoopgateError, NotFoundError
 from loopgate.hashing import sha256_file
 from loopgate.loop.workspace import Workspace
+from loopgate.records import Provenance
 from loopgate.spec import Recipe
 from loopgate.store import VersionInfo
 
@@ -20,8 +21,7 @@ def production_history(ws: Workspace, line: str) -> list[VersionInfo]:
     while vid and vid.startswith(f"{line}@") and vid not in {v.id for v in chain}:
         v = ws.store.version(vid)
         chain.append(v)
-        built_from = v.provenance.get("built_from") or v.provenance.get("transferred_from", {}).get("old_child")
-        vid = built_from if isinstance(built_from, str) else None
+        vid = Provenance.of(v.provenance).old_child
     return chain
 
 

@@ -29,7 +29,7 @@ from loopgate.loop.outcomes import PropagationOutcome
 from loopgate.loop.planning import plan, strategies_for  # noqa: F401  # plan: re-exported (read-only, light)
 from loopgate.loop.versions import adapter_parts, model_dir, register_model
 from loopgate.loop.workspace import Workspace
-from loopgate.records import Evaluation, Verdict
+from loopgate.records import Evaluation, Provenance, Verdict
 from loopgate.spec import Recipe, Tier
 from loopgate.store import VersionInfo
 from loopgate.store.pins import line_pins
@@ -119,7 +119,7 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
             continue
         old_parents[i] = old_parent
         key = sha256_json(["propagate", child, prod, parent_version])[:16]
-        existing = [v for v in ws.store.versions(child) if v.provenance.get("run_key") == key]
+        existing = [v for v in ws.store.versions(child) if Provenance.of(v.provenance).run_key == key]
         if existing:  # the accepted child was registered by an earlier run (a resumed or repeated wave): its
             # attempts ran then, not in this command, so they are not reported as if they had (the version's
             # provenance keeps them)
@@ -157,7 +157,8 @@ def rederive_many(ws: Workspace, pairs: list[tuple[str, str]], *, actor: str, pr
         old_parent = old_parents[i]
         rel = release_candidate(ws, new_v.id, actor=actor, progress=progress)
         outcomes[i] = PropagationOutcome(
-            line=child, from_parent=old_parent, to_parent=parent_version, strategy=new_v.provenance.get("strategy"),
+            line=child, from_parent=old_parent, to_parent=parent_version,
+            strategy=Provenance.of(new_v.provenance).strategy,
             attempts=attempts, version=new_v.id, verdict=rel.decision.verdict.value, released=rel.released,
             pinned=not rel.released,
             note=("" if rel.released else f"decision {rel.decision.verdict.value}; stays on {old_parent}")

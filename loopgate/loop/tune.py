@@ -56,7 +56,7 @@ from loopgate.loop.study import (
 from loopgate.loop.updating import run_key
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.models import ModelRef
-from loopgate.records import Decision, Verdict
+from loopgate.records import Decision, Provenance, Verdict
 from loopgate.spec import SPEC_FILE, Recipe
 from loopgate.train.methods import method_facts
 
@@ -130,7 +130,7 @@ class _Trainer:
             label = f"{self.line}~trial{number}"
             evals = evaluate_dir(self.ws, cand_dir, self.suites, label, progress=progress)
             score = _own_score(evals, self.owned)
-            flops = float(result.provenance.get("train_flops") or 0.0)
+            flops = Provenance.of(result.provenance).train_flops or 0.0
 
             def decide(gates: list[str] | None) -> Decision:
                 return decide_candidate(self.ws, line=self.line, candidate=label, candidate_dir=cand_dir,

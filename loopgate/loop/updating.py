@@ -25,7 +25,7 @@ from loopgate.loop.runs import PREFIX, describe, mark_failed, now
 from loopgate.loop.start import model_line, parent_production, start_point, start_version
 from loopgate.loop.versions import register_model
 from loopgate.loop.workspace import Workspace, current_user
-from loopgate.records import Verdict
+from loopgate.records import Provenance, Verdict
 from loopgate.spec import SEED_LIMIT, Recipe
 from loopgate.store import VersionInfo
 
@@ -72,7 +72,7 @@ def train_candidate(ws: Workspace, line: str, data: list[Path], *, recipe_name: 
     start = start_version(ws, line)
     key = run_key("update", line, data_shas, recipe.model_dump(mode="json"), start)
     for v in ws.store.versions(line):  # resume: the version of this run may already exist
-        if v.provenance.get("run_key") == key:
+        if Provenance.of(v.provenance).run_key == key:
             ws.store.set_step(f"train:{key}", "done", {"version": v.id})
             return v
 
@@ -175,9 +175,10 @@ def _run_update(ws: Workspace, run: str, line: str, data: list[Path], *, recipe_
         if out.released and propagate and on_production:
             stage = f"re-deriving the lines below {v.id}"
             out.propagation = propagate_from(ws, v.id, actor=actor, progress=progress)
-        out.training = {k: v.provenance.get(k) for k in ("method", "final_loss", "tokens_seen", "train_flops",
-                                                         "wall_s", "train_s", "params", "seed", "code_version")}
-        out.training["tokens_per_s"] = (v.provenance.get("metrics") or {}).get("tokens_per_s")
+        made = Provenance.of(v.provenance)
+        out.training = {k: getattr(made, k) for k in ("method", "final_loss", "tokens_seen", "train_flops",
+                                                       "wall_s", "train_s", "params", "seed", "code_version")}
+        out.training["tokens_per_s"] = made.metrics.get("tokens_per_s")
     except LoopgateError as e:  # a user error: it would fail the same way on resume
         mark_failed(ws, run, args, e, actor=actor)
         raise
