@@ -15,6 +15,7 @@ from loopgate.evaluate.metrics import PairedComparison, paired_comparison
 from loopgate.evaluate.suites import Suite, load_ecosystem_suite
 from loopgate.evaluate.upstream import UpstreamModel
 from loopgate.executors import JobHandle, jobs
+from loopgate.loop.context import line_context
 from loopgate.loop.versions import model_ref
 from loopgate.loop.workspace import Workspace
 from loopgate.models.io import ModelRef
@@ -25,11 +26,8 @@ from loopgate.records import Evaluation
 def line_suites(ws: Workspace, line: str) -> tuple[list[str], list[str]]:
     """(owned, inherited) suite names of a line; an app answers to its model line's suites, and a model line
     answers to its apps' own suites too (each evaluated through its app's template and decoding settings)."""
-    owned = ws.eco.owned_suites(line)
-    if ws.eco.line(line).app is None:
-        owned += [s for child in ws.eco.children(line) if ws.eco.lines[child].app is not None
-                  for s in ws.eco.lines[child].suites if s not in owned]
-    return owned, ws.eco.inherited_suites(line)
+    ctx = line_context(ws, line)
+    return list(ctx.owned), list(ctx.inherited)
 
 
 def load_suites(ws: Workspace, names: list[str]) -> list[Suite]:

@@ -17,6 +17,7 @@ from loopgate.errors import ArtifactError
 from loopgate.gates.context import ApprovalRecord, GateContext
 from loopgate.gates.policy import decide
 from loopgate.hashing import sha256_json
+from loopgate.loop.context import line_context
 from loopgate.loop.evaluation import evaluate_version, line_suites, load_suites, profile_dir, profile_version
 from loopgate.loop.faults import kill_point
 from loopgate.loop.measurements import rollback_check, serving_measurements
@@ -106,8 +107,8 @@ def gate_context(ws: Workspace, *, line: str, candidate: str, candidate_dir: Pat
                  progress: bool = False) -> GateContext:
     """Gather what the gates judge about a candidate — a stored version or a re-derived child that is not one
     yet — against its baselines. Only what ``gates`` need is gathered (``None``: every gate)."""
-    owned, inherited = line_suites(ws, line)
-    suites = owned + inherited
+    lc = line_context(ws, line)
+    owned, inherited, suites = list(lc.owned), list(lc.inherited), lc.suites
     wanted = set(gates) if gates is not None else None
 
     def needed(*names: str) -> bool:
@@ -138,9 +139,9 @@ def gate_context(ws: Workspace, *, line: str, candidate: str, candidate_dir: Pat
         rb = rollback_check(ws, baselines.get("production"), policy.rollback.smoke_suite or
                             (suites[0] if suites else None))
     ctx = GateContext(
-        line=line, tier=ws.eco.line(line).tier.value, candidate=candidate, requester=requester,
+        line=line, tier=lc.tier, candidate=candidate, requester=requester,
         owned_suites=owned, inherited_suites=inherited,
-        safety_suites=[s for s in suites if ws.eco.suites[s].kind == "safety"], candidate_evals=candidate_evals,
+        safety_suites=list(lc.safety), candidate_evals=candidate_evals,
         baselines=baselines, baseline_evals=base_evals, candidate_profile=cand_profile,
         baseline_profiles=base_profiles, rollback=rb, approvals=approvals or [],
         price_per_hour=policy.release.price_per_hour)
@@ -154,7 +155,7 @@ def decide_candidate(ws: Workspace, *, line: str, candidate: str, candidate_dir:
                      approvals: list[ApprovalRecord] | None = None, gates: list[str] | None = None,
                      progress: bool = False) -> Decision:
     """The decision on a candidate under its line's policy (every gate, or only ``gates``)."""
-    policy = ws.eco.policy_for(line)
+    policy = line_context(ws, line).policy
     ctx = gate_context(ws, line=line, candidate=candidate, candidate_dir=candidate_dir,
                        candidate_evals=candidate_evals, baselines=baselines, requester=requester, policy=policy,
                        approvals=approvals, gates=gates, progress=progress)
@@ -194,7 +195,7 @@ def version_decision(ws: Workspace, version_id: str, *, actor: str, progress: bo
     inputs have not changed (a resumed run does not decide twice). Only fresh decisions are reused and only
     approvals bound to them count (:func:`fresh_decisions`)."""
     v = ws.store.version(version_id)
-    policy = ws.eco.policy_for(v.line)
+    policy = line_context(ws, v.line).policy
     baselines = version_baselines(ws, version_id)
     approvals = bound_approvals(ws, version_id)
     inputs = _decision_inputs(ws, version_id, baselines, policy.sha256(), approvals)
@@ -228,7 +229,7 @@ def release_candidate(ws: Workspace, version_id: str, *, actor: str | None = Non
     seen = ws.store.channels(v.line)  # a channel that moves while this release decides is a ConflictError
     decision = version_decision(ws, version_id, actor=actor, progress=progress)
     out = ReleaseOutcome(version=version_id, decision=decision, released=False)
-    if decision.verdict is Verdict.passed and ws.eco.policy_for(v.line).release.auto_release:
+    if decision.verdict is Verdict.passed and line_context(ws, v.line).policy.release.auto_release:
         out.channel_moves = _release_moves(ws, version_id, decision, actor, seen)
         out.released = True
     return out
@@ -239,7 +240,7 @@ def _release_moves(ws: Workspace, version_id: str, decision: Decision, actor: st
     line = ws.store.version(version_id).line
     # with canary on, a release moves only `canary` (production follows the canary analysis, loop/canary.py);
     # a line's first release has no production to compare a canary with and goes straight to production
-    canary = ws.eco.policy_for(line).release.canary and ws.store.channel(line, "production") is not None
+    canary = line_context(ws, line).policy.release.canary and ws.store.channel(line, "production") is not None
     channels = ["canary"] if canary else ["production"]
     moves: list[ChannelMove] = []
     for channel in channels:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopgate.errors import LoopgateError
+from loopgate.loop.context import line_context
 from loopgate.loop.versions import adapter_parts
 from loopgate.loop.workspace import Workspace
 from loopgate.spec import LineSpec, Tier
@@ -28,7 +29,7 @@ class StartPoint:
 
 def model_line(ws: Workspace, line: str) -> LineSpec:
     """The spec of ``line``, refused when it is an app (apps have no weights of their own to update)."""
-    spec = ws.eco.line(line)
+    spec = line_context(ws, line).spec
     if spec.tier is Tier.app:
         raise LoopgateError(f"'{line}' is an app: update its model line '{spec.parent}' instead")
     return spec
@@ -43,7 +44,7 @@ def start_version(ws: Workspace, line: str) -> str | None:
     registered = [v for v in ws.store.versions(line) if v.source == "register"]
     if registered:
         return registered[-1].id
-    parent = ws.eco.line(line).parent
+    parent = line_context(ws, line).spec.parent
     return ws.store.channel(parent, "production") if parent else None
 
 

@@ -6,6 +6,7 @@ import getpass
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loopgate.errors import LoopgateError
 from loopgate.executors import Executor, executor_for, executor_from_env
@@ -62,6 +63,8 @@ class Workspace:
     store: Store
     # where the loop's jobs run (training, evaluation, profiling, transfer); in this process by default
     executor: Executor = field(default_factory=executor_from_env)
+    # line → (the spec it was resolved from, its LineContext): loop/context.py's once-per-command answers
+    line_contexts: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, root: str | Path | None = None) -> Workspace:
