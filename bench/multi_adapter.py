@@ -21,8 +21,11 @@ Every answer of the shared server must equal the per-version server's answer to 
 adapter evaluated alone, merged); the bench exits 1 otherwise.
 
 Prints ``multi_adapter: lines=N rss_mib=R budget_mib=B throughput_ratio=X identical=True``: R is the shared
-server's RSS growth from idle to serving every line, B = 1.2 × (base + N × adapter bytes), X the shared
-server's requests/s ÷ the per-version server's on the same requests.
+server's RSS growth from idle to serving every line, B = 1.2 × (base as served + (N − 1) × adapter bytes), where
+the base as served is the RSS growth from idle to answering a full batch (``--clients`` requests) on one
+adapter line (weights, that adapter, and the runtime and batch memory torch/transformers/peft allocate once);
+X the shared server's requests/s ÷ the per-version server's on the same requests. It also prints what the other
+N − 1 adapters added, as a multiple of their tensors.
 """
 
 from __future__ import annotations
@@ -131,6 +134,16 @@ def requests_for(args: argparse.Namespace) -> list[list[tuple[str, str]]]:
              for k in range(args.requests)] for c in range(args.clients)]
 
 
+async def first_line(url: str, args: argparse.Namespace) -> None:
+    """``--clients`` concurrent requests on the first line: the shared base loads with that line's adapter and
+    answers a full batch, so the batch's working memory is part of the base as served, not of the adapters."""
+    from openai import AsyncOpenAI
+
+    async with AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600) as client:
+        await asyncio.gather(*(client.completions.create(model=line_name(0), prompt=f"warm up {c}",
+                                                         max_tokens=args.max_tokens) for c in range(args.clients)))
+
+
 async def drive(url: str, args: argparse.Namespace) -> tuple[float, dict[tuple[str, str], str]]:
     """(requests/s of the timed phase, answer per (line, prompt)) after one warm-up request per line."""
     from openai import AsyncOpenAI
@@ -179,8 +192,10 @@ def main() -> None:
         shared = Served(ws, "--adapter-memory", "1024")
         try:
             idle = shared.rss()
+            asyncio.run(first_line(shared.url, args))
+            first = shared.rss()  # the base as served: its weights, one adapter, torch's and peft's runtime
             shared_rps, shared_answers = asyncio.run(drive(shared.url, args))
-            grown = shared.rss() - idle
+            grown, added = shared.rss() - idle, shared.rss() - first
         finally:
             shared.stop()
         per_version = Served(ws, "--adapter-memory", "0", "--max-loaded", "4")
@@ -188,10 +203,17 @@ def main() -> None:
             alone_rps, alone_answers = asyncio.run(drive(per_version.url, args))
         finally:
             per_version.stop()
-    budget = 1.2 * (base_bytes + args.lines * adapter_bytes)
+    # "base" is the base as served (RSS after a full batch on one adapter line), not its bare weights: the runtime
+    # torch, transformers and peft allocate on the first batches is paid once, whatever the line count
+    served_base = first - idle
+    budget = 1.2 * (served_base + (args.lines - 1) * adapter_bytes)
     differ = [k for k, v in shared_answers.items() if alone_answers.get(k) != v]
-    print(f"  base {base_bytes / MIB:.1f} MiB, adapter {adapter_bytes / MIB:.2f} MiB; shared server RSS idle "
-          f"{idle / MIB:.0f} MiB, +{grown / MIB:.0f} MiB serving {args.lines} lines", file=sys.stderr)
+    print(f"  base {base_bytes / MIB:.1f} MiB of weights, {served_base / MIB:.0f} MiB served (a full batch on one "
+          f"adapter line); "
+          f"adapter {adapter_bytes / MIB:.2f} MiB; shared server RSS idle {idle / MIB:.0f} MiB, "
+          f"+{grown / MIB:.0f} MiB serving {args.lines} lines; the other {args.lines - 1} adapters added "
+          f"{added / MIB:.0f} MiB = {added / max(1, (args.lines - 1) * adapter_bytes):.2f} × their tensors",
+          file=sys.stderr)
     print(f"  shared base: {shared_rps:.1f} requests/s; per-version (merged copies, --max-loaded 4): "
           f"{alone_rps:.1f} requests/s; {len(differ)} of {len(shared_answers)} answers differ", file=sys.stderr)
     print(f"  wall time {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
