@@ -39,6 +39,15 @@ def evaluate(*, model_dir: Path | ModelRef, suites: list[Suite], version: str, c
     return evaluate_model(model_dir, suites, version=version, cache_dir=cache_dir, progress=progress)
 
 
+def evaluate_adapters(*, base_dir: Path, adapters: list[tuple[str, Path]], suites: dict[str, list[Suite]],
+                      cache_dir: Path | None) -> dict[str, list[Evaluation]]:
+    """Evaluations of several adapters of one base, through one loaded base with the adapters never merged (the
+    gateway's path, :mod:`loopgate.evaluate.adapters`): per version, on its own suites."""
+    from loopgate.evaluate.adapters import evaluate_adapters as on_one_base
+
+    return on_one_base(base_dir, [(v, a, None) for v, a in adapters], suites, cache_dir=cache_dir)
+
+
 def profile(*, model_dir: Path | ModelRef, probe_steps: int) -> dict[str, float]:
     """Model-level figures: parameter count and the plasticity measures."""
     from loopgate.evaluate.engine import model_profile

@@ -51,6 +51,27 @@ def evaluate_dir(ws: Workspace, path: Path | ModelRef, suites: list[Suite], labe
     return {s.name: e for s, e in zip(suites, evs, strict=True)}
 
 
+class PendingAdapterEvaluation:
+    """One version's part of an evaluation job that evaluates several adapters on one loaded base."""
+
+    def __init__(self, handle: JobHandle[dict[str, list[Evaluation]]], label: str, suites: list[Suite]) -> None:
+        self._handle, self._label, self._suites = handle, label, suites
+
+    def result(self) -> dict[str, Evaluation]:
+        return {s.name: e for s, e in zip(self._suites, self._handle.result()[self._label], strict=True)}
+
+
+def submit_adapter_evaluations(ws: Workspace, base_dir: Path, adapters: list[tuple[str, Path, list[Suite]]]
+                               ) -> dict[str, PendingAdapterEvaluation]:
+    """Adapters of one base (label, adapter folder, suites), evaluated as one job through one loaded base: the
+    gateway's shared-base path (``loopgate.evaluate.adapters``) instead of a merged copy per adapter."""
+    handle = ws.executor.submit(jobs.evaluate_adapters, base_dir=base_dir,
+                                adapters=[(label, folder) for label, folder, _ in adapters],
+                                suites={label: suites for label, _, suites in adapters},
+                                cache_dir=ws.store.cache_dir("evaluations"))
+    return {label: PendingAdapterEvaluation(handle, label, suites) for label, _, suites in adapters}
+
+
 class PendingEvaluation:
     """An evaluation job submitted to the workspace's executor; ``result()`` waits for it."""
 

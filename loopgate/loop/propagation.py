@@ -23,7 +23,15 @@ from loopgate.evaluate.suites import Suite
 from loopgate.executors import jobs
 from loopgate.hashing import sha256_file, sha256_json
 from loopgate.loop.data import data_paths, history_data, replay_files
-from loopgate.loop.evaluation import line_suites, load_suites, profile_versions, submit_evaluation
+from loopgate.loop.evaluation import (
+    PendingAdapterEvaluation,
+    PendingEvaluation,
+    line_suites,
+    load_suites,
+    profile_versions,
+    submit_adapter_evaluations,
+    submit_evaluation,
+)
 from loopgate.loop.gating import baselines_for, decide_candidate, release_candidate
 from loopgate.loop.outcomes import PropagationOutcome
 from loopgate.loop.planning import plan, strategies_for  # noqa: F401  # plan: re-exported (read-only, light)
@@ -220,9 +228,7 @@ def _accepted_candidates(ws: Workspace, transfers: dict[int, _Transfer], *, acto
             except LoopgateError as err:
                 results[i] = err
                 del searching[i]
-        pending = {i: submit_evaluation(ws, Path(c.model_dir), searching[i].suites,
-                                        f"{searching[i].child}<-{searching[i].strategies[k]}", progress)
-                   for i, c in built.items()}
+        pending = _submit_round(ws, built, searching, k, progress)
         for i, cand in built.items():
             t = searching[i]
             try:
@@ -237,6 +243,28 @@ def _accepted_candidates(ws: Workspace, transfers: dict[int, _Transfer], *, acto
                 del searching[i]
     results.update({i: t.attempts for i, t in searching.items()})
     return results
+
+
+def _submit_round(ws: Workspace, built: dict[int, TransferCandidate], searching: dict[int, _Transfer], k: int,
+                  progress: bool) -> dict[int, PendingEvaluation | PendingAdapterEvaluation]:
+    """The round's evaluations, submitted together: adapter candidates re-attached to the same new parent are
+    evaluated through one loaded base (never merged), as the gateway serves them; any other candidate is
+    evaluated as its full model."""
+    label = {i: f"{searching[i].child}<-{searching[i].strategies[k]}" for i in built}
+    on_base: dict[Path, list[int]] = {}
+    for i, c in built.items():
+        if c.adapter_dir is not None:
+            on_base.setdefault(Path(c.base_dir), []).append(i)
+    pending: dict[int, PendingEvaluation | PendingAdapterEvaluation] = {}
+    for base, members in on_base.items():
+        if len(members) > 1:  # one adapter alone gains nothing from a shared base
+            parts = submit_adapter_evaluations(ws, base, [(label[i], Path(built[i].adapter_dir or ""),
+                                                           searching[i].suites) for i in members])
+            pending.update({i: parts[label[i]] for i in members})
+    for i, c in built.items():
+        if i not in pending:
+            pending[i] = submit_evaluation(ws, Path(c.model_dir), searching[i].suites, label[i], progress)
+    return pending
 
 
 def _accept(ws: Workspace, t: _Transfer, strategy: str, cand: TransferCandidate, evals: dict[str, Evaluation],
