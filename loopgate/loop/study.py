@@ -34,15 +34,16 @@ class TrialResult(BaseModel):
 # ------------------------------------------------------------------------------------------- 1. the space
 
 
-def search_space(recipe: Recipe) -> dict[str, tuple[str, float, float] | tuple[str, list[int]]]:
+def search_space(recipe: Recipe, *, rank_fixed: bool = False
+                 ) -> dict[str, tuple[str, float, float] | tuple[str, list[int]]]:
     """Optuna distributions around ``recipe``: name → ("log", low, high) | ("int", low, high) | ("float", low,
-    high) | ("choice", options)."""
+    high) | ("choice", options). ``rank_fixed``: the study continues an adapter, whose rank is its own."""
     space: dict[str, Any] = {
         "lr": ("log", max(recipe.lr / 10, 1e-6), min(recipe.lr * 10, 0.1)),
         "steps": ("int", max(1, recipe.steps // 2), recipe.steps * 2),
         "replay_share": ("float", 0.0, 0.6),
     }
-    if method_facts(recipe.method).makes_adapter:  # an adapter's rank is a point of the space
+    if method_facts(recipe.method).makes_adapter and not rank_fixed:  # an adapter's rank is a point of the space
         space["lora_r"] = ("choice", [4, 8, 16, 32])
     if recipe.kl is not None:
         space["kl_weight"] = ("log", max(recipe.kl.weight / 10, 1e-4), max(recipe.kl.weight * 10, 1e-3))

@@ -40,7 +40,7 @@ from loopgate.executors import jobs
 from loopgate.gates.margin import gate_margin
 from loopgate.hashing import sha256_file
 from loopgate.loop.data import check_data, replay_files
-from loopgate.loop.evaluation import evaluate_dir, line_suites, load_suites
+from loopgate.loop.evaluation import evaluate_dir, line_suites, load_suites, submit_adapter_evaluations
 from loopgate.loop.gating import baselines_for, decide_candidate
 from loopgate.loop.start import model_line, parent_production, start_point, start_version
 from loopgate.loop.study import (
@@ -124,11 +124,14 @@ class _Trainer:
             result = self.ws.executor.run(jobs.train, parent_dir=parent_dir, recipe=recipe, data=list(self.data),
                                           out_dir=work / "out", adapter_dir=point.adapter_dir, replay=replay,
                                           progress=progress)
-            # an adapter is judged on the base it was trained on, merged in memory (as an adapter version is)
-            cand_dir: Path | ModelRef = ModelRef(parent_dir, Path(result.out_dir)) if result.kind == "adapter" \
-                else Path(result.out_dir)
+            # an adapter is judged on the base it was trained on: evaluated on that base with the adapter never
+            # merged (the gateway's shared-base path); the gates' weight measurements read it merged in memory
+            adapter = result.kind == "adapter"
+            cand_dir: Path | ModelRef = ModelRef(parent_dir, Path(result.out_dir)) if adapter else Path(result.out_dir)
             label = f"{self.line}~trial{number}"
-            evals = evaluate_dir(self.ws, cand_dir, self.suites, label, progress=progress)
+            evals = submit_adapter_evaluations(self.ws, parent_dir, [(label, Path(result.out_dir), self.suites)]
+                                               )[label].result() if adapter else \
+                evaluate_dir(self.ws, cand_dir, self.suites, label, progress=progress)
             score = _own_score(evals, self.owned)
             flops = Provenance.of(result.provenance).train_flops or 0.0
 
@@ -178,7 +181,8 @@ def tune(ws: Workspace, line: str, data: list[Path], *, trials: int, recipe_name
         raise LoopgateError(f"tune searches sft and lora recipes; '{line}' uses '{base.method}'")
     check_data(data, base)
     trainer = _Trainer(ws, line, data, base, actor)
-    space = search_space(base)
+    # a study that continues an adapter (a lora line whose production is one) keeps the adapter's rank
+    space = search_space(base, rank_fixed=start_point(ws, line, base.method, trainer.start).adapter_dir is not None)
     name = study_name or f"{line}-" + sha256_file(data[0])[:8] + (f"-{recipe_name}" if recipe_name else "")
     if not _NAME.match(name):
         raise SpecError(f"study name '{name}' must be letters, digits, '-', '_' or '.', at most 64")
@@ -211,7 +215,8 @@ def _open_study(ws: Workspace, name: str, base: Recipe, space: dict[str, Any], s
         study_name=f"loopgate:{name}", storage=storage, load_if_exists=True, directions=["maximize", "minimize"],
         sampler=optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, n_startup_trials=4))
     if not study.trials:
-        study.enqueue_trial(recipe_params(base))  # the line's own recipe: the point to beat
+        # the line's own recipe: the point to beat
+        study.enqueue_trial({k: v for k, v in recipe_params(base).items() if k in space})
     for params in enqueue:
         unknown = set(params) - set(space)
         if unknown:

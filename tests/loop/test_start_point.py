@@ -59,3 +59,29 @@ def test_tune_starts_from_an_adapter_version_as_update_does(adapter_start: dict[
     assert [t.number for t in out.trials] == [0]
     assert out.trials[0].state in ("feasible", "infeasible", "pruned")
     assert out.trials[0].train_flops and out.trials[0].train_flops > 0
+
+
+def test_tune_judges_an_adapter_trial_on_its_base_never_merged(adapter_start: dict[str, Any],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lora trial's adapter is evaluated on its base through the gateway's shared-base path (#22), as a
+    propagation wave's adapters are; the trial is judged as before."""
+    from loopgate.evaluate import adapters as shared_path
+    from loopgate.loop.workspace import Workspace
+
+    root, data = adapter_start["ws"].root, adapter_start["data"]
+    spec = root / "loopgate.yaml"
+    spec.write_text(spec.read_text().replace("recipes:\n", "recipes:\n  adapter-lora:\n    method: lora\n"
+                                             "    steps: 5\n", 1))
+    ws = Workspace.open(root)
+    loaded: list[Path] = []
+    real = shared_path.SharedBase
+
+    class Counted(real):  # type: ignore[misc,valid-type]  # the real class, counting the bases it loads
+        def __init__(self, base: Path, **kw: Any) -> None:
+            loaded.append(Path(base))
+            super().__init__(base, **kw)
+
+    monkeypatch.setattr(shared_path, "SharedBase", Counted)
+    out = tune(ws, "support", [data], trials=1, recipe_name="adapter-lora", seed=SEED, actor="ci")
+    assert [t.number for t in out.trials] == [0] and out.trials[0].state in ("feasible", "infeasible", "pruned")
+    assert len(loaded) == 1 and loaded[0].name == "base@1"
