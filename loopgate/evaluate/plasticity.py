@@ -60,7 +60,7 @@ __all__ = [
     "effective_rank",
     "plasticity_headroom",
     "plasticity_profile",
-    "profile_version",
+    "profile_code_version",
     "weight_norm",
 ]
 
@@ -90,7 +90,7 @@ _PROBE_PAIRS = 12
 
 
 @functools.cache
-def profile_version() -> str:
+def profile_code_version() -> str:
     """The hash of the code that decides a profile's figures (``PROFILE_SOURCES``) and of the libraries it runs on."""
     return code_hash(Path(__file__).resolve().parents[1], PROFILE_SOURCES, ENGINE_LIBRARIES)
 

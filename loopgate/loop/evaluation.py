@@ -226,14 +226,14 @@ def profile_dirs(ws: Workspace, requests: list[tuple[Path | ModelRef, int]]) -> 
     """:func:`profile_dir` of several ``(model, probe steps)``: the ones not cached yet are profiled as one batch
     of jobs (at the same time on an executor with room)."""
     from loopgate.evaluate.cache import directory_model_key
-    from loopgate.evaluate.plasticity import profile_version
+    from loopgate.evaluate.plasticity import profile_code_version
 
     caches: list[Path] = []
     for path, probe_steps in requests:
         ref = model_ref_of(path)
         key = directory_model_key(ref.base, ref.adapter)
         # keyed on the weights, the probe length and the code that computes the figures
-        caches.append(ws.store.cache_dir("profiles") / f"{key}-{probe_steps}-{profile_version()[:16]}.json")
+        caches.append(ws.store.cache_dir("profiles") / f"{key}-{probe_steps}-{profile_code_version()[:16]}.json")
     handles = {i: ws.executor.submit(jobs.profile, model_dir=path, probe_steps=probe_steps)
                for i, ((path, probe_steps), cache) in enumerate(zip(requests, caches, strict=True))
                if not cache.exists()}

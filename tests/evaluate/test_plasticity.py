@@ -99,6 +99,6 @@ def test_cached_profiles_are_keyed_on_the_code_that_computes_them(workspace, tin
     monkeypatch.setattr(jobs, "profile", counted)
     first = profile_dir(workspace, tiny_model_dir, probe_steps=2)
     assert profile_dir(workspace, tiny_model_dir, probe_steps=2) == first and len(runs) == 1  # from the cache
-    monkeypatch.setattr(plasticity, "profile_version", lambda: "f" * 64)  # as after an edit of the probe
+    monkeypatch.setattr(plasticity, "profile_code_version", lambda: "f" * 64)  # as after an edit of the probe
     assert profile_dir(workspace, tiny_model_dir, probe_steps=2) == first and len(runs) == 2  # computed again
     assert len(list(workspace.store.cache_dir("profiles").glob("*.json"))) == 2
