@@ -114,14 +114,14 @@ def overhead(url: str, ws: Path, max_tokens: int, n: int) -> tuple[float, float]
     from openai import OpenAI
 
     from loopgate.evaluate.engine import generate
-    from loopgate.loop.versions import model_ref
+    from loopgate.loop.versions import version_ref
     from loopgate.loop.workspace import Workspace
     from loopgate.models import set_threads
     from loopgate.models.io import load_model
 
     client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
     w = Workspace.open(ws)
-    loaded = load_model(model_ref(w, "base@1"))
+    loaded = load_model(version_ref(w, "base@1"))
     set_threads(1)
     gateway_ms, direct_ms = [], []
     for i in range(n):  # interleaved, so both see the same machine load

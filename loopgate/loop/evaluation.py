@@ -16,10 +16,9 @@ from loopgate.evaluate.suites import Suite, load_ecosystem_suite
 from loopgate.evaluate.upstream import UpstreamModel
 from loopgate.executors import JobHandle, jobs
 from loopgate.loop.context import line_context
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.loop.workspace import Workspace
-from loopgate.models.io import ModelRef
-from loopgate.models.io import model_ref as model_ref_of
+from loopgate.models.io import ModelRef, model_ref
 from loopgate.records import Evaluation
 
 
@@ -40,7 +39,7 @@ def grader_version(ws: Workspace, line: str, channel: str) -> tuple[str, ModelRe
     if version_id is None:
         raise LoopgateError(f"the grader line '{line}' (a suite's judge or classifier) has no {channel} version; "
                             f"register one and release it to {channel} first")
-    return version_id, model_ref(ws, version_id)
+    return version_id, version_ref(ws, version_id)
 
 
 def evaluate_dir(ws: Workspace, path: Path | ModelRef, suites: list[Suite], label: str, progress: bool = False
@@ -104,7 +103,7 @@ def evaluate_version(ws: Workspace, version_id: str, suite_names: list[str], *, 
         else:
             missing.append(s)
     if missing:
-        evs = evaluate_dir(ws, model_ref(ws, version_id), missing, version_id, progress)
+        evs = evaluate_dir(ws, version_ref(ws, version_id), missing, version_id, progress)
         for s in missing:
             found[s.name] = ws.store.add_evaluation(evs[s.name], actor=actor)
     return {n: found[n] for n in suite_names}
@@ -162,7 +161,7 @@ def evaluate_upstream(ws: Workspace, version_id: str, suite_names: list[str], *,
     suites = [through_upstream(s, up) for s in load_suites(ws, suite_names)]
     missing = [s for s in suites if ws.store.evaluation(version_id, s.sha256) is None]
     if missing:  # the version's own tokenizer renders chat rows, exactly as the in-process engine does
-        tokenizer = AutoTokenizer.from_pretrained(str(model_ref(ws, version_id).base))
+        tokenizer = AutoTokenizer.from_pretrained(str(version_ref(ws, version_id).base))
         for s in missing:
             ws.store.add_evaluation(score(s, tokenizer, up, version=version_id), actor=actor)
     found = {s.name: ws.store.evaluation(version_id, s.sha256) for s in suites}
@@ -177,7 +176,7 @@ def evaluate_versions(ws: Workspace, requests: list[tuple[str, list[str]]], *, p
     for version_id, names in requests:
         missing = [s for s in load_suites(ws, names) if ws.store.evaluation(version_id, s.sha256) is None]
         if missing:
-            pending.append((version_id, submit_evaluation(ws, model_ref(ws, version_id), missing, version_id,
+            pending.append((version_id, submit_evaluation(ws, version_ref(ws, version_id), missing, version_id,
                                                           progress)))
     for version_id, p in pending:
         for ev in p.result().values():
@@ -230,7 +229,7 @@ def profile_dirs(ws: Workspace, requests: list[tuple[Path | ModelRef, int]]) -> 
 
     caches: list[Path] = []
     for path, probe_steps in requests:
-        ref = model_ref_of(path)
+        ref = model_ref(path)
         key = directory_model_key(ref.base, ref.adapter)
         # keyed on the weights, the probe length and the code that computes the figures
         caches.append(ws.store.cache_dir("profiles") / f"{key}-{probe_steps}-{profile_code_version()[:16]}.json")
@@ -253,9 +252,9 @@ def profile_dirs(ws: Workspace, requests: list[tuple[Path | ModelRef, int]]) -> 
 
 def profile_version(ws: Workspace, version_id: str, probe_steps: int = 30) -> dict[str, float]:
     """:func:`profile_dir` of a version's loadable weights."""
-    return profile_dir(ws, model_ref(ws, version_id), probe_steps)
+    return profile_dir(ws, version_ref(ws, version_id), probe_steps)
 
 
 def profile_versions(ws: Workspace, requests: list[tuple[str, int]]) -> list[dict[str, float]]:
     """:func:`profile_version` of several ``(version, probe steps)``, the uncached ones as one batch of jobs."""
-    return profile_dirs(ws, [(model_ref(ws, version_id), probe_steps) for version_id, probe_steps in requests])
+    return profile_dirs(ws, [(version_ref(ws, version_id), probe_steps) for version_id, probe_steps in requests])

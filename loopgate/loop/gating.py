@@ -22,7 +22,7 @@ from loopgate.loop.evaluation import evaluate_version, line_suites, load_suites,
 from loopgate.loop.faults import kill_point
 from loopgate.loop.measurements import rollback_check, serving_measurements
 from loopgate.loop.outcomes import ReleaseOutcome
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.loop.workspace import Workspace, current_user
 from loopgate.models.io import ModelRef
 from loopgate.records import Decision, Evaluation, Provenance, Verdict
@@ -205,7 +205,7 @@ def version_decision(ws: Workspace, version_id: str, *, actor: str, progress: bo
         return prior[-1]
     owned, inherited = line_suites(ws, v.line)
     decision = decide_candidate(
-        ws, line=v.line, candidate=version_id, candidate_dir=model_ref(ws, version_id),
+        ws, line=v.line, candidate=version_id, candidate_dir=version_ref(ws, version_id),
         candidate_evals=evaluate_version(ws, version_id, owned + inherited, progress=progress),
         baselines=baselines, requester=decisions[0].requester if decisions else actor,
         approvals=[ApprovalRecord(approver=a.approver, reason=a.reason, overrides=a.overrides)

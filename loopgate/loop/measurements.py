@@ -10,7 +10,7 @@ from loopgate.errors import ArtifactError, NotFoundError
 from loopgate.executors import jobs
 from loopgate.gates.context import GateContext, RollbackCheck
 from loopgate.loop.evaluation import load_suites
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.loop.workspace import Workspace
 from loopgate.models.io import ModelRef
 from loopgate.records import ServingCost
@@ -33,7 +33,7 @@ def rollback_check(ws: Workspace, target: str | None, smoke: str | None) -> Roll
     suites = load_suites(ws, [smoke]) if smoke else []
     recorded = ws.store.evaluation(target, suites[0].sha256) if suites else None
     try:
-        path = model_ref(ws, target)
+        path = version_ref(ws, target)
         if not suites:
             ws.executor.run(jobs.load_check, model_dir=path)
             return RollbackCheck(target=target, exists=True, hashes_ok=True, loads=True)
@@ -57,7 +57,7 @@ def serving_measurements(ws: Workspace, ctx: GateContext, candidate_dir: Path | 
     baseline_dir = None
     if replaced:
         try:
-            baseline_dir = model_ref(ws, replaced[1])
+            baseline_dir = version_ref(ws, replaced[1])
         except ArtifactError:
             # the replaced version's weights are gone: the rollback gate reports that and blocks; the cost
             # gate judges the candidate on what needs no baseline

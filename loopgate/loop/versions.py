@@ -44,7 +44,7 @@ def register_model(ws: Workspace, line: str, model_dir: Path, *, base: str | Non
     if adapter:
         if base is None:
             raise LoopgateError(f"{model_dir} is a PEFT adapter: name its base, the version it was trained on")
-        base_ref = model_ref(ws, base)
+        base_ref = version_ref(ws, base)
         if base_ref.adapter is not None:
             raise LoopgateError(f"{base} is itself an adapter version; Loopgate applies one adapter on a full "
                                 "model — register the adapter on a full version")
@@ -74,7 +74,7 @@ def version_key(ws: Workspace, version_id: str) -> str:
     return sha256_json({"files": v.files, "base": base})
 
 
-def model_ref(ws: Workspace, version_id: str) -> ModelRef:
+def version_ref(ws: Workspace, version_id: str) -> ModelRef:
     """What to load to run the version: its checkout, or for an adapter version its base's checkout and its own.
 
     Both are folders of links to the version's verified blobs; an adapter is merged in memory when loaded,
@@ -86,7 +86,7 @@ def model_ref(ws: Workspace, version_id: str) -> ModelRef:
     if v.kind != "adapter":
         return ModelRef(ws.store.checkout(version_id))
     assert v.base_version is not None
-    base = model_ref(ws, v.base_version)
+    base = version_ref(ws, v.base_version)
     if base.adapter is not None:
         raise LoopgateError(f"{version_id} is an adapter on {v.base_version}, itself an adapter version; Loopgate "
                             "applies one adapter on a full model — register the adapter on a full version")
@@ -95,8 +95,8 @@ def model_ref(ws: Workspace, version_id: str) -> ModelRef:
 
 def model_dir(ws: Workspace, version_id: str) -> Path:
     """The checkout of a full version (one folder of full weights); an adapter version has none — use
-    :func:`model_ref`."""
-    ref = model_ref(ws, version_id)
+    :func:`version_ref`."""
+    ref = version_ref(ws, version_id)
     if ref.adapter is not None:
         raise LoopgateError(f"{version_id} is an adapter version: it has no folder of full weights (it is loaded as "
                             "its base plus the adapter)")
@@ -105,7 +105,7 @@ def model_dir(ws: Workspace, version_id: str) -> Path:
 
 def adapter_parts(ws: Workspace, version_id: str) -> tuple[Path, Path | None]:
     """(base model dir, adapter dir or None): what an engine loads to serve the version un-merged."""
-    ref = model_ref(ws, version_id)
+    ref = version_ref(ws, version_id)
     return ref.base, ref.adapter
 
 

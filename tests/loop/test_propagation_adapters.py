@@ -88,13 +88,13 @@ def test_a_wave_evaluates_re_attached_adapters_on_one_shared_base(tmp_path: Path
     # what the shared base measured is what a merged copy of each child measures
     from loopgate.evaluate.runner import evaluate_model
     from loopgate.loop.evaluation import load_suites
-    from loopgate.loop.versions import model_ref
+    from loopgate.loop.versions import version_ref
 
     suite = load_suites(ws, ["chat"])
     for line in ("support", "sales"):
         new = ws.store.channel(line, "production")
         assert new != f"{line}@1"
         stored = next(e for e in ws.store.evaluations(new) if e.suite == "chat")
-        merged = evaluate_model(model_ref(ws, new), suite, version=new, cache_dir=None)[0]
+        merged = evaluate_model(version_ref(ws, new), suite, version=new, cache_dir=None)[0]
         assert [x.output for x in stored.examples] == [x.output for x in merged.examples]
         assert stored.score == merged.score

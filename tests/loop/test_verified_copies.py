@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from loopgate.errors import ArtifactError, LoopgateError
-from loopgate.loop.versions import adapter_parts, model_dir, model_ref, register_model
+from loopgate.loop.versions import adapter_parts, model_dir, register_model, version_ref
 from loopgate.models import TinyConfig, build_tiny_model, load_model, save_model
 
 DIMS = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 64}
@@ -76,13 +76,13 @@ def test_weights_edited_through_the_checkout_are_never_loaded(workspace: Any, ti
     data[-8:] = b"\x00" * 8  # still a loadable file
     target.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match=r"base@1 is corrupted"):
-        model_ref(workspace, "base@1")
+        version_ref(workspace, "base@1")
 
 
 def test_adapter_version_is_loaded_from_base_plus_adapter_merged_in_memory(with_adapter: Any,
                                                                           tiny_model_dir: Path) -> None:
     ws = with_adapter
-    ref = model_ref(ws, "support@1")
+    ref = version_ref(ws, "support@1")
     assert ref.base == model_dir(ws, "base@1") and ref.adapter == ws.store.checkout("support@1")
     with pytest.raises(LoopgateError, match="adapter version"):
         model_dir(ws, "support@1")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from loopgate.loop.evaluation import evaluate_version
-from loopgate.loop.versions import model_ref, register_model
+from loopgate.loop.versions import register_model, version_ref
 from loopgate.models import TinyConfig, build_tiny_model, load_model, save_model
 from loopgate.store.artifacts import MANIFEST
 
@@ -69,12 +69,12 @@ def test_checkouts_are_links_and_an_adapter_version_costs_its_adapter(workspace:
     register_model(ws, "base", base_dir)
     home = ws.store.home
     evaluate_version(ws, "base@1", ["reversal"])
-    assert_links_not_copies(ws, "base@1", model_ref(ws, "base@1").base)
+    assert_links_not_copies(ws, "base@1", version_ref(ws, "base@1").base)
     before = du_bytes(home)
 
     register_model(ws, "support", adapter_dir, base="base@1")
     [ev] = evaluate_version(ws, "support@1", ["reversal"]).values()
-    ref = model_ref(ws, "support@1")
+    ref = version_ref(ws, "support@1")
     assert ref.adapter is not None
     assert_links_not_copies(ws, "support@1", ref.adapter)
     assert_links_not_copies(ws, "base@1", ref.base)
@@ -100,7 +100,7 @@ def test_a_checkout_is_keyed_from_its_manifest_until_a_file_changes(workspace: A
 
     ws = workspace
     register_model(ws, "base", base_dir)
-    folder = model_ref(ws, "base@1").base
+    folder = version_ref(ws, "base@1").base
     assert directory_model_key(folder) == directory_model_key(base_dir)  # the same content, the same key
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["files"]["model.safetensors"]["sha256"] = "0" * 64  # a manifest that lies, stat signature intact

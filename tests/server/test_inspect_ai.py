@@ -20,7 +20,7 @@ from gateway_world import Server, copy_workspace, facts, template_workspace
 
 from loopgate.evaluate.engine import evaluate_suite
 from loopgate.evaluate.suites import load_suite
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.models import load_model
 from loopgate.spec import SuiteSpec
 
@@ -64,7 +64,7 @@ def _own_score(server: Server, root: Path) -> float:
     path.write_text("".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": p}],
                                         "target": a}) + "\n" for i, (p, a) in enumerate(_rows())))
     suite = load_suite("chat", SuiteSpec(path=str(path), max_new_tokens=4))
-    loaded = load_model(model_ref(server.ws, "base@1"))
+    loaded = load_model(version_ref(server.ws, "base@1"))
     return evaluate_suite(loaded.model, loaded.tokenizer, suite, version="base@1").score
 
 

@@ -28,7 +28,7 @@ from gateway_world import DIMS, Server, copy_workspace, facts, template_workspac
 
 from loopgate.evaluate.engine import choice_loglikelihoods, evaluate_suite
 from loopgate.evaluate.suites import load_suite
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.models import LoadedModel, load_model
 from loopgate.spec import SuiteSpec
 
@@ -48,7 +48,7 @@ class World:
             (self.tasks / name).write_text((TASKS / name).read_text().replace("DATA", str(data)))
         self.data = data
         self.server = Server(copy_workspace(template_workspace(root / "t"), root / "ws"), require_keys=False)
-        self.loaded: LoadedModel = load_model(model_ref(self.server.ws, "base@1"))
+        self.loaded: LoadedModel = load_model(version_ref(self.server.ws, "base@1"))
 
     def lm_eval(self, tasks: list[str], **model_args: Any) -> dict[str, Any]:
         import lm_eval

@@ -13,7 +13,7 @@ import torch
 from gateway_world import Server
 
 from loopgate import loop
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.loop.workspace import Workspace
 from loopgate.models import load_model
 from loopgate.server.gateway.adapters import AdapterServer
@@ -64,7 +64,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
 
 def _merged_answers(ws: Workspace, version: str) -> tuple[list[str], list[list[float | None]]]:
     """What the existing per-version path answers: the adapter merged into its own copy of the base."""
-    loaded = load_model(model_ref(ws, version))
+    loaded = load_model(version_ref(ws, version))
     jobs = [Job(tuple(loaded.tokenizer(p)["input_ids"]), 6) for p in PROMPTS]
     texts = [c[0].text for c in answer(loaded.model, loaded.tokenizer, jobs)]
     scores = [s.logprobs for s in score_prompts(loaded.model, [j.prompt_ids for j in jobs], 1)]

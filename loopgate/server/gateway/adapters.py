@@ -15,7 +15,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from loopgate.loop.versions import model_ref, version_key
+from loopgate.loop.versions import version_key, version_ref
 from loopgate.loop.workspace import Workspace
 from loopgate.models.adapters import AdapterSlot, SharedBase, adapter_name
 from loopgate.models.io import load_model
@@ -119,7 +119,7 @@ async def load_server(ws: Workspace, bases: Bases, version: str, *, max_batch: i
                       ) -> VersionServer:
     """The server that answers for ``version``: a handle on its base's shared server for an adapter version (or a
     full version whose folder is a loaded shared base), else the version's own model and queue."""
-    ref = await asyncio.to_thread(model_ref, ws, version)
+    ref = await asyncio.to_thread(version_ref, ws, version)
     if not bases.enabled or (ref.adapter is None and not bases.loaded(ref.base)):
         loaded = await asyncio.to_thread(load_model, ref)
         return VersionServer(version, loaded.model, loaded.tokenizer, max_batch=max_batch, max_wait_ms=max_wait_ms)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from loopgate.hashing import sha256_json
-from loopgate.loop.versions import model_ref
+from loopgate.loop.versions import version_ref
 from loopgate.loop.workspace import Workspace
 
 # (path under base_url, JSON body) → (status, body text); the caller maps transport failures to its errors
@@ -43,7 +43,7 @@ class LoraRegistry:
         v = self.ws.store.version(version)
         if v.kind != "adapter":
             return None
-        ref = model_ref(self.ws, version)
+        ref = version_ref(self.ws, version)
         assert ref.adapter is not None
         return adapter_name(v.line, v.number, v.files), Path(ref.adapter).resolve()
 
