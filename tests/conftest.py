@@ -17,32 +17,7 @@ os.environ.setdefault("LOOPGATE_THREADS", "1")
 # deliberately smaller than TinyConfig's defaults: these tests prove plumbing, not learning
 TINY_DIMS = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 64}
 
-SMALL_SPEC = """\
-name: test-eco
-suites:
-  reversal:
-    path: suites/reversal.jsonl
-recipes:
-  domain-sft:
-    method: sft
-    steps: 5
-lines:
-  base:
-    tier: foundation
-  support:
-    tier: industrial
-    parent: base
-    recipe: domain-sft
-    suites: [reversal]
-  billing:
-    tier: application
-    parent: support
-  helpdesk:
-    tier: app
-    parent: support
-    app:
-      prompt_template: "Q: {input}\\nA:"
-"""
+from small_spec import SMALL_SPEC  # noqa: E402  (re-exported: the workspace fixture's spec)
 
 
 @pytest.fixture(scope="session")

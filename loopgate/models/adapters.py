@@ -112,6 +112,8 @@ class SharedBase:
             if victim is None:
                 return
             self.model.delete_adapter(victim)
+            # peft makes the adapter it falls back to the active one, marked trainable: this one is served
+            self.model.requires_grad_(False)
             del self.sizes[victim]
             self.unloads += 1
         active = self.model.active_adapter

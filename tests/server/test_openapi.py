@@ -27,7 +27,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 @pytest.fixture(scope="module")
 def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from conftest import SMALL_SPEC
+    from small_spec import SMALL_SPEC
 
     from loopgate.loop.workspace import Workspace
 

@@ -25,7 +25,7 @@ NO_TOKEN_ID = str(2**31 - 1)  # the largest id the route takes; no test makes th
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A fresh workspace (no model needed: nothing here gets past the checks) served in-process."""
-    from conftest import SMALL_SPEC
+    from small_spec import SMALL_SPEC
 
     from loopgate.loop.workspace import Workspace
 
