@@ -41,6 +41,18 @@ def pg_server() -> Iterator[Any]:
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def postgres_demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``loopgate demo --quick`` on PostgreSQL, running beside the suite from its first test on (see
+    ``tests/background_demo.py``); None when its test is not collected."""
+    import background_demo
+
+    if not any(background_demo.TEST in item.nodeid for item in request.session.items):
+        yield None
+        return
+    yield from background_demo.start(request.getfixturevalue("pg_server"), tmp_path_factory.mktemp("pg-demo"))
+
+
 @pytest.fixture
 def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
     """The registry database a test runs on: ``sqlite`` (the workspace's own file) unless the test is

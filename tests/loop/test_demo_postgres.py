@@ -8,7 +8,6 @@ server (``tests/pg.py``) through the console script, as a user runs it, and must
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 from pg import both_databases
-from seed import SEED
 
 from loopgate.demo.tamper import FORGER, copy_registry, tamper_copy
 from loopgate.store import Store
@@ -52,14 +50,13 @@ def test_the_tamper_step_catches_an_edit_in_a_copy_on_both_databases(workspace: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
-def test_loopgate_demo_quick_tells_the_whole_story_on_postgresql(database: str, tmp_path: Path) -> None:
-    """The quick demo (about 2 minutes on 2 idle cores) with LOOPGATE_DATABASE_URL set: exit 0, no traceback,
-    every claim of the story holds, the registry is the PostgreSQL database and the tampered copy is caught."""
-    root = tmp_path / "demo"
-    proc = subprocess.run([LOOPGATE, "demo", "--quick", "--json", "--seed", str(SEED), "--workspace", str(root)],
-                          capture_output=True, text=True, timeout=1500,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "LOOPGATE_DATABASE_URL": database})
+def test_loopgate_demo_quick_tells_the_whole_story_on_postgresql(postgres_demo: Any) -> None:
+    """The quick demo with LOOPGATE_DATABASE_URL set, started in the background when the session began
+    (tests/background_demo.py): exit 0, no traceback, every claim of the story holds, the registry is the
+    PostgreSQL database and the tampered copy is caught."""
+    root, database = postgres_demo.root, postgres_demo.url
+    code, stdout, stderr = postgres_demo.wait(timeout=1500)
+    proc = subprocess.CompletedProcess(args=[], returncode=code, stdout=stdout, stderr=stderr)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     demo = json.loads(proc.stdout)
     broken = [c for c in demo["story"] if not c["holds"]]
