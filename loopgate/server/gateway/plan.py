@@ -14,6 +14,7 @@ from loopgate.server.gateway.batching import VersionServer
 from loopgate.server.gateway.decoding import Job, Sampling
 from loopgate.server.gateway.schemas import MAX_STOPS, ChatRequest, CompletionRequest
 from loopgate.server.gateway.service import GatewayError, GatewaySettings, Target, render_template
+from loopgate.server.gateway.settings import answer_length
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,7 @@ def plan(body: CompletionRequest | ChatRequest, srv: VersionServer, target: Targ
         k, echo, asked = body.logprobs, body.echo, body.max_tokens
     if not all(texts) or not all(ids):  # an app template of just "{input}", a chat template rendering nothing
         raise _bad("the prompt is empty", "messages" if chat else "prompt", "empty_prompt")
-    max_new = target.max_new_tokens if asked is None else asked
-    if max_new > settings.max_tokens:
-        raise _bad(f"max_tokens {max_new} is over this gateway's limit of {settings.max_tokens}", "max_tokens")
-    if len(ids) * body.n > settings.max_batch:
-        raise _bad(f"{len(ids)} prompts × n {body.n} is over this gateway's limit of {settings.max_batch} "
-                   "choices per request", "n")
+    max_new = answer_length(asked, len(ids), body.n, target, settings)
     longest = max(len(p) for p in ids)
     if srv.max_positions and longest + max_new > srv.max_positions:
         raise _bad(f"this model's context is {srv.max_positions} tokens; the prompt has {longest} and max_tokens "

@@ -70,3 +70,17 @@ class Target:
 def render_template(template: str, text: str) -> str:
     # a plain replace, not str.format: braces in a user's text are text
     return template.replace("{input}", text)
+
+
+def answer_length(asked: int | None, prompts: int, n: int, target: Target, settings: GatewaySettings) -> int:
+    """The answer length a request gets (its own ``max_tokens``, else the line's), refused (400) over this
+    gateway's limits: the longest answer, and prompts × ``n`` choices in one request. Served here and forwarded
+    to an upstream alike."""
+    max_new = target.max_new_tokens if asked is None else asked
+    if max_new > settings.max_tokens:
+        raise GatewayError(400, f"max_tokens {max_new} is over this gateway's limit of {settings.max_tokens}",
+                           param="max_tokens", code="invalid_value")
+    if prompts * n > settings.max_batch:
+        raise GatewayError(400, f"{prompts} prompts × n {n} is over this gateway's limit of {settings.max_batch} "
+                           "choices per request", param="n", code="invalid_value")
+    return max_new

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from loopgate.server.gateway import render
 from loopgate.server.gateway.schemas import ChatRequest, CompletionRequest
 from loopgate.server.gateway.service import Gateway, GatewayError, GatewaySettings, Target, render_template
+from loopgate.server.gateway.settings import answer_length
 from loopgate.server.gateway.upstream_client import UpstreamError, Upstreams
 from loopgate.server.gateway.wire import sse
 
@@ -102,12 +103,7 @@ def payload(body: CompletionRequest | ChatRequest, target: Target, settings: Gat
     else:
         data["prompt"], texts = _prompts(body, target, settings)
         asked = body.max_tokens
-    max_new = target.max_new_tokens if asked is None else asked
-    if max_new > settings.max_tokens:
-        raise _bad(f"max_tokens {max_new} is over this gateway's limit of {settings.max_tokens}", "max_tokens")
-    if len(texts) * body.n > settings.max_batch:
-        raise _bad(f"{len(texts)} prompts × n {body.n} is over this gateway's limit of {settings.max_batch} "
-                   "choices per request", "n")
+    max_new = answer_length(asked, len(texts), body.n, target, settings)
     data["max_tokens"] = max_new
     stop = body.stops()
     data["stop"] = list(target.stop if stop is None else stop)
