@@ -135,11 +135,14 @@ def test_the_release_managers_view_of_the_demo(site: dict[str, Any], tmp_path: P
     shot("4-line-marks")
 
     # 3. the ledger filtered to rollbacks, through its form
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     driver.get(url + "/ledger")
     Select(driver.find_element(By.ID, "filter-kind")).select_by_visible_text("channel.rollback")
     driver.find_element(By.ID, "filter").click()
+    # the form submits a new page load: wait for the filtered page, not the one the click left
+    WebDriverWait(driver, 30).until(lambda d: "kind=channel.rollback" in d.current_url
+                                    and d.execute_script("return document.readyState") == "complete")
     rows = driver.find_elements(By.CSS_SELECTOR, "#ledger tr:not(:first-child)")
     kinds = [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows]
     expected = [e for e in site["store"].ledger() if e.kind == "channel.rollback"]
